@@ -1,0 +1,1 @@
+"""`hrn-hw export`: checkpoint -> quantised IR -> golden vectors, HLS C++ project and report."""

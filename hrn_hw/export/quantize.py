@@ -1,0 +1,201 @@
+"""Checkpoint -> QuantModel: fold BatchNorm, calibrate ranges, choose every fixed-point format.
+
+Defaults (docs/fixed_point.md): 16-bit data path; weights and biases take the finest 16-bit
+format holding their largest magnitude; feature maps, head activations and the embedding take
+the finest 16-bit format holding 1.25x the largest magnitude seen on the calibration images;
+h, coefficients and residues are Q2.14, bases Q1.15. `--precision FILE` overrides any of them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hrn_hw.errors import ConfigError
+from hrn_hw.export.ir import ActQ, ConvQ, DenseQ, ExportError, HeadQ, PoolQ, QuantModel, UnitQ
+from hrn_hw.export.precision import Precision
+from hrn_hw.export.shapes import hash_sources, reachable_calls
+from hrn_hw.fixedpoint.fmt import Fmt, SatCounter, fmt_for_range, quantize
+from hrn_hw.fixedpoint.ops import energy_threshold, norm_shift
+from reference.hashing import index_hash
+from reference.hrn import HRN
+from reference.units import Activation, BatchNormLayer, ConvLayer, DropoutLayer, PoolLayer
+
+ALPHA_FRAC = 16
+
+
+@dataclass
+class FoldedConv:
+    weight: np.ndarray        # float64 [o, c, k, k], BN folded in
+    bias: np.ndarray | None
+    conv: ConvLayer
+    probe: torch.nn.Module    # the module whose output is the folded conv's output
+
+
+def _fold_unit(index: int, unit) -> list:
+    """Float layer list of one unit: FoldedConv, ('act', slope) or ('pool', k, stride)."""
+    mods, out, j = list(unit.layers), [], 0
+    while j < len(mods):
+        mod = mods[j]
+        if isinstance(mod, ConvLayer):
+            w = mod.weight.detach().double().numpy()
+            b = None if mod.bias is None else mod.bias.detach().double().numpy()
+            probe = mod
+            if j + 1 < len(mods) and isinstance(mods[j + 1], BatchNormLayer):
+                bn = mods[j + 1]
+                g = (bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)).numpy()
+                mean, beta = bn.running_mean.double().numpy(), bn.bias.detach().double().numpy()
+                w = w * g[:, None, None, None]
+                b = ((b if b is not None else 0.0) - mean) * g + beta
+                probe, j = bn, j + 1
+            out.append(FoldedConv(w, b, mod, probe))
+        elif isinstance(mod, BatchNormLayer):
+            raise ConfigError(f"unit {index}: export folds batchnorm into the conv before it; a batchnorm "
+                              "that does not follow a conv is not supported")
+        elif isinstance(mod, Activation):
+            if not any(isinstance(layer, FoldedConv) for layer in out):
+                raise ConfigError(f"unit {index}: export needs a conv before the first activation")
+            out.append(("act", mod.slope))
+        elif isinstance(mod, PoolLayer):
+            out.append(("pool", mod.kernel, mod.stride))
+        elif not isinstance(mod, DropoutLayer):         # dropout is the identity at inference
+            raise ConfigError(f"unit {index}: layer {type(mod).__name__} is not supported by export")
+        j += 1
+    if not any(isinstance(layer, FoldedConv) for layer in out):
+        raise ConfigError(f"unit {index}: export needs at least one conv layer per unit")
+    return out
+
+
+def _alpha(slope: float) -> ActQ:
+    return ActQ(int(round(slope * (1 << ALPHA_FRAC))), ALPHA_FRAC)
+
+
+class _RangeProbe:
+    """Largest |output| of each probed module during calibration."""
+
+    def __init__(self):
+        self.max: dict[str, float] = {}
+        self.handles = []
+
+    def watch(self, name: str, module: torch.nn.Module) -> None:
+        def hook(_mod, _inp, out):
+            if out.numel():
+                self.max[name] = max(self.max.get(name, 0.0), float(out.detach().abs().max()))
+        self.handles.append(module.register_forward_hook(hook))
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+@torch.no_grad()
+def calibrate(model: HRN, folded: list, calib: list[tuple[int, np.ndarray]]) -> dict[str, float]:
+    """Run the float model on each task's calibration images; ranges keyed by tensor name."""
+    probe = _RangeProbe()
+    for i, layers in enumerate(folded):
+        for j, layer in enumerate(layers):
+            if isinstance(layer, FoldedConv):
+                probe.watch(f"unit{i}.{j}.out", layer.probe)
+    for t, head in enumerate(model.heads):
+        for j, lin in enumerate([*head.hidden, head.out]):
+            probe.watch(f"head{t}.{j}.out", lin)
+    emb = 0.0
+    try:
+        for task, x in calib:
+            for start in range(0, len(x), 256):
+                _, routing = model(torch.from_numpy(x[start:start + 256]), task)
+                emb = max(emb, float(routing.embedding.abs().max()))
+    finally:
+        probe.close()
+    ranges = dict(probe.max)
+    ranges["embedding"] = emb
+    return ranges
+
+
+def quantize_model(model: HRN, tasks: list, calib: list[tuple[int, np.ndarray]], precision: Precision,
+                   counter: SatCounter, source: dict | None = None) -> tuple[QuantModel, dict]:
+    """Build the QuantModel; returns it and the calibration ranges (for the report)."""
+    model.eval()
+    folded = [_fold_unit(i, u) for i, u in enumerate(model.units)]
+    ranges = calibrate(model, folded, calib)
+    conv_seen = [v for k, v in ranges.items() if k.startswith("unit")]
+    fallback = max(conv_seen) if conv_seen else 1.0
+    units = []
+    init = model.pool.initialised().tolist()
+    for i, layers in enumerate(folded):
+        qlayers = []
+        for j, layer in enumerate(layers):
+            name = f"unit{i}.{j}"
+            if isinstance(layer, FoldedConv):
+                w_fmt = precision.fmt(f"{name}.weight", np.abs(layer.weight).max(), weight=True)
+                w = quantize(layer.weight, w_fmt, counter, f"{name}.weight")
+                b, b_fmt = None, None
+                if layer.bias is not None:
+                    b_fmt = precision.fmt(f"{name}.bias", np.abs(layer.bias).max(), weight=True)
+                    b = quantize(layer.bias, b_fmt, counter, f"{name}.bias")
+                out_fmt = precision.fmt(f"{name}.out", ranges.get(f"{name}.out", fallback))
+                qlayers.append(ConvQ(int(w.shape[0]), layer.conv.kernel, layer.conv.stride, layer.conv.padding,
+                                     w, w_fmt, b, b_fmt, out_fmt))
+            elif layer[0] == "act":
+                qlayers.append(_alpha(layer[1]))
+            else:
+                qlayers.append(PoolQ(layer[1], layer[2]))
+        units.append(UnitQ(i, model.units[i].in_channels, qlayers, bool(init[i])))
+    heads = []
+    for t, (head, spec) in enumerate(zip(model.heads, tasks)):
+        lins = [*head.hidden, head.out]
+        qlayers = []
+        for j, lin in enumerate(lins):
+            name = f"head{t}.{j}"
+            w = lin.weight.detach().double().numpy().T
+            b = lin.bias.detach().double().numpy()
+            w_fmt = precision.fmt(f"{name}.weight", np.abs(w).max(), weight=True)
+            b_fmt = precision.fmt(f"{name}.bias", np.abs(b).max(), weight=True)
+            out_fmt = precision.fmt(f"{name}.out", ranges.get(f"{name}.out", 1.0))
+            act = _alpha(head.slope) if j < len(lins) - 1 else None
+            qlayers.append(DenseQ(quantize(w, w_fmt, counter, f"{name}.weight"), w_fmt,
+                                  quantize(b, b_fmt, counter, f"{name}.bias"), b_fmt, out_fmt, act))
+        heads.append(HeadQ(t, spec.name, list(spec.classes), qlayers))
+    h_fmt, basis_fmt = precision.fixed("h"), precision.fixed("basis")
+    coef_fmt, residue_fmt = precision.fixed("coef"), precision.fixed("residue")
+    emb_fmt = precision.fmt("embedding", ranges["embedding"])
+    if basis_fmt.frac + coef_fmt.frac < h_fmt.frac:
+        raise ConfigError("precision: basis frac + coef frac must be at least h frac")
+    bases = quantize(model.pool.bases.double().numpy(), basis_fmt, counter, "basis")
+    p = model.cfg.hrn
+    qm = QuantModel(tuple(int(v) for v in _input_shape(tasks)), model.s, p.basis_size, model.d,
+                    float(p.tau_depth), energy_threshold(p.tau_depth, residue_fmt.frac), 0,
+                    [int(v) for v in model.hash_seeds.tolist()], h_fmt, basis_fmt, coef_fmt, residue_fmt,
+                    emb_fmt, bases, units, heads, source=source or {})
+    qm.reachable = reachable_calls(qm)
+    qm.norm_k = _norm_k(qm)
+    return qm, ranges
+
+
+def _input_shape(tasks: list) -> tuple:
+    from hrn_hw.data import dataset_shape
+    shapes = {tuple(dataset_shape(t.dataset))[:3] for t in tasks}
+    if len(shapes) != 1:
+        raise ExportError(f"tasks have different input shapes {sorted(shapes)}; one export takes one shape")
+    return shapes.pop()
+
+
+def _norm_k(qm: QuantModel) -> int:
+    """One 1/sqrt shift for every hash source, from the largest possible hash energy."""
+    bits = 1
+    for src in hash_sources(qm):
+        n = math.prod(src["shape"])
+        buckets, _ = index_hash(qm.hash_seeds[src["hash_index"]], n, qm.s)
+        counts = np.bincount(buckets, minlength=qm.s).astype(object)
+        peak = 255 if src["hash_index"] == 0 else 1 << (src["width"] - 1)
+        if int(counts.max()) * peak >= 1 << 31:
+            raise ExportError(f"hash accumulator of source {src} exceeds 32 bits; use narrower maps")
+        bound = int(sum(int(c) * peak * int(c) * peak for c in counts))
+        bits = max(bits, bound.bit_length())
+    k = norm_shift(bits, qm.h_fmt)
+    if k > 62:
+        raise ExportError(f"1/sqrt shift {k} exceeds 62 bits; use narrower maps or h")
+    return k
