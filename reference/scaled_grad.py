@@ -26,7 +26,7 @@ class _ScaledConv2d(Function):
     def forward(ctx, x, weight, bias, scale, stride, padding):
         ctx.save_for_backward(x, weight, scale)
         ctx.conf = (stride, padding, bias is not None)
-        return F.conv2d(x, weight, bias, stride, padding)
+        return conv_forward(x, weight, bias, stride, padding)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -38,13 +38,12 @@ class _ScaledConv2d(Function):
         # by c_b (>= tau_d > 0 whenever a unit runs) recovers the unscaled input gradient.
         c = _per_sample(scale, grad_out)
         divide = need_x and bool((scale != 0).all())
-        grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
-            grad_out * c, x, weight, [weight.shape[0]] if has_bias else None, _pair(stride), _pair(padding),
-            [1, 1], False, [0, 0], 1, [divide, need_w, bool(need_b)])
+        grad_x, grad_w, grad_b = conv_backward(grad_out * c, x, weight, stride, padding,
+                                               [divide, need_w, bool(need_b)])
         if divide:
             grad_x = grad_x / _per_sample(scale, grad_x)
         elif need_x:   # a zero factor: the input gradient needs the unscaled grad_out
-            grad_x = torch.nn.grad.conv2d_input(x.shape, weight, grad_out, stride, padding)
+            grad_x = conv_backward(grad_out, x, weight, stride, padding, [True, False, False])[0]
         return grad_x, grad_w, grad_b if need_b else None, None, None, None
 
 
@@ -69,7 +68,7 @@ class _ScaledAffine(Function):
 def conv2d(x, weight, bias, stride, padding, scale: torch.Tensor | None):
     """F.conv2d, with parameter gradients of sample b multiplied by scale[b] when given."""
     if scale is None:
-        return F.conv2d(x, weight, bias, stride, padding)
+        return conv_forward(x, weight, bias, stride, padding)
     return _ScaledConv2d.apply(x, weight, bias, scale.detach(), stride, padding)
 
 
@@ -78,3 +77,101 @@ def channel_affine(x, gamma, beta, scale: torch.Tensor | None):
     if scale is None:
         return x * gamma.view(1, -1, 1, 1) + beta.view(1, -1, 1, 1)
     return _ScaledAffine.apply(x, gamma, beta, scale.detach())
+
+
+# ---- fused unit block: conv -> batch norm -> per-channel affine -> (leaky) ReLU -----------------
+#
+# The same arithmetic as conv2d + F.batch_norm + channel_affine + F.leaky_relu above, as one
+# autograd node with a hand-written backward (fewer graph nodes and Python calls per unit).
+# Small batches use the plain im2col convolution kernel (aten._slow_conv2d_*), which is several
+# times faster than oneDNN's for the few-sample, one-input-channel calls that routing makes;
+# large batches use the default kernel. Both are deterministic.
+
+SMALL_BATCH = 64
+
+
+def conv_forward(x, weight, bias, stride: int, padding: int):
+    """F.conv2d, on the im2col kernel for small batches."""
+    if x.shape[0] <= SMALL_BATCH and x.device.type == "cpu":
+        k = list(weight.shape[2:])
+        return torch.ops.aten._slow_conv2d_forward(x, weight, k, bias, _pair(stride), _pair(padding))
+    return F.conv2d(x, weight, bias, stride, padding)
+
+
+def conv_backward(grad, x, weight, stride: int, padding: int, mask: list[bool]):
+    """(grad_input, grad_weight, grad_bias) of conv_forward, the entries of `mask` only."""
+    if x.shape[0] <= SMALL_BATCH and x.device.type == "cpu":
+        k = list(weight.shape[2:])
+        return torch.ops.aten._slow_conv2d_backward(grad, x, weight, k, _pair(stride), _pair(padding), mask)
+    return torch.ops.aten.convolution_backward(grad, x, weight, [weight.shape[0]] if mask[2] else None,
+                                               _pair(stride), _pair(padding), [1, 1], False, [0, 0], 1, mask)
+
+
+class _UnitBlock(Function):
+    """y = act(bn_affine(bn_norm(conv(x)))) with Eq. 7 per-sample scaling of every parameter
+    gradient (conv weight/bias, BN gamma/beta) when `scale` is given; input gradients unscaled."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, gamma, beta, scale, running_mean, running_var, conf):
+        stride, padding, use_batch, momentum, eps, slope = conf
+        y = conv_forward(x, weight, bias, stride, padding)
+        xhat, save_mean, save_invstd = torch.ops.aten.native_batch_norm(
+            y, None, None, running_mean, running_var, use_batch, momentum, eps)
+        z = xhat * gamma.view(1, -1, 1, 1) + beta.view(1, -1, 1, 1)
+        out = F.leaky_relu(z, slope) if slope else F.relu(z)
+        ctx.save_for_backward(x, weight, gamma, scale, y, xhat, z, save_mean, save_invstd)
+        # running statistics only matter to the backward when they normalised (not in place then)
+        ctx.running = (None, None) if use_batch else (running_mean, running_var)
+        ctx.conf = conf
+        ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight, gamma, scale, y, xhat, z, save_mean, save_invstd = ctx.saved_tensors
+        rm, rv = ctx.running
+        stride, padding, use_batch, momentum, eps, slope = ctx.conf
+        need = ctx.needs_input_grad
+        gz = (torch.ops.aten.leaky_relu_backward(grad_out, z, slope, False) if slope
+              else torch.ops.aten.threshold_backward(grad_out, z, 0))
+        scaled = gz if scale is None else gz * _per_sample(scale, gz)
+        grad_g = (scaled * xhat).sum(dim=(0, 2, 3)) if need[3] else None
+        grad_b = scaled.sum(dim=(0, 2, 3)) if need[4] else None
+        need_x, need_w, need_bias = need[0], need[1], ctx.has_bias and need[2]
+        if not (need_x or need_w or need_bias):
+            return None, None, None, grad_g, grad_b, None, None, None, None
+        gxhat = gz * gamma.view(1, -1, 1, 1)
+        gy = torch.ops.aten.native_batch_norm_backward(
+            gxhat, y, None, rm, rv, save_mean, save_invstd, use_batch, eps, [True, False, False])[0]
+        if scale is None:
+            gx, gw, gb = conv_backward(gy, x, weight, stride, padding, [need_x, need_w, need_bias])
+        else:
+            # parameter gradients from the per-sample scaled gradient; the input gradient of
+            # sample b is linear in its own gradient, so dividing by c_b recovers the unscaled one
+            c = _per_sample(scale, gy)
+            divide = need_x and bool((scale != 0).all())
+            gx, gw, gb = conv_backward(gy * c, x, weight, stride, padding, [divide, need_w, need_bias])
+            if divide:
+                gx = gx / _per_sample(scale, gx)
+            elif need_x:
+                gx = conv_backward(gy, x, weight, stride, padding, [True, False, False])[0]
+        return (gx if need_x else None, gw if need_w else None, gb if need_bias else None,
+                grad_g, grad_b, None, None, None, None)
+
+
+def unit_block(x, weight, bias, gamma, beta, running_mean, running_var, stride: int, padding: int,
+               use_batch: bool, momentum: float, eps: float, slope: float, scale: torch.Tensor | None):
+    """conv -> BN (batch statistics when use_batch, updating the running ones) -> affine -> act."""
+    conf = (stride, padding, use_batch, momentum, eps, slope)
+    return _UnitBlock.apply(x, weight, bias, gamma, beta, None if scale is None else scale.detach(),
+                            running_mean, running_var, conf)
+
+
+@torch.no_grad()
+def unit_block_eval(x, weight, bias, gamma, beta, running_mean, running_var, stride: int, padding: int,
+                    eps: float, slope: float):
+    """unit_block on running statistics without autograd (inference)."""
+    y = conv_forward(x, weight, bias, stride, padding)
+    xhat = torch.ops.aten.native_batch_norm(y, None, None, running_mean, running_var, False, 0.0, eps)[0]
+    z = xhat * gamma.view(1, -1, 1, 1) + beta.view(1, -1, 1, 1)
+    return F.leaky_relu(z, slope) if slope else F.relu(z)

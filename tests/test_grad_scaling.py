@@ -304,3 +304,68 @@ def test_no_scaling_outside_training(oracle):
         for name, gr in unit_grads(g_off, u).items():
             assert gr is not None
             torch.testing.assert_close(g_on[name], gr, rtol=0, atol=0)
+
+
+# ---- the fused unit block (conv -> BN -> affine -> act as one autograd node) --------------------
+
+UNIT_LAYERS = [{"type": "conv", "out_channels": 6, "kernel": 5, "stride": 3, "padding": 2},
+               {"type": "batchnorm"}, {"type": "leaky_relu", "slope": 0.01}]
+
+
+def _unit_pair(train: bool, layers=UNIT_LAYERS, seed: int = 5):
+    torch.manual_seed(seed)
+    unit = ConvUnit(1, layers).train(train)
+    bn = unit.layers[1]
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.2, 0.2)
+    assert unit._fusable()
+    return unit, copy.deepcopy(unit)
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("n", [1, 7, scaled_grad.SMALL_BATCH + 9])    # both convolution kernels
+@pytest.mark.parametrize("scaled", [True, False])
+def test_fused_unit_equals_layer_by_layer(train, n, scaled):
+    """Outputs, input and parameter gradients (Eq. 7 scaled or not) and BN running statistics."""
+    fused, plain = _unit_pair(train)
+    x = torch.rand(n, 16, 10, 10, requires_grad=True)
+    c = torch.rand(n) if scaled else None
+    G = torch.randn(n, 6, 4, 4)
+    out_f, out_p = fused(x, c), plain.forward_unfused(x, c)
+    torch.testing.assert_close(out_f, out_p, rtol=0, atol=0)
+    g_f = torch.autograd.grad((out_f * G).sum(), [x, *fused.parameters()])
+    g_p = torch.autograd.grad((out_p * G).sum(), [x, *plain.parameters()])
+    for a, b in zip(g_f, g_p):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    for (k, a), b in zip(fused.state_dict().items(), plain.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    with torch.no_grad():                                     # the autograd-free eval block
+        fused.eval(), plain.eval()
+        torch.testing.assert_close(fused(x), plain.forward_unfused(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("n", [3, scaled_grad.SMALL_BATCH + 9])
+def test_fused_unit_matches_torch_modules(train, n):
+    """Unscaled, the fused block is nn.Conv2d -> nn.BatchNorm2d -> LeakyReLU, gradients included."""
+    fused, _ = _unit_pair(train)
+    conv, bn = fused.layers[0], fused.layers[1]
+    ref = torch.nn.Sequential(torch.nn.Conv2d(1, 6, 5, 3, 2), torch.nn.BatchNorm2d(6), torch.nn.LeakyReLU(0.01))
+    ref.load_state_dict({"0.weight": conv.weight, "0.bias": conv.bias, "1.weight": bn.weight, "1.bias": bn.bias,
+                         "1.running_mean": bn.running_mean, "1.running_var": bn.running_var,
+                         "1.num_batches_tracked": torch.tensor(0)})
+    ref.train(train)
+    x = torch.rand(n, 1, 28, 28, requires_grad=True)
+    out_f, out_r = fused(x), ref(x)
+    torch.testing.assert_close(out_f, out_r, rtol=1e-5, atol=1e-6)
+    G = torch.randn(out_r.shape)
+    g_f = torch.autograd.grad((out_f * G).sum(), [x, conv.weight, conv.bias, bn.weight, bn.bias])
+    g_r = torch.autograd.grad((out_r * G).sum(), [x, *ref.parameters()])
+    scale = max(float(b.abs().max()) for b in g_r)
+    for a, b in zip(g_f, g_r):   # (a conv bias before train-mode BN has a true gradient of 0)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * scale)
+    torch.testing.assert_close(bn.running_mean, ref[1].running_mean)
+    torch.testing.assert_close(bn.running_var, ref[1].running_var)
