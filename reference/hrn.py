@@ -225,9 +225,51 @@ class HRN(nn.Module):
             hash_index = unit + 1
         return emb, routes, norms, l1
 
+    @torch.no_grad()
+    def route_single_eval(self, x: torch.Tensor) -> Routing:
+        """One sample on frozen bases without autograd (inference): `route_oracle` in eval mode
+        with the selection written out on Python lists (few tensor ops per step). Same routes,
+        embeddings equal within float rounding (tested)."""
+        assert not self.training and x.shape[0] == 1
+        y = pixels_to_input(x)
+        pool, s, d, M, m = self.pool, self.s, self.d, self.num_units, self.pool.m
+        cand = pool.initialised().tolist()                 # eval: initialised and unused
+        bases = pool.bases
+        flat_bases = bases.view(M * m, s)
+        seeds = self.hash_seeds.tolist()
+        routes, norms, rs = [-1] * d, [0.0] * d, []
+        hash_index = 0
+        for k in range(d):
+            h = normalised_hash(y, seeds[hash_index], s)[0]
+            coef = flat_bases @ h
+            energy = coef.view(M, m).square().sum(1).tolist()
+            unit, best = -1, -1.0
+            for u in range(M):                             # first maximum: ties to the lowest index
+                if cand[u] and energy[u] > best:
+                    unit, best = u, energy[u]
+            if unit < 0:
+                break
+            r = h - coef[unit * m:(unit + 1) * m] @ bases[unit]
+            rs.append(r)
+            rn = float(r.norm())
+            routes[k], norms[k] = unit, rn
+            cand[unit] = False
+            if k == d - 1 or rn < self.tau_d or not any(cand):
+                break
+            y = self.units[unit](y)
+            hash_index = unit + 1
+        if rs:
+            r = torch.stack(rs)
+            emb, l1 = r.sum(0, keepdim=True), r.abs().sum().reshape(1)
+        else:
+            emb, l1 = y.new_zeros(1, s), y.new_zeros(1)
+        return Routing(emb, torch.tensor([routes], device=x.device), torch.tensor([norms], device=x.device), l1)
+
     def route(self, x: torch.Tensor, oracle: bool = False) -> Routing:
         """Route a batch; a single sample in eval mode takes the per-sample path, which is
         faster there and gives the same routes and embeddings on frozen bases."""
+        if not oracle and not self.training and x.shape[0] == 1 and not torch.is_grad_enabled():
+            return self.route_single_eval(x)
         if oracle or (not self.training and x.shape[0] == 1):
             return self.route_oracle(x)
         return self.route_batched(x)

@@ -338,8 +338,11 @@ def test_fused_unit_equals_layer_by_layer(train, n, scaled):
     torch.testing.assert_close(out_f, out_p, rtol=0, atol=0)
     g_f = torch.autograd.grad((out_f * G).sum(), [x, *fused.parameters()])
     g_p = torch.autograd.grad((out_p * G).sum(), [x, *plain.parameters()])
+    # (the input gradient is divided by c, so rounding grows as 1/c; a conv bias before
+    # train-mode BN has a true gradient of 0, float noise only)
+    scale = max(float(b.abs().max()) for b in g_p)
     for a, b in zip(g_f, g_p):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6 * scale)
     for (k, a), b in zip(fused.state_dict().items(), plain.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
     with torch.no_grad():                                     # the autograd-free eval block

@@ -104,6 +104,14 @@ def check_paths_agree(model, x):
     hr, he = by_hand(model, x)
     assert torch.equal(rb.routes, hr)
     torch.testing.assert_close(rb.embedding, he, rtol=0, atol=1e-5)
+    # the autograd-free single-sample inference path (what route() takes for one eval sample)
+    with torch.no_grad():
+        rs = [model.route(x[b:b + 1]) for b in range(x.shape[0])]
+    assert_same_state(before, state(model))
+    assert torch.equal(torch.cat([r.routes for r in rs]), ro.routes)
+    torch.testing.assert_close(torch.cat([r.embedding for r in rs]), ro.embedding, rtol=0, atol=1e-5)
+    torch.testing.assert_close(torch.cat([r.residue_norms for r in rs]), ro.residue_norms, rtol=0, atol=1e-5)
+    torch.testing.assert_close(torch.cat([r.residue_l1 for r in rs]), ro.residue_l1, rtol=1e-5, atol=1e-4)
     return rb
 
 
