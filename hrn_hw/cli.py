@@ -1,4 +1,4 @@
-"""The `hrn-hw` command line: train and eval (export, verify, bench come with later issues)."""
+"""The `hrn-hw` command line: train, eval, plot, export and verify."""
 
 from __future__ import annotations
 
@@ -184,6 +184,30 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from hrn_hw.export.pipeline import export
+
+    s = export(args.model, args.out, force=args.force, precision_file=args.precision, calib=args.calib,
+               golden_per_task=args.golden, data_dir=args.data_dir, eval_limit=args.eval_limit)
+    worst = max(t["float_accuracy"] - t["fixed_accuracy"] for t in s["tasks"])
+    agree = min(t["route_agreement"] for t in s["tasks"])
+    print(f"exported to {args.out} in {s['export_seconds']:.1f} s: worst float-to-fixed accuracy drop "
+          f"{100 * worst:+.2f} points, lowest route agreement {100 * agree:.2f}%, "
+          f"{sum(s['saturations'].values())} saturation events; see {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from hrn_hw.verify import verify_csim
+
+    r = verify_csim(args.export, args.n)
+    print(f"{r['compared']} compared, {r['mismatches']} mismatches "
+          f"(against {r['against']}, {r['samples_per_second']:.0f} samples/s)")
+    if r["mismatches"]:
+        print(f"mismatching outputs: {r['per_output']}; first samples: {r['first_mismatches']}", file=sys.stderr)
+    return 1 if r["mismatches"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrn-hw", description="Hash-routed networks, from PyTorch to hardware.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -219,6 +243,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results")
     p.add_argument("-o", "--out", help="PNG to write (default: the results path with .png)")
     p.set_defaults(func=cmd_plot)
+
+    x = sub.add_parser("export", help="quantise a model and write golden vectors, HLS C++ and a report")
+    x.add_argument("model", help="trained checkpoint (model.pt)")
+    x.add_argument("-o", "--out", required=True, help="export directory to create")
+    x.add_argument("--force", action="store_true", help="replace an existing export directory")
+    x.add_argument("--precision", help="YAML/JSON file overriding fixed-point formats (docs/fixed_point.md)")
+    x.add_argument("--calib", type=_positive, default=512, help="calibration images (default 512)")
+    x.add_argument("--golden", type=_positive, default=200, help="golden test images per task (default 200)")
+    x.add_argument("--eval-limit", type=_positive, help="cap test images per task for float-vs-fixed")
+    x.add_argument("--data-dir", help="directory holding SVHN / CIFAR-100 files")
+    x.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("verify", help="check an export's C simulation bit for bit against its golden vectors")
+    v.add_argument("export", help="export directory (hrn-hw export -o)")
+    v.add_argument("--against", choices=("csim",), default="csim", help="what to check (default csim)")
+    v.add_argument("-n", type=_positive, help="compare only the first N golden samples")
+    v.set_defaults(func=cmd_verify)
     return parser
 
 

@@ -32,7 +32,6 @@ class FoldedConv:
     weight: np.ndarray        # float64 [o, c, k, k], BN folded in
     bias: np.ndarray | None
     conv: ConvLayer
-    probe: torch.nn.Module    # the module whose output is the folded conv's output
 
 
 def _fold_unit(index: int, unit) -> list:
@@ -43,15 +42,14 @@ def _fold_unit(index: int, unit) -> list:
         if isinstance(mod, ConvLayer):
             w = mod.weight.detach().double().numpy()
             b = None if mod.bias is None else mod.bias.detach().double().numpy()
-            probe = mod
             if j + 1 < len(mods) and isinstance(mods[j + 1], BatchNormLayer):
                 bn = mods[j + 1]
                 g = (bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)).numpy()
                 mean, beta = bn.running_mean.double().numpy(), bn.bias.detach().double().numpy()
                 w = w * g[:, None, None, None]
                 b = ((b if b is not None else 0.0) - mean) * g + beta
-                probe, j = bn, j + 1
-            out.append(FoldedConv(w, b, mod, probe))
+                j += 1
+            out.append(FoldedConv(w, b, mod))
         elif isinstance(mod, BatchNormLayer):
             raise ConfigError(f"unit {index}: export folds batchnorm into the conv before it; a batchnorm "
                               "that does not follow a conv is not supported")
@@ -73,35 +71,47 @@ def _alpha(slope: float) -> ActQ:
     return ActQ(int(round(slope * (1 << ALPHA_FRAC))), ALPHA_FRAC)
 
 
-class _RangeProbe:
-    """Largest |output| of each probed module during calibration."""
+def _folded_forward(layers: list, in_channels: int, x: torch.Tensor, ranges: dict, prefix: str) -> None:
+    """Run a unit's folded layers in float64 on its input maps, recording each conv's |max|."""
+    import torch.nn.functional as F
 
-    def __init__(self):
-        self.max: dict[str, float] = {}
-        self.handles = []
+    from reference.units import fold_channels, pad_to_kernel
 
-    def watch(self, name: str, module: torch.nn.Module) -> None:
-        def hook(_mod, _inp, out):
-            if out.numel():
-                self.max[name] = max(self.max.get(name, 0.0), float(out.detach().abs().max()))
-        self.handles.append(module.register_forward_hook(hook))
-
-    def close(self) -> None:
-        for h in self.handles:
-            h.remove()
+    y = fold_channels(x.double(), in_channels)
+    for j, layer in enumerate(layers):
+        if isinstance(layer, FoldedConv):
+            c = layer.conv
+            w = torch.from_numpy(layer.weight)
+            b = None if layer.bias is None else torch.from_numpy(layer.bias)
+            y = F.conv2d(pad_to_kernel(y, c.kernel, c.padding), w, b, c.stride, c.padding)
+            if y.numel():
+                key = f"{prefix}.{j}.out"
+                ranges[key] = max(ranges.get(key, 0.0), float(y.abs().max()))
+        elif layer[0] == "act":
+            y = F.leaky_relu(y, layer[1]) if layer[1] else F.relu(y)
+        else:
+            y = F.max_pool2d(pad_to_kernel(y, layer[1]), layer[1], layer[2])
 
 
 @torch.no_grad()
 def calibrate(model: HRN, folded: list, calib: list[tuple[int, np.ndarray]]) -> dict[str, float]:
-    """Run the float model on each task's calibration images; ranges keyed by tensor name."""
-    probe = _RangeProbe()
-    for i, layers in enumerate(folded):
-        for j, layer in enumerate(layers):
-            if isinstance(layer, FoldedConv):
-                probe.watch(f"unit{i}.{j}.out", layer.probe)
+    """Run the float model on each task's calibration images; ranges keyed by tensor name.
+
+    Each unit's input maps are caught at the unit's boundary (the reference's internals may fuse
+    layers) and re-run through the BN-folded layers in float64 to measure the conv outputs.
+    """
+    ranges: dict[str, float] = {}
+    handles = []
+    for i, (unit, layers) in enumerate(zip(model.units, folded)):
+        def unit_hook(_mod, inputs, _out, layers=layers, i=i, unit=unit):
+            _folded_forward(layers, unit.in_channels, inputs[0], ranges, f"unit{i}")
+        handles.append(unit.register_forward_hook(unit_hook))
     for t, head in enumerate(model.heads):
         for j, lin in enumerate([*head.hidden, head.out]):
-            probe.watch(f"head{t}.{j}.out", lin)
+            def head_hook(_mod, _inp, out, key=f"head{t}.{j}.out"):
+                if out.numel():
+                    ranges[key] = max(ranges.get(key, 0.0), float(out.abs().max()))
+            handles.append(lin.register_forward_hook(head_hook))
     emb = 0.0
     try:
         for task, x in calib:
@@ -109,8 +119,8 @@ def calibrate(model: HRN, folded: list, calib: list[tuple[int, np.ndarray]]) -> 
                 _, routing = model(torch.from_numpy(x[start:start + 256]), task)
                 emb = max(emb, float(routing.embedding.abs().max()))
     finally:
-        probe.close()
-    ranges = dict(probe.max)
+        for h in handles:
+            h.remove()
     ranges["embedding"] = emb
     return ranges
 
