@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from hrn_hw.config import Config
 from reference.bases import BasisPool
 from reference.hashing import normalised_hash
-from reference.units import ConvUnit
+from reference.units import ConvUnit, fold_channels
 
 
 @dataclass
@@ -182,11 +182,15 @@ class HRN(nn.Module):
             rows = g_go.nonzero().flatten()
             rows = rows[torch.argsort(g_sel[rows], stable=True)]      # continuing rows, by unit
             units, counts = torch.unique_consecutive(g_sel[rows], return_counts=True)
+            shape = tuple(y.shape[1:])     # the grouping key (and BN batch) stays the map's shape
+            in_ch = {self.units[u].in_channels for u in units.tolist()}
+            if len(in_ch) == 1:   # fold the channels before the copy (per sample, so the same sums)
+                y = fold_channels(y, in_ch.pop())
             maps, scales = y.index_select(0, rows), rn[offset:offset + n].index_select(0, rows)
             offset += n
             for unit, part, m, c in zip(units.tolist(), rows.split(counts.tolist()),
                                         maps.split(counts.tolist()), scales.split(counts.tolist())):
-                buckets.setdefault((unit, tuple(y.shape[1:])), []).append((gidx.index_select(0, part), m, c))
+                buckets.setdefault((unit, shape), []).append((gidx.index_select(0, part), m, c))
         out = []
         for (unit, _), parts in sorted(buckets.items(), key=lambda kv: kv[0][0]):
             pidx, maps, scale = (torch.cat(t) if len(t) > 1 else t[0] for t in zip(*parts))

@@ -180,8 +180,10 @@ def unit_block(x, weight, bias, gamma, beta, running_mean, running_var, stride: 
 @torch.no_grad()
 def unit_block_eval(x, weight, bias, gamma, beta, running_mean, running_var, stride: int, padding: int,
                     eps: float, slope: float):
-    """unit_block on running statistics without autograd (inference)."""
-    y = conv_forward(x, weight, bias, stride, padding)
-    xhat = torch.ops.aten.native_batch_norm(y, None, None, running_mean, running_var, False, 0.0, eps)[0]
-    z = xhat * gamma.view(1, -1, 1, 1) + beta.view(1, -1, 1, 1)
+    """unit_block on running statistics without autograd (inference): the normalisation and
+    affine are folded into the convolution, a = gamma / sqrt(var + eps), W' = a W,
+    b' = a (b - mean) + beta (equal to the unfolded block within float rounding)."""
+    a = gamma * torch.rsqrt(running_var + eps)
+    shift = beta - running_mean * a if bias is None else torch.addcmul(beta, bias - running_mean, a)
+    z = conv_forward(x, weight * a.view(-1, 1, 1, 1), shift, stride, padding)
     return F.leaky_relu(z, slope) if slope else F.relu(z)
