@@ -205,6 +205,8 @@ def _norm_k(qm: QuantModel) -> int:
             raise ExportError(f"hash accumulator of source {src} exceeds 32 bits; use narrower maps")
         bound = int(sum(int(c) * peak * int(c) * peak for c in counts))
         bits = max(bits, bound.bit_length())
+    if bits > 63:
+        raise ExportError(f"hash energy bound needs {bits} bits (> 63); use narrower maps")
     k = norm_shift(bits, qm.h_fmt)
     if k > 62:
         raise ExportError(f"1/sqrt shift {k} exceeds 62 bits; use narrower maps or h")
