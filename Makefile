@@ -10,7 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 DEMO_DIR ?= runs/demo
 DEMO_EPOCHS ?= 1
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench bench-export clean
 
 setup: $(INSTALLED) $(FASHION)
 
@@ -39,9 +39,17 @@ demo: setup
 	$(BIN)/hrn-hw train --scenario pairwise-mnist --epochs $(DEMO_EPOCHS) --out $(DEMO_DIR)/model.pt \
 	  --results $(DEMO_DIR)/results.json --force
 	$(BIN)/hrn-hw plot $(DEMO_DIR)/results.json
+	$(BIN)/hrn-hw export $(DEMO_DIR)/model.pt -o $(DEMO_DIR)/export --force
+	$(BIN)/hrn-hw verify $(DEMO_DIR)/export --against csim
+	@sed -n '/^## Float/,/^## Overflow/p' $(DEMO_DIR)/export/report.md | head -n -1
 
 bench: setup
 	$(BIN)/python benchmarks/bench_train_infer.py --out docs/bench_train_infer.json
+
+# Export benchmark on a paper-config model (train one first: see docs/export.md).
+BENCH_MODEL ?= runs/paper/model.pt
+bench-export: setup
+	$(BIN)/python benchmarks/bench_export.py $(BENCH_MODEL) --out docs/bench_export.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
