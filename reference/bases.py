@@ -72,13 +72,14 @@ class BasisPool(nn.Module):
         bases = self.bases.clone() if train else self.bases
         coef_all = self._project_all(h, bases)
         energy = coef_all.detach().square().sum(-1)
-        cand = self.initialised()[None] & ~used
-        masked = energy.masked_fill(~cand, -1.0)
-        best_e, sel = masked.max(dim=1)          # max returns the first (lowest) index on ties
+        init = self.initialised()
+        cand = ~used & init
+        best_e, sel = energy.masked_fill(~cand, -1.0).max(dim=1)   # first (lowest) index on ties
         ok = cand.any(dim=1)
-        fresh = torch.zeros_like(ok)
-        if train and not bool(self.initialised().all()):
-            empty = ~self.initialised()[None] & ~used
+        fresh = None
+        if train and not bool(init.all()):
+            fresh = torch.zeros_like(ok)
+            empty = ~init[None] & ~used
             nonzero = h.detach().norm(dim=1) > 0
             want = empty.any(1) & nonzero & (~ok | (best_e < self.tau_empty ** 2))
             for i in want.nonzero().flatten().tolist():
@@ -88,14 +89,12 @@ class BasisPool(nn.Module):
             if want.any():   # bases may have changed: project everyone on the current snapshot
                 bases = self.bases.clone()
                 coef_all = self._project_all(h, bases)
-        # Keep only the selected unit's coefficients; proj = coef . B_sel as one matmul.
-        pick = torch.arange(self.num_units, device=sel.device)[None, :] == sel[:, None]
-        chosen = coef_all * pick.to(coef_all.dtype)[:, :, None]
-        proj = chosen.flatten(1) @ bases.flatten(0, 1)
-        coef = chosen.sum(1)
-        residue = h - proj
-        if not bool(ok.all()) or bool(fresh.any()):
-            residue = torch.where((ok & ~fresh)[:, None], residue, torch.zeros_like(residue))
+        # The selected unit's coefficients [n, m] and the projection coef . B_sel (one bmm).
+        coef = coef_all[torch.arange(len(sel), device=sel.device), sel]
+        residue = h - torch.bmm(coef.unsqueeze(1), bases[sel]).squeeze(1)
+        keep = ok if fresh is None else ok & ~fresh
+        if fresh is not None or not bool(ok.all()):
+            residue = torch.where(keep[:, None], residue, torch.zeros_like(residue))
         return sel, ok, residue, coef
 
     def _project_all(self, h: torch.Tensor, bases: torch.Tensor) -> torch.Tensor:

@@ -139,14 +139,20 @@ class HRN(nn.Module):
         used = torch.zeros(B, M, dtype=torch.bool, device=dev)
         groups = [(torch.arange(B, device=dev), x, 0)]   # (sample indices, maps, hash index)
         steps = []                                        # (indices, step, selected, ok, residues)
+        seeds = self.hash_seeds.tolist()
         for k in range(self.d):
             idx = torch.cat([g[0] for g in groups]) if len(groups) > 1 else groups[0][0]
-            h = torch.cat([normalised_hash(y, self.seed_of(hid), self.s) for _, y, hid in groups])
+            h = torch.cat([normalised_hash(y, seeds[hid], self.s) for _, y, hid in groups])
             sel, ok, r, coef = self.pool.select(h, used[idx], train)
             steps.append((idx, k, sel, ok, r))
-            used[idx[ok], sel[ok]] = True
-            if train:
-                self.pool.maintain(sel[ok], h[ok].detach(), coef[ok])
+            if bool(ok.all()):                            # the usual case: no masking copies
+                used[idx, sel] = True
+                if train:
+                    self.pool.maintain(sel, h.detach(), coef)
+            else:
+                used[idx[ok], sel[ok]] = True
+                if train:
+                    self.pool.maintain(sel[ok], h[ok].detach(), coef[ok])
             if k == self.d - 1:
                 break
             rn = r.norm(dim=1)
@@ -168,8 +174,12 @@ class HRN(nn.Module):
         l1 = x.new_zeros(B).index_add(0, idx, r.abs().sum(1))
         routes = torch.full((B, self.d), -1, dtype=torch.long, device=x.device)
         norms = x.new_zeros(B, self.d)
-        routes[idx[ok], ks[ok]] = sel[ok]
-        norms[idx[ok], ks[ok]] = r.detach()[ok].norm(dim=1)
+        if bool(ok.all()):
+            routes[idx, ks] = sel
+            norms[idx, ks] = r.detach().norm(dim=1)
+        else:
+            routes[idx[ok], ks[ok]] = sel[ok]
+            norms[idx[ok], ks[ok]] = r.detach()[ok].norm(dim=1)
         return Routing(emb, routes, norms, l1)
 
     def _run_units(self, groups, go, sel, rn):

@@ -22,6 +22,8 @@ def fold_channels(x: torch.Tensor, in_channels: int) -> torch.Tensor:
     c = x.shape[1]
     if c == in_channels:
         return x
+    if in_channels == 1:
+        return x.sum(dim=1, keepdim=True)   # the same reduction as below, without the reshape
     groups = math.ceil(c / in_channels)
     pad = groups * in_channels - c
     if pad:
