@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,17 @@ def verify_csim(export_dir: str | Path, n: int | None = None) -> dict:
     export_dir = Path(export_dir)
     if not export_dir.is_dir():
         raise ExportError(f"{export_dir}: no such export directory")
-    qm = QuantModel.load(export_dir)
-    vec = vectors.load(export_dir)
+    try:
+        qm = QuantModel.load(export_dir)
+    except zipfile.BadZipFile:
+        raise ExportError(f"{export_dir / 'weights.npz'}: corrupt or truncated (not a zip archive)") from None
+    try:
+        vec = vectors.load(export_dir)
+    except zipfile.BadZipFile:
+        raise ExportError(f"{export_dir / 'golden' / 'vectors.npz'}: corrupt or truncated golden vectors "
+                          "(not a zip archive)") from None
+    if not (export_dir / "hls" / "Makefile").is_file():
+        raise ExportError(f"{export_dir}: no HLS project (hls/Makefile missing); export again")
     if n is not None:
         vec = {k: v[:n] for k, v in vec.items()}
     binary = csim.build(export_dir / "hls")

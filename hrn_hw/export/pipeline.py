@@ -14,6 +14,7 @@ import torch
 import hrn_hw
 from hrn_hw import golden
 from hrn_hw.checkpoint import load_checkpoint
+from hrn_hw.errors import ConfigError
 from hrn_hw.export import vectors
 from hrn_hw.export.atomic import check_target, staged_directory
 from hrn_hw.export.evaluate import compare_task
@@ -49,7 +50,10 @@ def export(model_path: str | Path, out: str | Path, force: bool = False, precisi
     out = Path(out)
     check_target(out, force)
     require_tool("g++", "CXX")          # the project's C simulation needs it: fail before any work
-    precision = Precision.from_file(precision_file)
+    try:
+        precision = Precision.from_file(precision_file)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{precision_file}: not valid YAML/JSON (not UTF-8 text)") from None
     _say(f"[1/5] loading {model_path}", quiet)
     model, specs, _ = load_checkpoint(model_path)
     torch.set_num_threads(1)
