@@ -356,17 +356,18 @@ def _huge_weight(model, dst, payload):
     torch.save(payload, dst)
 
 
-@pytest.mark.parametrize("make", [_negative_bn_variance, _huge_weight])
-def test_finite_but_unexportable_weights(make, model, payload, tmp_path):
+@pytest.mark.parametrize("make, expected", [(_negative_bn_variance, "unit0.0.weight: not finite after BatchNorm folding"),
+                                           (_huge_weight, "is too large for fixed point")])
+def test_finite_but_unexportable_weights(make, expected, model, payload, tmp_path):
     """Finite weights the loader accepts but no fixed-point format holds (a negative batchnorm
-    variance folds to NaN; 3e38 needs 128 integer bits): exit 2, one line, nothing written.
-    (The messages come from the format choice, "precision: ...", and do not name the cause.)"""
+    variance folds to NaN; 3e38 needs 128 integer bits): exit 2, one line naming the tensor,
+    nothing written."""
     bad = tmp_path / "model.pt"
     make(model, bad, payload)
     out = tmp_path / "out"
     code, stdout, err = cli(["export", bad, "-o", out, *QUICK])
     assert code == 2 and stdout == ""
-    assert error_line(err).startswith("hrn-hw: error: precision: ")
+    assert expected in error_line(err)
     assert_nothing_written(out)
 
 

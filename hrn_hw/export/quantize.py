@@ -67,6 +67,19 @@ def _fold_unit(index: int, unit) -> list:
     return out
 
 
+MAX_MAGNITUDE = 2.0 ** 30
+
+
+def _checked(name: str, values: np.ndarray) -> np.ndarray:
+    """A float tensor about to be quantised: finite and of a magnitude fixed point can hold."""
+    if not np.isfinite(values).all():
+        raise ExportError(f"{name}: not finite after BatchNorm folding (a negative running_var, "
+                          "or NaN/Inf in the checkpoint)")
+    if values.size and float(np.abs(values).max()) >= MAX_MAGNITUDE:
+        raise ExportError(f"{name}: magnitude {float(np.abs(values).max()):.3g} is too large for fixed point")
+    return values
+
+
 def _alpha(slope: float) -> ActQ:
     return ActQ(int(round(slope * (1 << ALPHA_FRAC))), ALPHA_FRAC)
 
@@ -130,6 +143,12 @@ def quantize_model(model: HRN, tasks: list, calib: list[tuple[int, np.ndarray]],
     """Build the QuantModel; returns it and the calibration ranges (for the report)."""
     model.eval()
     folded = [_fold_unit(i, u) for i, u in enumerate(model.units)]
+    for i, layers in enumerate(folded):
+        for j, layer in enumerate(layers):
+            if isinstance(layer, FoldedConv):
+                _checked(f"unit{i}.{j}.weight", layer.weight)
+                if layer.bias is not None:
+                    _checked(f"unit{i}.{j}.bias", layer.bias)
     ranges = calibrate(model, folded, calib)
     conv_seen = [v for k, v in ranges.items() if k.startswith("unit")]
     fallback = max(conv_seen) if conv_seen else 1.0
@@ -160,8 +179,8 @@ def quantize_model(model: HRN, tasks: list, calib: list[tuple[int, np.ndarray]],
         qlayers = []
         for j, lin in enumerate(lins):
             name = f"head{t}.{j}"
-            w = lin.weight.detach().double().numpy().T
-            b = lin.bias.detach().double().numpy()
+            w = _checked(f"{name}.weight", lin.weight.detach().double().numpy().T)
+            b = _checked(f"{name}.bias", lin.bias.detach().double().numpy())
             w_fmt = precision.fmt(f"{name}.weight", np.abs(w).max(), weight=True)
             b_fmt = precision.fmt(f"{name}.bias", np.abs(b).max(), weight=True)
             out_fmt = precision.fmt(f"{name}.out", ranges.get(f"{name}.out", 1.0))
