@@ -26,11 +26,15 @@ HashAcc:
 template <int S, int K, class PHI, class H> void normalise(const PHI phi[S], H h[S]) {
     ap_uint<64> e = 0;
 NormEnergy:
-    for (int j = 0; j < S; j++) e += ap_uint<64>(ap_int<64>(phi[j]) * ap_int<64>(phi[j]));
+    for (int j = 0; j < S; j++) {
+        #pragma HLS PIPELINE II=1
+        e += ap_uint<64>(ap_int<64>(phi[j]) * ap_int<64>(phi[j]));
+    }
     ap_uint<K + 1> inv = 0;
     if (e != 0) inv = inv_sqrt<K, 64>(e);
 NormScale:
     for (int j = 0; j < S; j++) {
+        #pragma HLS PIPELINE II=1
         ap_int<K + 2 + PHI::width> prod = ap_int<K + 2 + PHI::width>(phi[j]) * ap_int<K + 2>(inv);
         h[j] = convert_int<H, K + 2 + PHI::width, K>(prod);
     }

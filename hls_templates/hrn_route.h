@@ -18,7 +18,10 @@ Units:
         for (int i = 0; i < MB; i++) {
             ACC acc = 0;
         Dot:
-            for (int j = 0; j < S; j++) acc += from_raw<B>(bases[u][i][j]) * h[j];
+            for (int j = 0; j < S; j++) {
+                #pragma HLS PIPELINE II=1
+                acc += from_raw<B>(bases[u][i][j]) * h[j];
+            }
             coef[u][i] = C(acc);
             eu += coef[u][i] * coef[u][i];
         }
@@ -46,6 +49,7 @@ ap_uint<64> residue(const H h[S], const BRAW basis[MB][S], const C coef[MB], R r
     ap_uint<64> rr = 0;
 Residue:
     for (int j = 0; j < S; j++) {
+        #pragma HLS PIPELINE II=1
         DIFF d = h[j];
         for (int i = 0; i < MB; i++) d -= from_raw<B>(basis[i][j]) * coef[i];
         r[j] = R(d);

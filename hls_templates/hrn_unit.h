@@ -32,6 +32,7 @@ ConvOut:
     for (int o = 0; o < O; o++) {
         for (int oy = 0; oy < HO; oy++) {
             for (int ox = 0; ox < WO; ox++) {
+                #pragma HLS PIPELINE II=1
                 ACC acc = from_raw<BT>(b[o]);
             ConvWin:
                 for (int c = 0; c < C; c++) {
