@@ -1,0 +1,152 @@
+"""Normaliser (hrn_hw/rtl/normaliser.py) on Verilator: h, E and inv bit-exact with the golden
+`hrn_hw.fixedpoint.ops.normalise` / `inv_sqrt`, cycles equal to
+`hrn_hw.rtl.cycles.normaliser_cycles`.
+
+Two builds: the paper config (s = 300, K = 48, h s16 frac 14, rnd) and a small one whose h
+format saturates and truncates (s = 16, K = 20, h s8 frac 10, trn).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import cocotb
+from cocotb.triggers import FallingEdge
+
+from simlib import params, run_dut, start, to_signed, to_unsigned
+
+P = params()
+E_MAX = (1 << 63) - 1          # the export refuses energies beyond 63 bits
+
+
+def h_fmt():
+    from hrn_hw.fixedpoint.fmt import Fmt
+
+    return Fmt.from_dict(P["h_fmt"])
+
+
+async def norm_frame(dut, phi, rng=None, in_gap=0.0, out_stall=0.0):
+    """Stream phi [s]; return (h [s], E, inv, cycles from the first input handshake to the last
+    output handshake, inclusive)."""
+    s = P["s"]
+    i, out, cyc, first, last, energy, inv = 0, [], 0, None, None, None, None
+    while len(out) < s:
+        await FallingEdge(dut.clk)
+        send = i < s and not (rng is not None and rng.random() < in_gap)
+        ready = not (rng is not None and rng.random() < out_stall)
+        dut.in_valid.value = int(send)
+        dut.in_data.value = int(phi[i]) if send else 0
+        dut.out_ready.value = int(ready)
+        if send and to_unsigned(dut.in_ready):
+            first = cyc if first is None else first
+            i += 1
+        if to_unsigned(dut.out_valid):
+            if energy is None:
+                energy, inv = to_unsigned(dut.energy), to_unsigned(dut.inv)
+            if ready:
+                out.append(to_signed(dut.out_data))
+                assert to_unsigned(dut.out_last) == int(len(out) == s), "out_last misplaced"
+                last = cyc
+        cyc += 1
+    await FallingEdge(dut.clk)
+    dut.in_valid.value = 0
+    dut.out_ready.value = 0
+    return np.array(out, dtype=np.int64), energy, inv, last - first + 1
+
+
+def check(dut, name, phi, h, energy, inv, cyc=None):
+    from hrn_hw.fixedpoint import ops
+    from hrn_hw.rtl.cycles import normaliser_cycles
+
+    k, fmt = P["norm_k"], h_fmt()
+    e_gold = sum(int(x) * int(x) for x in phi)
+    assert energy == e_gold, f"{name}: E {energy} != golden {e_gold}"
+    inv_gold = ops.inv_sqrt(e_gold, k) if e_gold else 0
+    assert inv == inv_gold, f"{name}: inv {inv} != golden {inv_gold}"
+    want = ops.normalise(np.asarray(phi, dtype=np.int64)[None], k, fmt)[0]
+    bad = np.nonzero(h != want)[0]
+    assert not len(bad), f"{name}: {len(bad)} of h differ, first {bad[0]}: rtl {h[bad[0]]} golden {want[bad[0]]}"
+    sat = int(np.count_nonzero((want == fmt.qmax) | (want == fmt.qmin)))
+    if cyc is not None:
+        model = normaliser_cycles(P["s"], k)
+        assert cyc == model, f"{name}: cycles {cyc} != model {model}"
+    dut._log.info("%s: E=%d inv=%d, %d of h at the format limits, bit-exact%s", name, energy, inv, sat,
+                  f", {cyc} cycles" if cyc else "")
+    return sat
+
+
+def cases(rng):
+    """[(name, phi)] within the contract (E < 2^63, |phi| < 2^31)."""
+    s = P["s"]
+    top = int(np.floor(np.sqrt(E_MAX / s)))
+    one = np.zeros(s, dtype=np.int64)
+    one[int(rng.integers(s))] = -(1 << 31)
+    two = np.zeros(s, dtype=np.int64)
+    two[[0, s - 1]] = [(1 << 31) - 1, -((1 << 31) - 1)]
+    unit = np.zeros(s, dtype=np.int64)
+    unit[s // 2] = 1
+    # E = 2^30 exactly with entries +-1: inv = 2^(K-15), so at K = 48 and frac 14 the products
+    # of the +-1 entries sit exactly half an LSB from h's grid (round half up: 1 -> 1, -1 -> 0)
+    tie = np.zeros(s, dtype=np.int64)
+    tie[:11] = [1, -1, 1, -1, 1, -1, 1, -1, 32766, -362, 4]
+    out = [
+        ("E == 0", np.zeros(s, dtype=np.int64)),
+        ("rounding ties (E = 2^30, entries +-1)", tie),
+        ("E == 1", unit),
+        ("maximum energy (all entries at sqrt(2^63 / s))", np.full(s, top) * np.where(rng.random(s) < 0.5, 1, -1)),
+        ("one entry -2^31", one),
+        ("two entries +-(2^31 - 1)", two),
+        ("small ints", rng.integers(-3, 4, s)),
+    ]
+    for bits in (8, 12, 16, 20, 24):
+        out.append((f"random |phi| < 2^{bits}", rng.integers(-(1 << bits), 1 << bits, s)))
+    out.append(("sparse hash-like", np.where(rng.random(s) < 0.1, rng.integers(-2000, 2000, s), 0)))
+    return out
+
+
+@cocotb.test()
+async def normalise_cases(dut):
+    """Random phi of several magnitudes plus E == 0, E == 1, maximum energy, +-2^31 entries."""
+    await start(dut)
+    rng = np.random.default_rng(P.get("seed", 0))
+    saturated = 0
+    for name, phi in cases(rng):
+        h, energy, inv, cyc = await norm_frame(dut, phi)
+        saturated += check(dut, name, phi, h, energy, inv, cyc)
+    if P.get("expect_saturation"):
+        assert saturated > 0, "the saturating build never saturated"
+
+
+@cocotb.test()
+async def normalise_backpressure(dut):
+    """Input gaps and output stalls at random, frames back to back: still bit-exact."""
+    await start(dut)
+    rng = np.random.default_rng(P.get("seed", 0) + 100)
+    for t, (name, phi) in enumerate(cases(rng)[::2]):
+        h, energy, inv, _ = await norm_frame(dut, phi, rng, in_gap=0.3, out_stall=0.4)
+        check(dut, f"stalled: {name}", phi, h, energy, inv)
+
+
+def _run(s, norm_k, fmt, build_name, seed, expect_saturation=False):
+    from hrn_hw.rtl import Normaliser
+
+    dut = Normaliser(s=s, norm_k=norm_k, h_fmt=fmt)
+    run_dut(dut, "normaliser", "test_normaliser",
+            {"s": s, "norm_k": norm_k, "h_fmt": fmt.to_dict(), "seed": seed,
+             "expect_saturation": expect_saturation}, build_name=build_name)
+
+
+def test_normaliser():
+    """pytest: the paper config's normaliser (s = 300, K = 48 for 63-bit energies, h s16 frac 14)."""
+    from hrn_hw.fixedpoint.fmt import Fmt
+    from hrn_hw.fixedpoint.ops import norm_shift
+
+    fmt = Fmt(16, 14)
+    _run(300, norm_shift(63, fmt), fmt, "normaliser", 0)
+
+
+def test_normaliser_saturating():
+    """pytest: a small normaliser whose h format saturates (s8 frac 10) and truncates (trn)."""
+    from hrn_hw.fixedpoint.fmt import Fmt
+
+    _run(16, 20, Fmt(8, 10, True, "trn"), "normaliser_sat", 1, expect_saturation=True)
