@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from hrn_hw.config import Config
 from reference.bases import BasisPool
-from reference.hashing import normalised_hash
+from reference.hashing import hash_tables, normalised_hash
 from reference.units import ConvUnit, fold_channels
 
 
@@ -251,10 +251,15 @@ class HRN(nn.Module):
         bases = pool.bases
         flat_bases = bases.view(M * m, s)
         seeds = self.hash_seeds.tolist()
+        units = list(self.units._modules.values())
         routes, norms, rs = [-1] * d, [0.0] * d, []
         hash_index = 0
         for k in range(d):
-            h = normalised_hash(y, seeds[hash_index], s)[0]
+            flat = y.reshape(-1)
+            buckets, signs = hash_tables(seeds[hash_index], flat.shape[0], s, flat.device)
+            phi = flat.new_zeros(s).index_add_(0, buckets, flat * signs)
+            norm = phi.norm()
+            h = phi / norm if float(norm) > 0 else phi      # normalised_hash for one sample
             coef = flat_bases @ h
             energy = coef.view(M, m).square().sum(1).tolist()
             unit, best = -1, -1.0
@@ -270,7 +275,7 @@ class HRN(nn.Module):
             cand[unit] = False
             if k == d - 1 or rn < self.tau_d or not any(cand):
                 break
-            y = self.units[unit](y)
+            y = units[unit](y)
             hash_index = unit + 1
         if rs:
             r = torch.stack(rs)

@@ -177,13 +177,19 @@ def unit_block(x, weight, bias, gamma, beta, running_mean, running_var, stride: 
                             running_mean, running_var, conf)
 
 
-@torch.no_grad()
 def unit_block_eval(x, weight, bias, gamma, beta, running_mean, running_var, stride: int, padding: int,
                     eps: float, slope: float):
-    """unit_block on running statistics without autograd (inference): the normalisation and
-    affine are folded into the convolution, a = gamma / sqrt(var + eps), W' = a W,
-    b' = a (b - mean) + beta (equal to the unfolded block within float rounding)."""
+    """unit_block on running statistics for callers that need no gradient (inference): the
+    normalisation and affine are folded into the convolution, a = gamma / sqrt(var + eps),
+    W' = a W, b' = a (b - mean) + beta (equal to the unfolded block within float rounding)."""
+    w, shift = fold_bn(weight, bias, gamma, beta, running_mean, running_var, eps)
+    z = conv_forward(x, w, shift, stride, padding)
+    return F.leaky_relu(z, slope) if slope else F.relu(z)
+
+
+def fold_bn(weight, bias, gamma, beta, running_mean, running_var, eps: float):
+    """(W', b') of conv followed by BN on running statistics: a = gamma / sqrt(var + eps),
+    W' = a W, b' = a (b - mean) + beta."""
     a = gamma * torch.rsqrt(running_var + eps)
     shift = beta - running_mean * a if bias is None else torch.addcmul(beta, bias - running_mean, a)
-    z = conv_forward(x, weight * a.view(-1, 1, 1, 1), shift, stride, padding)
-    return F.leaky_relu(z, slope) if slope else F.relu(z)
+    return weight * a.view(-1, 1, 1, 1), shift

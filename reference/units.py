@@ -215,18 +215,18 @@ class ConvUnit(nn.Module):
         self.layers = nn.ModuleList(mods)
         self.out_channels = ch
 
-    def _fusable(self) -> bool:
+    def _fusable(self, mods: list | None = None) -> bool:
         """The unit starts with conv -> batchnorm -> (leaky) ReLU, run as one fused block."""
-        m = self.layers
+        m = list(self.layers._modules.values()) if mods is None else mods
         return (len(m) >= 3 and type(m[0]) is ConvLayer and type(m[1]) is BatchNormLayer
                 and type(m[2]) is Activation)
 
     def forward(self, x: torch.Tensor, grad_scale: torch.Tensor | None = None) -> torch.Tensor:
         """Run the unit on a map [B, C, H, W]; `grad_scale` [B] applies Eq. 7 to its parameters."""
         x = fold_channels(x, self.in_channels)
-        rest = self.layers
-        if self._fusable():
-            conv, bn, act = self.layers[0], self.layers[1], self.layers[2]
+        rest = mods = list(self.layers._modules.values())   # (ModuleList indexing is slow)
+        if self._fusable(mods):
+            conv, bn, act = mods[0], mods[1], mods[2]
             x = pad_to_kernel(x, conv.kernel, conv.padding)
             h = (x.shape[2] + 2 * conv.padding - conv.kernel) // conv.stride + 1
             w = (x.shape[3] + 2 * conv.padding - conv.kernel) // conv.stride + 1
@@ -240,7 +240,7 @@ class ConvUnit(nn.Module):
                 x = scaled_grad.unit_block(x, conv.weight, conv.bias, bn.weight, bn.bias,
                                            bn.running_mean, bn.running_var, conv.stride, conv.padding,
                                            use_batch, bn.momentum, bn.eps, act.slope, grad_scale)
-            rest = self.layers[3:]
+            rest = mods[3:]
         for layer in rest:
             x = layer(x, grad_scale)
         return x
