@@ -42,6 +42,7 @@ test: setup
 # VLT_VERSION: cocotb's version check cannot parse the wheel's banner ("rev vUNKNOWN").
 sim: setup
 	OMP_NUM_THREADS=1 VLT_VERSION=5.049 $(BIN)/python -m pytest -q sim
+	$(BIN)/python sim/summary.py
 
 demo: setup
 	$(BIN)/hrn-hw train --scenario pairwise-mnist --epochs $(DEMO_EPOCHS) --out $(DEMO_DIR)/model.pt \

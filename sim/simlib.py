@@ -21,7 +21,7 @@ PARAMS_ENV = "HRN_SIM_PARAMS"
 # Amaranth's Verilog writes `!x` for x == 0 on wide x, and widens operands implicitly: both are
 # intended, so those two width warnings are off (everything else stays fatal).
 VERILATOR_ARGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2", "--x-assign", "fast",
-                  "--x-initial", "fast", "-CFLAGS", "-O1"]
+                  "--x-initial", "fast"]
 
 
 def _verilator_on_path() -> None:
@@ -51,6 +51,35 @@ def write_if_changed(path: Path, text: str) -> Path:
     return path
 
 
+RUNTIME_OBJS = ("verilated.o", "verilated_vpi.o", "verilated_threads.o", "verilated_dpi.o")
+
+
+def _share_runtime(build_dir: Path, waves: bool) -> Path:
+    """Verilator's run-time library (verilated*.o, about 20 s of g++ per build) does not depend
+    on the design: seed a new build directory with the objects of an earlier build made with
+    the same flags; make then finds them up to date."""
+    import hashlib
+
+    key = hashlib.sha1(repr((VERILATOR_ARGS, waves)).encode()).hexdigest()[:12]
+    cache = BUILD_DIR / "_runtime" / key
+    if cache.is_dir():
+        build_dir.mkdir(parents=True, exist_ok=True)
+        for name in RUNTIME_OBJS:
+            if (cache / name).exists() and not (build_dir / name).exists():
+                shutil.copy2(cache / name, build_dir / name)
+    return cache
+
+
+def _keep_runtime(build_dir: Path, cache: Path) -> None:
+    if all((build_dir / name).exists() for name in RUNTIME_OBJS) and not cache.is_dir():
+        tmp = cache.with_name(cache.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name in RUNTIME_OBJS:
+            shutil.copy2(build_dir / name, tmp / name)
+        tmp.rename(cache)
+
+
 def run_dut(component, toplevel: str, test_module: str, params: dict, build_name: str | None = None,
             testcase: str | None = None) -> Path:
     """Generate `component`'s Verilog, build it with Verilator and run the cocotb tests of
@@ -66,9 +95,15 @@ def run_dut(component, toplevel: str, test_module: str, params: dict, build_name
         sys.path.insert(0, str(SIM_DIR))
     build_dir = BUILD_DIR / (build_name or toplevel)
     src = write_if_changed(build_dir / f"{toplevel}.v", to_verilog(component, toplevel))
+    waves = os.environ.get("WAVES", "0") not in ("", "0")
+    cache = _share_runtime(build_dir, waves)
     runner = get_runner("verilator")
     runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir,
-                 build_args=VERILATOR_ARGS, timescale=("1ns", "1ps"))
+                 build_args=VERILATOR_ARGS, timescale=("1ns", "1ps"), waves=waves)
+    _keep_runtime(build_dir, cache)
+    records = build_dir / "records.json"
+    records.unlink(missing_ok=True)
+    params = {**params, "records": str(records), "dut": build_name or toplevel}
     return runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
                        test_dir=build_dir, testcase=testcase,
                        extra_env={PARAMS_ENV: json.dumps(params), "PYTHONPATH": os.pathsep.join(sys.path)})
@@ -91,6 +126,19 @@ async def start(dut, period_ns: int = 10) -> None:
     await ClockCycles(dut.clk, 2)
     await FallingEdge(dut.clk)
     dut.rst.value = 0
+
+
+_records: list = []
+
+
+def record(case: str, exact: bool, cycles: int | None = None, model: int | None = None) -> None:
+    """Note one compared frame (parity, measured and modelled cycles) in the build directory's
+    records.json, which `sim/summary.py` tabulates into sim/results.json."""
+    p = params()
+    _records.append({"dut": p.get("dut"), "case": case, "bit_exact": bool(exact),
+                     "cycles": cycles, "model": model})
+    if p.get("records"):
+        Path(p["records"]).write_text(json.dumps(_records, indent=1))
 
 
 def to_signed(handle) -> int:

@@ -12,7 +12,7 @@ import numpy as np
 import cocotb
 from cocotb.triggers import FallingEdge
 
-from simlib import params, run_dut, start, to_signed, to_unsigned  # noqa: F401
+from simlib import params, record, run_dut, start, to_signed, to_unsigned
 
 P = params()
 
@@ -73,6 +73,7 @@ async def hash_images(dut):
         phi, cyc = await hash_frame(dut, y, seed)
         check(phi, want, name)
         model = hash_unit_cycles(len(y), P["s"])
+        record(f"{name} (n={len(y)})", True, cyc, model)
         assert cyc == model, f"{name}: cycles {cyc} != model {model}"
         dut._log.info("%s seed %#010x: bit-exact, %d cycles", name, seed, cyc)
 
@@ -87,6 +88,7 @@ async def hash_extremes(dut):
         phi, cyc = await hash_frame(dut, y, seed)
         check(phi, want, name)
         model = hash_unit_cycles(len(y), P["s"])
+        record(f"{name} (n={len(y)})", True, cyc, model)
         assert cyc == model, f"{name}: cycles {cyc} != model {model}"
         dut._log.info("%s (n=%d): bit-exact, %d cycles", name, len(y), cyc)
 
@@ -99,6 +101,7 @@ async def hash_backpressure(dut):
     for name, y, seed, want in load_cases("stalled"):
         phi, _ = await hash_frame(dut, y, seed, rng, in_gap=0.3, out_stall=0.4)
         check(phi, want, name)
+        record(f"{name} (n={len(y)}, random stalls)", True)
 
 
 # ---- pytest side ------------------------------------------------------------------------------

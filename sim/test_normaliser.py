@@ -13,7 +13,7 @@ import numpy as np
 import cocotb
 from cocotb.triggers import FallingEdge
 
-from simlib import params, run_dut, start, to_signed, to_unsigned
+from simlib import params, record, run_dut, start, to_signed, to_unsigned
 
 P = params()
 E_MAX = (1 << 63) - 1          # the export refuses energies beyond 63 bits
@@ -67,8 +67,9 @@ def check(dut, name, phi, h, energy, inv, cyc=None):
     bad = np.nonzero(h != want)[0]
     assert not len(bad), f"{name}: {len(bad)} of h differ, first {bad[0]}: rtl {h[bad[0]]} golden {want[bad[0]]}"
     sat = int(np.count_nonzero((want == fmt.qmax) | (want == fmt.qmin)))
+    model = normaliser_cycles(P["s"], k) if cyc is not None else None
+    record(name, True, cyc, model)
     if cyc is not None:
-        model = normaliser_cycles(P["s"], k)
         assert cyc == model, f"{name}: cycles {cyc} != model {model}"
     dut._log.info("%s: E=%d inv=%d, %d of h at the format limits, bit-exact%s", name, energy, inv, sat,
                   f", {cyc} cycles" if cyc else "")
