@@ -1,0 +1,235 @@
+"""Residue, stop rule and embedding accumulator (docs/rtl.md, "Residue, embedding and heads").
+
+Bit-exact with `hrn_hw.fixedpoint.ops.residue` and the embedding of `hrn_hw.golden.run`:
+r_j = convert(h_j << (fb + fc - fh) - sum_i B_uij c_i, frac fb + fc -> residue format),
+E_r = sum_j r_j^2 (exact), stop = E_r < stop_threshold, emb_acc_j += r_j (exact, per sample),
+and on a finish command the embedding convert(emb_acc_j, frac_r -> emb_fmt), s words.
+
+Interface (clock `clk`, synchronous reset `rst`):
+- `sel` (the selected unit) and `coef` (its m coefficients, flat, word i is c_i, c_fmt):
+  sampled with the frame's first h.
+- input stream `in_valid` / `in_ready` / `in_data`: h_0 .. h_{s-1} (the h format), one
+  frame per routing step.
+- result handshake `out_valid` / `out_ready` with `stop` and `energy` (sum r^2, frac
+  2 frac_r), held until the handshake, one per frame.
+- `r_valid` / `r_data` / `r_index`: a monitor of every residue as it is computed (no
+  back-pressure; for tests and probes).
+- finish command `fin_valid` / `fin_ready` (accepted only between frames), then the
+  embedding stream `emb_valid` / `emb_ready` / `emb_data` / `emb_last` (s words, emb_fmt,
+  with back-pressure). Each accumulator word is written back to zero as it is read out, so
+  the next sample starts from a zero memory (the memory is zero after reset).
+
+The basis ROMs have the projection comparator's layout (`hrn_hw/rtl/projection.py`): one
+synchronous ROM of s raw integers per basis vector, lane u*m + i holding B_ui; the residue
+reads all of them at address j and keeps the selected unit's m words (a mux), so a top level
+can share the ROMs between the two blocks (the projection reads them while h streams in, the
+residue while h is replayed).
+
+Pipeline (no stall inside a frame): ROM read and h register; m products, sum and the
+aligned difference (registered); convert (round, saturate; registered); square-accumulate
+and the embedding read-modify-write (the accumulator memory is read one stage ahead).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from hrn_hw.fixedpoint.fmt import Fmt
+from hrn_hw.rtl.projection import _select
+
+RUN, FLUSH, DONE, EMB = range(4)
+PIPE_STAGES = 3       # ROM read / h register, difference register, residue register
+
+
+def convert_expr(value, acc_frac: int, fmt: Fmt):
+    """Amaranth expression of `fmt.convert`: an exact signed integer with acc_frac fraction
+    bits -> fmt (add half an LSB for rnd, arithmetic shift, saturate)."""
+    shift = acc_frac - fmt.frac
+    if shift > 0:
+        half = (1 << (shift - 1)) if fmt.rounding == "rnd" else 0
+        q = (value + half) >> shift
+    else:
+        q = value << -shift
+    return Mux(q > fmt.qmax, fmt.qmax, Mux(q < fmt.qmin, fmt.qmin, q))
+
+
+def residue_params(qm) -> dict:
+    """Residue parameters of a QuantModel (the export's bases, formats, threshold and depth)."""
+    return {"bases": qm.bases, "h_fmt": qm.h_fmt, "b_fmt": qm.basis_fmt, "c_fmt": qm.coef_fmt,
+            "r_fmt": qm.residue_fmt, "emb_fmt": qm.emb_fmt, "stop_threshold": int(qm.stop_threshold),
+            "max_steps": int(qm.d)}
+
+
+def residue_phases(s: int) -> dict:
+    """Cycles per phase of one residue frame (first h handshake to the result handshake)."""
+    return {
+        "in": s,                    # h_j, one per cycle
+        "pipeline": PIPE_STAGES,    # ROM read, difference, convert; then the accumulate
+        "drain": 1,                 # the last square-accumulate; the FSM sees the pipeline empty
+        "out": 1,                   # the result handshake (stop, energy)
+    }
+
+
+def residue_cycles(s: int) -> int:
+    """Residue frame latency: s + 5."""
+    return sum(residue_phases(s).values())
+
+
+def embedding_cycles(s: int) -> int:
+    """Finish command handshake to the last embedding word, inclusive: s + 2 (one cycle to
+    enter the read-out, one memory read latency, s words)."""
+    return s + 2
+
+
+class Residue(wiring.Component):
+    """Parameters: bases [M, m, s] raw integers in b_fmt; the h, basis, coefficient, residue
+    and embedding formats; stop_threshold (T: stop iff sum r^2 < T); max_steps (d, sizes the
+    embedding accumulator: |emb_acc| <= d * 2^(w_r - 1))."""
+
+    def __init__(self, bases: np.ndarray, h_fmt: Fmt, b_fmt: Fmt, c_fmt: Fmt, r_fmt: Fmt,
+                 emb_fmt: Fmt, stop_threshold: int, max_steps: int):
+        bases = np.asarray(bases, dtype=np.int64)
+        M, m, s = bases.shape
+        if bases.min(initial=0) < b_fmt.qmin or bases.max(initial=0) > b_fmt.qmax:
+            raise ValueError("bases outside the basis format")
+        if b_fmt.frac + c_fmt.frac < h_fmt.frac:
+            raise ValueError("basis + coefficient fraction bits must cover the hash's")
+        if not (h_fmt.signed and r_fmt.signed):
+            raise ValueError("residue: h and residue formats must be signed")
+        self.bases, self.M, self.m, self.s = bases, M, m, s
+        self.h_fmt, self.b_fmt, self.c_fmt, self.r_fmt, self.emb_fmt = h_fmt, b_fmt, c_fmt, r_fmt, emb_fmt
+        self.stop_threshold, self.max_steps = int(stop_threshold), int(max_steps)
+        self.acc_width = r_fmt.width + max(1, self.max_steps.bit_length())
+        self.e_width = 2 * r_fmt.width + max(1, s.bit_length())
+        super().__init__({
+            "sel": In(range(max(2, M))),
+            "coef": In(m * c_fmt.width),
+            "in_valid": In(1),
+            "in_ready": Out(1),
+            "in_data": In(signed(h_fmt.width)),
+            "out_valid": Out(1),
+            "out_ready": In(1),
+            "stop": Out(1),
+            "energy": Out(self.e_width),
+            "r_valid": Out(1),
+            "r_data": Out(signed(r_fmt.width)),
+            "r_index": Out(range(max(2, s))),
+            "fin_valid": In(1),
+            "fin_ready": Out(1),
+            "emb_valid": Out(1),
+            "emb_ready": In(1),
+            "emb_data": Out(signed(emb_fmt.width) if emb_fmt.signed else emb_fmt.width),
+            "emb_last": Out(1),
+        })
+
+    def elaborate(self, platform):
+        mod = Module()
+        M, m, s = self.M, self.m, self.s
+        hf, bf, cf, rf = self.h_fmt, self.b_fmt, self.c_fmt, self.r_fmt
+        frac = bf.frac + cf.frac
+        ab = max(1, s.bit_length())
+
+        phase = Signal(range(4))
+        j = Signal(ab)
+        take = self.in_valid & self.in_ready
+        mod.d.comb += self.in_ready.eq(phase == RUN)
+
+        # frame operands, sampled with the first h
+        sel_r = Signal.like(self.sel)
+        coef_r = Signal.like(self.coef)
+        sel_now = Mux(j == 0, self.sel, sel_r)
+        with mod.If(take & (j == 0)):
+            mod.d.sync += [sel_r.eq(self.sel), coef_r.eq(self.coef)]
+
+        # stage 1: ROM read (projection layout: ROM u*m + i holds B_ui) and h register
+        h1 = Signal(signed(hf.width))
+        v1, j1 = Signal(), Signal(ab)
+        mod.d.sync += [h1.eq(self.in_data), v1.eq(take), j1.eq(j)]
+        rom_data = []
+        for lane in range(M * m):
+            u, i = divmod(lane, m)
+            rom = memory.Memory(shape=signed(bf.width), depth=s, init=[int(x) for x in self.bases[u, i]])
+            mod.submodules[f"rom{lane}"] = rom
+            rd = rom.read_port()
+            mod.d.comb += [rd.addr.eq(j), rd.en.eq(take)]
+            rom_data.append(rd.data)
+        sel1 = Signal.like(self.sel)
+        mod.d.sync += sel1.eq(sel_now)
+
+        # stage 2: diff = h << (frac - fh) - sum_i B_i c_i (exact)
+        recon = None
+        for i in range(m):
+            b_i = _select([rom_data[u * m + i] for u in range(M)], sel1) if M > 1 else rom_data[i]
+            b_i = b_i.as_signed()
+            c_i = coef_r.word_select(i, cf.width).as_signed()
+            recon = b_i * c_i if recon is None else recon + b_i * c_i
+        dw = max(hf.width + frac - hf.frac, bf.width + cf.width + max(1, m.bit_length())) + 2
+        diff = Signal(signed(dw))
+        v2, j2 = Signal(), Signal(ab)
+        mod.d.sync += [diff.eq((h1 << (frac - hf.frac)) - recon), v2.eq(v1), j2.eq(j1)]
+
+        # stage 3: r = convert(diff, frac -> r_fmt)
+        r = Signal(signed(rf.width))
+        v3, j3 = Signal(), Signal(ab)
+        mod.d.sync += [r.eq(convert_expr(diff, frac, rf)), v3.eq(v2), j3.eq(j2)]
+        mod.d.comb += [self.r_valid.eq(v3), self.r_data.eq(r), self.r_index.eq(j3)]
+
+        # stage 4: sum r^2 and emb_acc[j] += r (the accumulator is read at stage 3's address)
+        energy = Signal(self.e_width)
+        emb = memory.Memory(shape=signed(self.acc_width), depth=s, init=[])
+        mod.submodules.emb = emb
+        ewr = emb.write_port()
+        erd = emb.read_port()
+
+        # read-out: address counter, memory read latency with hold (en) under back-pressure
+        a = Signal(ab)
+        va, aa = Signal(), Signal(ab)
+        advance = ~va | self.emb_ready
+        with mod.If(phase == EMB):
+            mod.d.comb += [erd.addr.eq(a), erd.en.eq(advance)]
+        with mod.Else():
+            mod.d.comb += [erd.addr.eq(j2), erd.en.eq(1)]
+        with mod.If(v3):
+            mod.d.sync += energy.eq(energy + r * r)
+            mod.d.comb += [ewr.addr.eq(j3), ewr.data.eq(erd.data + r), ewr.en.eq(1)]
+        with mod.Elif(va & self.emb_ready):
+            mod.d.comb += [ewr.addr.eq(aa), ewr.data.eq(0), ewr.en.eq(1)]
+
+        mod.d.comb += [
+            self.emb_valid.eq(va),
+            self.emb_data.eq(convert_expr(erd.data, rf.frac, self.emb_fmt)),
+            self.emb_last.eq(va & (aa == s - 1)),
+            self.fin_ready.eq((phase == RUN) & (j == 0)),
+            self.out_valid.eq(phase == DONE),
+            self.stop.eq(energy < self.stop_threshold),
+            self.energy.eq(energy),
+        ]
+
+        with mod.If(phase == RUN):
+            with mod.If(take):
+                mod.d.sync += j.eq(j + 1)
+                with mod.If(j == s - 1):
+                    mod.d.sync += phase.eq(FLUSH)
+            with mod.Elif(self.fin_valid & (j == 0)):
+                mod.d.sync += [phase.eq(EMB), a.eq(0), va.eq(0)]
+        with mod.Elif(phase == FLUSH):
+            with mod.If(~v1 & ~v2 & ~v3):
+                mod.d.sync += phase.eq(DONE)
+        with mod.Elif(phase == DONE):
+            with mod.If(self.out_ready):
+                mod.d.sync += [phase.eq(RUN), j.eq(0), energy.eq(0)]
+        with mod.Elif(phase == EMB):
+            with mod.If(advance):
+                mod.d.sync += [va.eq(a < s), aa.eq(a)]
+                with mod.If(a < s):
+                    mod.d.sync += a.eq(a + 1)
+            with mod.If(va & self.emb_ready & (aa == s - 1)):
+                mod.d.sync += [phase.eq(RUN), va.eq(0)]
+        return mod
+
+
+__all__ = ["Residue", "convert_expr", "residue_params", "residue_phases", "residue_cycles",
+           "embedding_cycles", "PIPE_STAGES"]

@@ -1,0 +1,310 @@
+"""Residue + stop + embedding accumulator (hrn_hw/rtl/residue.py) on Verilator: residues, sum
+r^2, the stop decision and the embedding bit-exact with `hrn_hw.fixedpoint.ops.residue` and
+`hrn_hw.golden.run`, cycles equal to `residue_cycles` / `embedding_cycles`.
+
+Real data: a small Pairwise-MNIST export (`fixture_export`, cached under sim/build/_fixture/);
+the pytest side replays the golden model step by step on the golden vectors' pixels and hands
+every step's h, selected unit, coefficients and residue to the simulation in an .npz file.
+Extremes on the same build: h = 0, saturating residues, exact rounding ties, a non-zero h whose
+residue is exactly zero (the stop fires), embedding saturation.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import cocotb
+from cocotb.triggers import FallingEdge
+
+from simlib import params, record, run_dut, start, to_signed, to_unsigned
+
+P = params()
+N_REAL = 8            # golden-vector samples replayed in the simulation
+
+
+# ---- pytest side: the fixture export and the golden replay ---------------------------------
+
+def fixture_export() -> Path:
+    """A small trained-and-exported Pairwise-MNIST model (train --limit 200 --epochs 1, export
+    with 10 golden vectors per task), built once under sim/build/_fixture/."""
+    from simlib import BUILD_DIR, ROOT
+
+    base = BUILD_DIR / "_fixture"
+    out = base / "export"
+    if (out / "manifest.json").is_file() and (out / "golden" / "vectors.npz").is_file():
+        return out
+    base.mkdir(parents=True, exist_ok=True)
+    ckpt = base / "X.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if not ckpt.is_file():
+        exe = Path(sys.executable).parent / "hrn-hw"
+        subprocess.run([str(exe), "train", "--scenario", "pairwise-mnist", "--limit", "200", "--epochs", "1",
+                        "--out", str(ckpt)], check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    from hrn_hw.export.pipeline import export
+
+    export(ckpt, out, force=True, golden_per_task=10, eval_limit=50, calib=64, quiet=True)
+    return out
+
+
+def golden_steps(qm, pixels: np.ndarray):
+    """Replay golden.run on each image: [(sample, [(h, sel, coef[m], r)], embedding)]."""
+    from hrn_hw import golden
+    from hrn_hw.export.ir import INPUT_FMT
+    from hrn_hw.fixedpoint import ops
+    from hrn_hw.fixedpoint.fmt import SatCounter, convert
+
+    sat = SatCounter()
+    out = []
+    for n, img in enumerate(pixels):
+        y, frac, hid = img[None].astype(np.int64), INPUT_FMT.frac, 0
+        used = np.zeros(qm.num_units, dtype=bool)
+        steps, acc = [], np.zeros(qm.s, dtype=np.int64)
+        for k in range(qm.d):
+            phi = golden.feature_hash(y, qm.hash_seeds[hid], qm.s)
+            h = ops.normalise(phi, qm.norm_k, qm.h_fmt, sat)
+            coef, energy = ops.project(h, qm.h_fmt, qm.bases, qm.basis_fmt, qm.coef_fmt, sat)
+            allowed = ~used & qm.initialised
+            sel, ok = ops.select(energy, allowed[None])
+            if not ok[0]:
+                break
+            u = int(sel[0])
+            r = ops.residue(h, qm.h_fmt, qm.bases[[u]], coef[:, u], qm.basis_fmt, qm.coef_fmt, qm.residue_fmt, sat)
+            steps.append((h[0], u, coef[0, u], r[0]))
+            acc += r[0]
+            used[u] = True
+            if k == qm.d - 1 or int(r[0] @ r[0]) < qm.stop_threshold or not (~used & qm.initialised).any():
+                break
+            y, frac, hid = golden.run_unit(qm, u, y, frac, sat), qm.units[u].out_fmt.frac, u + 1
+        emb = convert(acc, qm.residue_fmt.frac, qm.emb_fmt)
+        out.append((n, steps, emb))
+    return out
+
+
+# ---- cocotb side --------------------------------------------------------------------------
+
+def fmts():
+    from hrn_hw.fixedpoint.fmt import Fmt
+
+    return {k: Fmt.from_dict(P[k]) for k in ("h_fmt", "b_fmt", "c_fmt", "r_fmt", "emb_fmt")}
+
+
+def pack(words, width: int) -> int:
+    return sum((int(w) & ((1 << width) - 1)) << (k * width) for k, w in enumerate(words))
+
+
+async def residue_frame(dut, h, sel, coef, rng=None, in_gap=0.0, out_stall=0.0):
+    """Stream one step's h with (sel, coef); return (r [s], stop, energy, cycles)."""
+    s = P["s"]
+    F = fmts()
+    dut.sel.value = int(sel)
+    dut.coef.value = pack(coef, F["c_fmt"].width)
+    r = np.full(s, 1 << 40, dtype=np.int64)
+    i, cyc, first, result = 0, 0, None, None
+    while result is None:
+        await FallingEdge(dut.clk)
+        if i >= 1:      # sel / coef are sampled with the first h only: scramble them afterwards
+            dut.sel.value = (int(sel) + 1) % max(2, P["M"])
+            dut.coef.value = pack([~int(c) for c in coef], F["c_fmt"].width)
+        send = i < s and not (rng is not None and rng.random() < in_gap)
+        ready = not (rng is not None and rng.random() < out_stall)
+        dut.in_valid.value = int(send)
+        dut.in_data.value = int(h[i]) if send else 0
+        dut.out_ready.value = int(ready)
+        if to_unsigned(dut.r_valid):
+            r[to_unsigned(dut.r_index)] = to_signed(dut.r_data)
+        if send and to_unsigned(dut.in_ready):
+            first = cyc if first is None else first
+            i += 1
+        if to_unsigned(dut.out_valid) and ready:
+            result = (r, bool(to_unsigned(dut.stop)), to_unsigned(dut.energy), cyc - first + 1)
+        cyc += 1
+    await FallingEdge(dut.clk)
+    dut.in_valid.value = 0
+    dut.out_ready.value = 0
+    return result
+
+
+async def finish(dut, rng=None, out_stall=0.0):
+    """The finish command, then the s embedding words; returns (emb [s], cycles)."""
+    s = P["s"]
+    out, cyc, first, last, sent = [], 0, None, None, False
+    while len(out) < s:
+        await FallingEdge(dut.clk)
+        ready = not (rng is not None and rng.random() < out_stall)
+        dut.fin_valid.value = int(not sent)
+        dut.emb_ready.value = int(ready)
+        if not sent and to_unsigned(dut.fin_ready):
+            sent, first = True, cyc
+        if to_unsigned(dut.emb_valid) and ready:
+            out.append(to_signed(dut.emb_data))
+            assert to_unsigned(dut.emb_last) == int(len(out) == s), "emb_last misplaced"
+            last = cyc
+        cyc += 1
+    await FallingEdge(dut.clk)
+    dut.fin_valid.value = 0
+    dut.emb_ready.value = 0
+    return np.array(out, dtype=np.int64), last - first + 1
+
+
+def golden_frame(h, sel, coef):
+    from hrn_hw.fixedpoint import ops
+
+    F = fmts()
+    bases = np.load(P["bases"])
+    r = ops.residue(np.asarray(h, dtype=np.int64)[None], F["h_fmt"], bases[[sel]],
+                    np.asarray(coef, dtype=np.int64)[None], F["b_fmt"], F["c_fmt"], F["r_fmt"])[0]
+    return r
+
+
+async def run_sample(dut, name, frames, rng=None, in_gap=0.0, out_stall=0.0, want_r=None, want_emb=None):
+    """Frames [(h, sel, coef)] of one sample, then finish; checks everything against the golden."""
+    from hrn_hw.fixedpoint.fmt import convert
+    from hrn_hw.rtl.residue import embedding_cycles, residue_cycles
+
+    F = fmts()
+    s, T = P["s"], P["stop_threshold"]
+    acc = np.zeros(s, dtype=np.int64)
+    stats = {"sat": 0, "stop": 0}
+    timed = rng is None
+    for k, (h, sel, coef) in enumerate(frames):
+        r, stop, energy, cyc = await residue_frame(dut, h, sel, coef, rng, in_gap, out_stall)
+        gold = golden_frame(h, sel, coef)
+        if want_r is not None:
+            assert np.array_equal(gold, want_r[k]), f"{name}: replayed golden residue disagrees with ops.residue"
+        bad = np.nonzero(r != gold)[0]
+        assert not len(bad), f"{name} step {k}: {len(bad)} residues differ, first j={bad[0]}: rtl {r[bad[0]]} golden {gold[bad[0]]}"
+        e_gold = int(gold @ gold)
+        assert energy == e_gold, f"{name} step {k}: sum r^2 {energy} != golden {e_gold}"
+        assert stop == (e_gold < T), f"{name} step {k}: stop {stop}, golden sum r^2 {e_gold} vs T {T}"
+        model = residue_cycles(s) if timed else None
+        record(f"{name} step {k}", True, cyc if timed else None, model)
+        if timed:
+            assert cyc == model, f"{name} step {k}: cycles {cyc} != model {model}"
+        stats["sat"] += int(np.count_nonzero((gold == F["r_fmt"].qmax) | (gold == F["r_fmt"].qmin)))
+        stats["stop"] += int(stop)
+        acc += gold
+    emb, cyc = await finish(dut, rng, out_stall)
+    e_gold = convert(acc, F["r_fmt"].frac, F["emb_fmt"])
+    if want_emb is not None:
+        assert np.array_equal(e_gold, want_emb), f"{name}: replayed golden embedding disagrees with golden.run"
+    bad = np.nonzero(emb != e_gold)[0]
+    assert not len(bad), f"{name}: {len(bad)} embedding words differ, first j={bad[0]}: rtl {emb[bad[0]]} golden {e_gold[bad[0]]}"
+    model = embedding_cycles(s) if timed else None
+    record(f"{name} embedding", True, cyc if timed else None, model)
+    if timed:
+        assert cyc == model, f"{name}: embedding cycles {cyc} != model {model}"
+    stats["emb_sat"] = int(np.count_nonzero((e_gold == F["emb_fmt"].qmax) | (e_gold == F["emb_fmt"].qmin)))
+    dut._log.info("%s: %d steps, %d saturated residues, %d stops, %d saturated embedding words, bit-exact",
+                  name, len(frames), stats["sat"], stats["stop"], stats["emb_sat"])
+    return stats
+
+
+@cocotb.test()
+async def residue_real(dut):
+    """Golden-vector images replayed step by step: residues, stop and embedding bit-exact."""
+    await start(dut)
+    z = np.load(P["real"])
+    for n in range(int(z["count"])):
+        k = int(z[f"steps{n}"])
+        frames = [(z[f"h{n}_{t}"], int(z[f"sel{n}_{t}"]), z[f"coef{n}_{t}"]) for t in range(k)]
+        want_r = [z[f"r{n}_{t}"] for t in range(k)]
+        await run_sample(dut, f"image {n} (task {int(z[f'task{n}'])})", frames, want_r=want_r,
+                         want_emb=z[f"emb{n}"])
+
+
+def extreme_samples(rng):
+    """[(name, frames)] of the extreme cases, on the export's bases."""
+    F = fmts()
+    hf, cf = F["h_fmt"], F["c_fmt"]
+    bases = np.load(P["bases"])
+    M, m, s = bases.shape
+    one = 1 << cf.frac                                      # c = 1.0
+    zero_c = np.zeros(m, dtype=np.int64)
+    u = int(np.argmax(np.abs(bases).sum(axis=(1, 2))))     # a unit with a non-zero basis
+    b0 = bases[u, 0]
+    tie_c = np.array([one] + [0] * (m - 1))
+    hmax = np.full(s, hf.qmax)
+    samples = [
+        ("h = 0, c = 0 (zero residue: stop)", [(np.zeros(s, dtype=np.int64), 0, zero_c)]),
+        ("h = 0, c at the format limits", [(np.zeros(s, dtype=np.int64), u, np.array([cf.qmax, cf.qmin, cf.qmax][:m]))]),
+        # r = h - B c with h = +max and c = -max: |r| far beyond the residue range
+        ("saturating residues (+), twice: embedding saturates", [(hmax, u, np.full(m, cf.qmin))] * 2),
+        ("saturating residues (-)", [(np.full(s, hf.qmin), u, np.full(m, cf.qmin))]),
+        # c = (1.0, 0, ..): diff = h << fb+fc-fh - B_0 << fc, half an LSB of r wherever B_0 is odd
+        ("exact rounding ties", [(rng.integers(-3000, 3000, s), u, tie_c)]),
+        # h = floor(B_0 / 2) (B in frac fb, h in frac fh = fb - 1): every residue rounds to 0
+        ("non-zero h, exact zero residue (stop fires)", [((b0 >> (F["b_fmt"].frac - hf.frac)), u, tie_c)]),
+        ("three random steps (units 0, 1, 2)", [(rng.integers(-40000, 40000, s), t % M, rng.integers(-60000, 60000, m))
+                                                for t in range(3)]),
+    ]
+    return samples
+
+
+@cocotb.test()
+async def residue_extremes(dut):
+    """h = 0, saturating residues, rounding ties, a zero residue, embedding saturation."""
+    await start(dut)
+    F = fmts()
+    rng = np.random.default_rng(11)
+    total = {"sat": 0, "stop": 0, "emb_sat": 0}
+    for name, frames in extreme_samples(rng):
+        if name == "exact rounding ties":
+            h, u, c = frames[0]
+            bases = np.load(P["bases"])
+            shift = F["b_fmt"].frac + F["c_fmt"].frac - F["r_fmt"].frac
+            diff = (h << (F["b_fmt"].frac + F["c_fmt"].frac - F["h_fmt"].frac)) - bases[u, 0] * c[0]
+            ties = int(np.count_nonzero(diff % (1 << shift) == (1 << (shift - 1))))
+            assert ties > 10, f"only {ties} rounding ties in the tie case"
+            dut._log.info("rounding ties: %d of %d residues sit exactly half an LSB off the grid", ties, len(h))
+        st = await run_sample(dut, name, frames)
+        for k in total:
+            total[k] += st[k]
+    assert total["sat"] > 0 and total["stop"] >= 2 and total["emb_sat"] > 0, f"extremes not reached: {total}"
+
+
+@cocotb.test()
+async def residue_backpressure(dut):
+    """Input gaps, result and embedding stalls at random: still bit-exact."""
+    await start(dut)
+    rng = np.random.default_rng(12)
+    z = np.load(P["real"])
+    frames = [(z[f"h0_{t}"], int(z[f"sel0_{t}"]), z[f"coef0_{t}"]) for t in range(int(z["steps0"]))]
+    await run_sample(dut, "stalled: image 0", frames, rng, 0.3, 0.5)
+    for name, fr in extreme_samples(rng)[2:5]:
+        await run_sample(dut, f"stalled: {name}", fr, rng, 0.3, 0.5)
+
+
+def test_residue():
+    """pytest: the fixture export's bases and formats (s = 300, m = 3, h/basis/coef/residue
+    18 bits, embedding s16)."""
+    from hrn_hw.export.ir import QuantModel
+    from hrn_hw.rtl.residue import Residue, residue_params
+    from simlib import BUILD_DIR
+
+    qm = QuantModel.load(fixture_export())
+    z = np.load(fixture_export() / "golden" / "vectors.npz")
+    rp = residue_params(qm)
+    build = BUILD_DIR / "residue"
+    build.mkdir(parents=True, exist_ok=True)
+    np.save(build / "bases.npy", qm.bases)
+    data = {}
+    picks = golden_steps(qm, z["pixels"][:N_REAL])
+    for n, steps, emb in picks:
+        assert np.array_equal(emb, z["embedding"][n]), "golden replay disagrees with golden.run's embedding"
+        data[f"steps{n}"] = len(steps)
+        data[f"task{n}"] = int(z["tasks"][n])
+        data[f"emb{n}"] = emb
+        for t, (h, u, c, r) in enumerate(steps):
+            data[f"h{n}_{t}"], data[f"sel{n}_{t}"], data[f"coef{n}_{t}"], data[f"r{n}_{t}"] = h, u, c, r
+    data["count"] = len(picks)
+    np.savez(build / "real.npz", **data)
+    dut = Residue(**rp)
+    run_dut(dut, "residue", "test_residue",
+            {"M": qm.num_units, "m": qm.m, "s": qm.s, "stop_threshold": rp["stop_threshold"],
+             **{k: rp[k].to_dict() for k in ("h_fmt", "b_fmt", "c_fmt", "r_fmt", "emb_fmt")},
+             "bases": str(build / "bases.npy"), "real": str(build / "real.npz")})
