@@ -1,0 +1,254 @@
+"""Conv engine (hrn_hw/rtl/conv_engine.py) on Verilator: each call's output map bit-exact with
+the golden `hrn_hw.golden.run_unit`, cycles equal to `conv_engine_cycles`.
+
+Two DUTs:
+- `conv_engine`: unit 0 of a small real export (Pairwise-MNIST, trained for one epoch on 200
+  images, exported with 64 calibration images), every reachable call of the unit: the image
+  and the output maps of the other units (made with the golden `run_unit`), plus extremes
+  (all zero, all max, alternating +-max so the conv saturates, one bright pixel / element).
+- `conv_engine_pool`: a synthetic unit (2 input channels, 5 output channels on 2 lanes, 3x3
+  stride-2 kernel without padding, bias finer than the accumulator, trn output format,
+  maxpool 2/2 before the LeakyReLU) on maps with channel folding, a map smaller than the
+  kernel, and a missing channel group.
+
+The golden model imports torch (through reference.hashing), slow inside the simulator's Python,
+so the pytest process computes the expected outputs and the cycle predictions and hands them
+over in an .npz file (as sim/test_hash_unit.py does).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import cocotb
+from cocotb.triggers import FallingEdge
+
+from simlib import BUILD_DIR, params, record, run_dut, start, to_signed, to_unsigned
+
+P = params()
+
+
+async def conv_frame(dut, call_id, x, n_out, rng=None, in_gap=0.0, out_stall=0.0):
+    """Stream map x (flat CHW integers) for call `call_id`; return (output [n_out], cycles from
+    the first input handshake to the last output handshake, inclusive)."""
+    n = len(x)
+    i, out, cyc, first, last = 0, [], 0, None, None
+    while len(out) < n_out:
+        await FallingEdge(dut.clk)
+        send = i < n and not (rng is not None and rng.random() < in_gap)
+        ready = not (rng is not None and rng.random() < out_stall)
+        dut.call_id.value = int(call_id)
+        dut.in_valid.value = int(send)
+        dut.in_data.value = int(x[i]) if send else 0
+        dut.out_ready.value = int(ready)
+        if send and to_unsigned(dut.in_ready):          # in_ready depends on registers only
+            first = cyc if first is None else first
+            i += 1
+        if to_unsigned(dut.out_valid) and ready:
+            out.append(to_signed(dut.out_data))
+            assert to_unsigned(dut.out_last) == int(len(out) == n_out), "out_last misplaced"
+            last = cyc
+        cyc += 1
+        assert cyc < 20 * (n + n_out) + 100000, "frame does not finish"
+    await FallingEdge(dut.clk)
+    dut.in_valid.value = 0
+    dut.out_ready.value = 0
+    assert i == n, "frame ended before every element was taken"
+    assert not to_unsigned(dut.busy), "busy after the last output"
+    return np.array(out, dtype=np.int64), last - first + 1
+
+
+def load_cases():
+    data = np.load(P["vectors"])
+    return [(c["name"], c["call"], data[f"{k}.x"], data[f"{k}.y"], c["cycles"])
+            for k, c in enumerate(P["cases"])]
+
+
+def check(dut, name, got, want, cyc=None, model=None):
+    bad = np.nonzero(got != want)[0]
+    assert len(got) == len(want), f"{name}: {len(got)} outputs, golden {len(want)}"
+    assert not len(bad), (f"{name}: {len(bad)} of {len(want)} outputs differ, first at {bad[0]}: "
+                          f"rtl {got[bad[0]]} golden {want[bad[0]]}")
+    record(name, True, cyc, model)
+    if cyc is not None:
+        assert cyc == model, f"{name}: cycles {cyc} != model {model}"
+    dut._log.info("%s: %d outputs bit-exact%s", name, len(want), f", {cyc} cycles" if cyc else "")
+
+
+@cocotb.test()
+async def conv_calls(dut):
+    """Every case, input never idle, output never stalled: bit-exact, cycles == model."""
+    await start(dut)
+    for name, call, x, y, model in load_cases():
+        got, cyc = await conv_frame(dut, call, x, len(y))
+        check(dut, name, got, y, cyc, model)
+
+
+@cocotb.test()
+async def conv_backpressure(dut):
+    """Random input gaps and output stalls: still bit-exact."""
+    await start(dut)
+    rng = np.random.default_rng(11)
+    for name, call, x, y, _ in load_cases()[::P.get("stall_every", 3)]:
+        got, _ = await conv_frame(dut, call, x, len(y), rng, 0.3, 0.4)
+        check(dut, f"stalled: {name}", got, y)
+
+
+# ---- pytest side ---------------------------------------------------------------------------
+
+def _golden(qm, unit: int, x: np.ndarray, frac: int):
+    """run_unit on one map; returns (flat output, saturations)."""
+    from hrn_hw.fixedpoint.fmt import SatCounter
+    from hrn_hw.golden import run_unit
+
+    sat = SatCounter()
+    y = run_unit(qm, unit, x[None].astype(np.int64), frac, sat)[0]
+    return y.reshape(-1), sat.total_events()
+
+
+def _write_cases(build: Path, cases: list) -> dict:
+    """cases: (name, call_id, x, y, cycles) -> the runner's params (vectors in an .npz)."""
+    build.mkdir(parents=True, exist_ok=True)
+    path = build / "vectors.npz"
+    arrays = {}
+    for k, (_, _, x, y, _) in enumerate(cases):
+        arrays[f"{k}.x"] = np.asarray(x, dtype=np.int64).reshape(-1)
+        arrays[f"{k}.y"] = np.asarray(y, dtype=np.int64)
+    np.savez(path, **arrays)
+    return {"vectors": str(path),
+            "cases": [{"name": n, "call": int(c), "cycles": int(cy)} for n, c, _, _, cy in cases]}
+
+
+def small_export(root: Path | None = None) -> Path:
+    """A small real export (trained once, then reused from sim/build/conv_engine_export/):
+    hrn-hw train --scenario pairwise-mnist --limit 200 --epochs 1, then
+    export(golden_per_task=10, eval_limit=50, calib=64)."""
+    from hrn_hw.cli import main
+    from hrn_hw.export.pipeline import export
+
+    root = root or BUILD_DIR / "conv_engine_export"
+    out = root / "export"
+    if (out / "manifest.json").is_file() and (out / "weights.npz").is_file():
+        return out
+    root.mkdir(parents=True, exist_ok=True)
+    model = root / "model.pt"
+    assert main(["train", "--scenario", "pairwise-mnist", "--limit", "200", "--epochs", "1",
+                 "--out", str(model)]) == 0
+    export(model, out, force=True, golden_per_task=10, eval_limit=50, calib=64, quiet=True)
+    return out
+
+
+def real_cases(qm, unit: int, calls: list, images: np.ndarray, lanes=None) -> list:
+    """Real and extreme inputs for every reachable call of `unit` of a QuantModel; `images`
+    are uint8 test images [N, 1, 28, 28] (the export's golden vectors)."""
+    from hrn_hw.export.ir import INPUT_FMT
+    from hrn_hw.rtl.conv_engine import conv_engine_cycles
+
+    u = qm.units[unit]
+    images = np.asarray(images, dtype=np.int64)
+    rng = np.random.default_rng(3)
+    cases, sats = [], 0
+    for cid, call in enumerate(calls):
+        shape = tuple(call["in_shape"])
+        cyc = conv_engine_cycles(u, call, lanes)
+        if call["source"] == "input":
+            lo, hi, frac = 0, INPUT_FMT.qmax, INPUT_FMT.frac
+            bright = np.zeros(shape, dtype=np.int64)
+            bright[0, shape[1] // 2, shape[2] // 3] = hi
+            maps = [("image 0", images[0]), ("image 1", images[1]), ("all zero", np.zeros(shape, np.int64)),
+                    ("all 255", np.full(shape, hi)), ("one bright pixel", bright)]
+        else:
+            src = int(call["source"])
+            fmt = qm.units[src].out_fmt
+            lo, hi, frac = fmt.qmin, fmt.qmax, fmt.frac
+            real = [_golden(qm, src, images[k], INPUT_FMT.frac)[0].reshape(shape) for k in (2, 3)]
+            one = np.zeros(shape, dtype=np.int64)
+            one[-1, shape[1] - 1, 0] = hi
+            maps = [(f"unit {src} output of image 2", real[0]), (f"unit {src} output of image 3", real[1]),
+                    ("all zero", np.zeros(shape, np.int64)), ("all max", np.full(shape, hi)),
+                    ("all min", np.full(shape, lo)),
+                    ("random +-max (saturating)", np.where(rng.random(shape) < 0.5, hi, lo)),
+                    ("one element at max", one)]
+        for what, x in maps:
+            y, s = _golden(qm, unit, x, frac)
+            sats += s
+            name = f"call {cid} ({'x'.join(map(str, shape))}, frac {call['in_frac']}): {what}"
+            cases.append((name + (f" [{s} saturated]" if s else ""), cid, x, y, cyc))
+    assert sats, "no case saturated the conv output"
+    return cases
+
+
+def test_conv_engine(export_dir: Path | None = None):
+    """pytest: unit 0 of a small real export, all its reachable calls, default lanes."""
+    from hrn_hw.export.ir import QuantModel
+    from hrn_hw.rtl.conv_engine import ConvEngine, conv_engine_params
+
+    export_dir = export_dir or small_export()
+    qm = QuantModel.load(export_dir)
+    p = conv_engine_params(qm, 0)
+    dut = ConvEngine(**p)
+    with np.load(export_dir / "golden" / "vectors.npz") as data:
+        images = data["pixels"]
+    cases = real_cases(qm, 0, p["calls"], images)
+    params_ = _write_cases(BUILD_DIR / "conv_engine", cases)
+    params_["stall_every"] = 4
+    run_dut(dut, "conv_engine", "test_conv_engine", params_)
+
+
+def synthetic_unit(seed: int = 7):
+    """2 -> 5 channels, 3x3 stride 2 no padding, bias finer than some calls' accumulators, trn
+    output (12 bits, saturates), maxpool 2/2 then LeakyReLU 0.1."""
+    from types import SimpleNamespace
+
+    from hrn_hw.export.ir import ActQ, ConvQ, PoolQ, UnitQ
+    from hrn_hw.fixedpoint.fmt import Fmt
+
+    rng = np.random.default_rng(seed)
+    w_fmt, b_fmt, o_fmt = Fmt(10, 9), Fmt(12, 10), Fmt(12, 3, rounding="trn")
+    weight = rng.integers(w_fmt.qmin, w_fmt.qmax + 1, (5, 2, 3, 3))
+    weight[3] = 0                                        # a channel that is only its bias
+    bias = rng.integers(b_fmt.qmin, b_fmt.qmax + 1, 5)
+    conv = ConvQ(5, 3, 2, 0, weight, w_fmt, bias, b_fmt, o_fmt)
+    unit = UnitQ(0, 2, [conv, PoolQ(2, 2), ActQ(6554, 16)], True)
+    calls = [
+        {"unit": 0, "source": "a", "in_shape": [3, 9, 8], "in_frac": 2, "in_width": 8},
+        {"unit": 0, "source": "b", "in_shape": [2, 2, 1], "in_frac": -3, "in_width": 6},
+        {"unit": 0, "source": "c", "in_shape": [1, 3, 5], "in_frac": 0, "in_width": 9},
+        {"unit": 0, "source": "d", "in_shape": [4, 7, 7], "in_frac": 5, "in_width": 7},
+    ]
+    return SimpleNamespace(units=[unit]), unit, calls
+
+
+def test_conv_engine_pool():
+    """pytest: the synthetic unit with maxpool, 2 lanes, maps smaller than the kernel."""
+    from hrn_hw.export.shapes import unit_out_shape
+    from hrn_hw.rtl.conv_engine import ConvEngine, call_geometry, conv_engine_cycles
+
+    qm, unit, calls = synthetic_unit()
+    for c in calls:
+        c["out_shape"] = list(unit_out_shape(unit, tuple(c["in_shape"])))
+    lanes = 2
+    assert any(call_geometry(unit, c, lanes)["align"] > 0 for c in calls)
+    rng = np.random.default_rng(8)
+    cases, sats = [], 0
+    for cid, c in enumerate(calls):
+        shape, w = tuple(c["in_shape"]), c["in_width"]
+        lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
+        cyc = conv_engine_cycles(unit, c, lanes)
+        one = np.zeros(shape, np.int64)
+        one[0, 0, -1] = hi
+        for what, x in [("random", rng.integers(lo, hi + 1, shape)), ("random small", rng.integers(-3, 4, shape)),
+                        ("all zero", np.zeros(shape, np.int64)), ("all max", np.full(shape, hi)),
+                        ("all min", np.full(shape, lo)), ("one element at max", one)]:
+            y, s = _golden(qm, 0, x, c["in_frac"])
+            sats += s
+            cases.append((f"call {cid} ({'x'.join(map(str, shape))} -> {'x'.join(map(str, c['out_shape']))}, "
+                           f"frac {c['in_frac']}): {what}" + (f" [{s} saturated]" if s else ""), cid, x, y, cyc))
+    assert sats, "no case saturated the conv output"
+    dut = ConvEngine(unit, calls, lanes=lanes)
+    params_ = _write_cases(BUILD_DIR / "conv_engine_pool", cases)
+    params_["stall_every"] = 3
+    run_dut(dut, "conv_engine", "test_conv_engine", params_, build_name="conv_engine_pool")
+
