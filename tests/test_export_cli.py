@@ -602,6 +602,8 @@ BAD_PRECISION = {
     "not a mapping": ("- h\n- basis\n", "maps tensor names to formats"),
     "not utf-8": (b"h: {frac: 14}\n\xff\xfe\x00\n", "not valid YAML/JSON"),
     "inconsistent formats": ("basis: {frac: 4}\ncoef: {frac: 4}\n", "basis frac + coef frac"),
+    "output coarser than its accumulator": ("unit0.0.out: {width: 8, frac: -40}\n",
+                                            "unit0.0.out: format ap_fixed<8, 48, AP_RND, AP_SAT> is too coarse"),
 }
 
 

@@ -77,9 +77,15 @@ def shift_round(acc: np.ndarray, shift: int, rounding: str = "rnd") -> np.ndarra
     acc = np.asarray(acc, dtype=np.int64)
     if shift <= 0:
         return acc << np.int64(-shift)
-    if rounding == "rnd":
-        acc = acc + np.int64(1 << (shift - 1))
-    return acc >> np.int64(shift)
+    if rounding != "rnd":
+        return acc >> np.int64(min(shift, 63))
+    if shift == 1:
+        return (acc >> np.int64(1)) + (acc & np.int64(1))
+    if shift >= 64:                      # |acc| < 2**63 <= half an LSB: everything rounds to 0
+        return np.zeros_like(acc)
+    # floor((acc + 2**(shift-1)) / 2**shift) without forming acc + 2**(shift-1), which can
+    # leave int64: halve first (floor of floors is exact).
+    return ((acc >> np.int64(1)) + np.int64(1 << (shift - 2))) >> np.int64(shift - 1)
 
 
 def convert(acc, acc_frac: int, fmt: Fmt, counter: SatCounter | None = None, name: str = "") -> np.ndarray:

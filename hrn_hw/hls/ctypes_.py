@@ -11,8 +11,27 @@ from hrn_hw.fixedpoint.fmt import Fmt
 
 def acc_type(frac: int, bound: int, signed: bool = True) -> str:
     """An ap_fixed that holds every integer up to `bound` (in units of 2**-frac) exactly."""
-    width = max(2, int(bound).bit_length() + 2)
+    width = acc_width(bound)
     return f"ap_fixed<{width}, {width - frac}>" if signed else f"ap_ufixed<{width}, {width - frac}>"
+
+
+def acc_width(bound: int) -> int:
+    """Width of the accumulator `acc_type` builds for `bound`."""
+    return max(2, int(bound).bit_length() + 2)
+
+
+def check_conversion(src_width: int, src_frac: int, dst: Fmt, name: str) -> None:
+    """Refuse a rounding conversion whose half-LSB lies above the source's MSB.
+
+    Every such value rounds to 0 (the golden model agrees), but ap_fixed's C simulation aborts
+    on it, so a format this coarse is an error at export rather than a crash in C-sim.
+    """
+    from hrn_hw.export.ir import ExportError
+
+    shift = src_frac - dst.frac
+    if dst.rounding == "rnd" and shift - 1 >= src_width:
+        raise ExportError(f"{name}: format {dst.c_type()} is too coarse for its {src_width}-bit accumulator "
+                          f"with {src_frac} fraction bits (every value would round to 0)")
 
 
 def raw_c_type(width: int) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 
 import hrn_hw
 from hrn_hw.export.ir import INPUT_FMT, ExportError, QuantModel
-from hrn_hw.hls.ctypes_ import acc_type, array_init, log2_ceil, max_int, raw_c_type
+from hrn_hw.hls.ctypes_ import acc_type, acc_width, array_init, check_conversion, log2_ceil, max_int, raw_c_type
 
 REPO = Path(hrn_hw.__file__).resolve().parents[1]
 TEMPLATES = REPO / "hls_templates"
@@ -65,6 +65,9 @@ class _Renderer:
         diff_bound = (max_int(qm.h_fmt) << (diff_frac - fh)) + qm.m * max_int(qm.basis_fmt) * max_int(qm.coef_fmt)
         emb_bound = qm.d * max_int(qm.residue_fmt)
         logit_w = max(l.out_fmt.width for h in qm.heads for l in h.layers[-1:])
+        check_conversion(acc_width(proj_bound), fb + fh, qm.coef_fmt, "coef")
+        check_conversion(acc_width(diff_bound), diff_frac, qm.residue_fmt, "residue")
+        check_conversion(acc_width(emb_bound), fr, qm.emb_fmt, "embedding")
         t = {
             "input_t": "ap_ufixed<8, 0>",
             "raw_t": f"ap_int<{raw_w}>",
@@ -148,6 +151,7 @@ class _Renderer:
                 bound = (max_in * int(np.abs(layer.weight).max() or 1) * cur_c * k * k << (top - frac)) + \
                     (bias_bound << (top - b_frac))
                 acc_t = acc_type(top, bound)
+                check_conversion(acc_width(bound), top, layer.out_fmt, f"unit{u.index}.{j}.out")
                 o = layer.out_channels
                 lines += [f"    {tag}_out_t x{n}[{o * ho * wo}];",
                           f"    hrn::conv2d<{cur_c}, {h}, {w}, {o}, {k}, {s}, {p}, {ho}, {wo}, {cur_t}, {tag}_w_t, "
@@ -189,6 +193,7 @@ class _Renderer:
             top = max(frac, layer.b_fmt.frac)
             bound = (x_max * int(np.abs(layer.weight).max() or 1) * n_in << (top - frac)) + \
                 (int(np.abs(layer.bias).max()) << (top - layer.b_fmt.frac))
+            check_conversion(acc_width(bound), top, layer.out_fmt, f"head{head.task}.{j}.out")
             self.types += [f"typedef {layer.w_fmt.c_type()} {tag}_w_t;", f"typedef {layer.b_fmt.c_type()} {tag}_b_t;",
                            f"typedef {layer.out_fmt.c_type()} {tag}_out_t;"]
             self.weights += [f"static const {raw_c_type(layer.w_fmt.width)} {tag.upper()}_W[{layer.weight.size}] = "
