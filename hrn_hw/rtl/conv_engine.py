@@ -248,6 +248,10 @@ class ConvEngine(wiring.Component):
         aligns = sorted({g["align"] for g in geo})
         shifts = sorted({g["shift"] for g in geo})
         w_all = conv.weight.reshape(O, -1).astype(int)
+        align_c = Signal(range(max(aligns) + 2))
+        shift_c = Signal(signed(max(abs(v) for v in shifts).bit_length() + 2))
+        m.d.comb += [align_c.eq(_pick(cid, [g["align"] for g in geo], range(max(aligns) + 2))),
+                     shift_c.eq(_pick(cid, [g["shift"] for g in geo], shift_c.shape()))]
         banks = []
         for lane in range(L):
             chans = [gi * L + lane for gi in range(G)]
@@ -265,13 +269,12 @@ class ConvEngine(wiring.Component):
             prod = x1 * wrd.data
             sprod = prod << aligns[0]
             for a in aligns[1:]:
-                sprod = Mux(_pick(cid, [g["align"] for g in geo], range(max(aligns) + 1)) == a, prod << a, sprod)
+                sprod = Mux(align_c == a, prod << a, sprod)
             acc = Signal(signed(self.acc_width), name=f"acc{lane}")
             with m.If(v1):
                 m.d.sync += acc.eq(Mux(first1, brd.data, acc) + sprod)
 
             # convert: (acc + half, folded into the bias ROM) >> shift, saturate
-            shift_c = _pick(cid, [g["shift"] for g in geo], signed(max(abs(s) for s in shifts).bit_length() + 2))
             q = _shift(acc, shifts[0])
             for s in shifts[1:]:
                 q = Mux(shift_c == s, _shift(acc, s), q)
