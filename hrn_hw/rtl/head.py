@@ -210,22 +210,20 @@ class HeadEngine(wiring.Component):
         y = Signal(signed(self.x_width))
         ys = []
         for kk, g in enumerate(glayers):
-            if True:
-                if True:
-                    fxw = g["x_frac"] + g["w_fmt"].frac
-                    fb = g["b_fmt"].frac
-                    top = max(fxw, fb)
-                    total = (acc_sel << (top - fxw)) + (b_rd.data << (top - fb))
-                    z = convert_expr(total, top, g["out_fmt"])
-                    if g["act"] is not None:
-                        zs = Signal(signed(g["out_fmt"].width), name=f"z{kk}")
-                        mod.d.comb += zs.eq(z)
-                        neg = convert_expr(zs * g["act"].alpha, g["out_fmt"].frac + g["act"].alpha_frac,
-                                           g["out_fmt"])
-                        z = Mux(zs > 0, zs, neg)
-                    yk = Signal(signed(self.x_width), name=f"y{kk}")
-                    mod.d.comb += yk.eq(z)
-                    ys.append(yk)
+            fxw = g["x_frac"] + g["w_fmt"].frac
+            fb = g["b_fmt"].frac
+            top = max(fxw, fb)
+            total = (acc_sel << (top - fxw)) + (b_rd.data << (top - fb))
+            z = convert_expr(total, top, g["out_fmt"])
+            if g["act"] is not None:
+                zs = Signal(signed(g["out_fmt"].width), name=f"z{kk}")
+                mod.d.comb += zs.eq(z)
+                neg = convert_expr(zs * g["act"].alpha, g["out_fmt"].frac + g["act"].alpha_frac,
+                                   g["out_fmt"])
+                z = Mux(zs > 0, zs, neg)
+            yk = Signal(signed(self.x_width), name=f"y{kk}")
+            mod.d.comb += yk.eq(z)
+            ys.append(yk)
         mod.d.comb += y.eq(_by_layer(gl, ys))
         y2, u2, n2 = Signal.like(y), Signal(), Signal.like(n_wb)
         mod.d.sync += [y2.eq(y), u2.eq(u1), n2.eq(n1)]
@@ -259,43 +257,42 @@ class HeadEngine(wiring.Component):
         ]
 
         # ---- sequencing ----
-        if True:
-            with mod.If(phase == LOAD):
-                with mod.If(take):
-                    mod.d.sync += j.eq(j + 1)
-                    with mod.If(j == 0):
-                        mod.d.sync += task_r.eq(self.task)
-                    with mod.If(j == s - 1):
-                        mod.d.sync += gl.eq(_by_layer(Mux(j == 0, self.task, task_r), first))
-                        mod.d.sync += [phase.eq(MAC), j.eq(0), src.eq(0), k.eq(0), grp.eq(0), wg.eq(0)]
-            with mod.Elif(phase == MAC):
-                mod.d.sync += k.eq(k + 1)
-                with mod.If(k == n_in - 1):
-                    # the write-back reads the lanes one cycle after its first issue, when the
-                    # last product has landed: no flush cycle
-                    mod.d.sync += [phase.eq(WB), wl.eq(0), n_wb.eq(grp * L)]
-            with mod.Elif(phase == WB):
-                mod.d.sync += [wl.eq(wl + 1), n_wb.eq(n_wb + 1)]
-                with mod.If((wl == L - 1) | (n_wb == n_out - 1)):
-                    with mod.If(n_wb == n_out - 1):
-                        mod.d.sync += [phase.eq(WDRAIN), wl.eq(0)]
-                    with mod.Else():
-                        mod.d.sync += [phase.eq(MAC), k.eq(0), grp.eq(grp + 1), wg.eq(wg + n_in)]
-            with mod.Elif(phase == WDRAIN):
-                mod.d.sync += wl.eq(wl + 1)
-                with mod.If(wl == WB_STAGES - 1):
-                    mod.d.sync += [src.eq(~src), k.eq(0), grp.eq(0)]
-                    with mod.If(last):
-                        mod.d.sync += [phase.eq(OUT), a.eq(0), va.eq(0)]
-                    with mod.Else():
-                        mod.d.sync += [phase.eq(MAC), gl.eq(gl + 1), wg.eq(0)]
-            with mod.Else():                    # OUT
-                with mod.If(advance):
-                    mod.d.sync += [va.eq(a < C), aa.eq(a), pad.eq(a >= n_out)]
-                    with mod.If(a < C):
-                        mod.d.sync += a.eq(a + 1)
-                with mod.If(va & self.out_ready & (aa == C - 1)):
-                    mod.d.sync += [phase.eq(LOAD), va.eq(0)]
+        with mod.If(phase == LOAD):
+            with mod.If(take):
+                mod.d.sync += j.eq(j + 1)
+                with mod.If(j == 0):
+                    mod.d.sync += task_r.eq(self.task)
+                with mod.If(j == s - 1):
+                    mod.d.sync += gl.eq(_by_layer(Mux(j == 0, self.task, task_r), first))
+                    mod.d.sync += [phase.eq(MAC), j.eq(0), src.eq(0), k.eq(0), grp.eq(0), wg.eq(0)]
+        with mod.Elif(phase == MAC):
+            mod.d.sync += k.eq(k + 1)
+            with mod.If(k == n_in - 1):
+                # the write-back reads the lanes one cycle after its first issue, when the
+                # last product has landed: no flush cycle
+                mod.d.sync += [phase.eq(WB), wl.eq(0), n_wb.eq(grp * L)]
+        with mod.Elif(phase == WB):
+            mod.d.sync += [wl.eq(wl + 1), n_wb.eq(n_wb + 1)]
+            with mod.If((wl == L - 1) | (n_wb == n_out - 1)):
+                with mod.If(n_wb == n_out - 1):
+                    mod.d.sync += [phase.eq(WDRAIN), wl.eq(0)]
+                with mod.Else():
+                    mod.d.sync += [phase.eq(MAC), k.eq(0), grp.eq(grp + 1), wg.eq(wg + n_in)]
+        with mod.Elif(phase == WDRAIN):
+            mod.d.sync += wl.eq(wl + 1)
+            with mod.If(wl == WB_STAGES - 1):
+                mod.d.sync += [src.eq(~src), k.eq(0), grp.eq(0)]
+                with mod.If(last):
+                    mod.d.sync += [phase.eq(OUT), a.eq(0), va.eq(0)]
+                with mod.Else():
+                    mod.d.sync += [phase.eq(MAC), gl.eq(gl + 1), wg.eq(0)]
+        with mod.Else():                    # OUT
+            with mod.If(advance):
+                mod.d.sync += [va.eq(a < C), aa.eq(a), pad.eq(a >= n_out)]
+                with mod.If(a < C):
+                    mod.d.sync += a.eq(a + 1)
+            with mod.If(va & self.out_ready & (aa == C - 1)):
+                mod.d.sync += [phase.eq(LOAD), va.eq(0)]
         return mod
 
 
