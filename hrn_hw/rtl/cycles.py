@@ -65,5 +65,12 @@ def projection_cycles(s: int, num_units: int) -> int:
     return sum(projection_phases(s, num_units).values())
 
 
+# The blocks built later keep their formulas beside their hardware; this module is the one
+# place that lists every block's latency.
+from hrn_hw.rtl.conv_engine import conv_engine_cycles, conv_engine_phases  # noqa: E402
+from hrn_hw.rtl.head import head_cycles  # noqa: E402
+from hrn_hw.rtl.residue import embedding_cycles, residue_cycles, residue_phases  # noqa: E402
+
 __all__ = ["hash_unit_phases", "hash_unit_cycles", "normaliser_phases", "normaliser_cycles",
-           "projection_phases", "projection_cycles"]
+           "projection_phases", "projection_cycles", "conv_engine_phases", "conv_engine_cycles",
+           "residue_phases", "residue_cycles", "embedding_cycles", "head_cycles"]
