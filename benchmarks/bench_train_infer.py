@@ -99,7 +99,8 @@ def source_hashes() -> dict[str, str]:
         if not isinstance(f, str) or not os.path.isabs(f):
             continue
         path = Path(f).resolve()
-        if ROOT in path.parents and path.suffix == ".py" and path.is_file():
+        if ROOT in path.parents and (ROOT / ".venv") not in path.parents and path.suffix == ".py" \
+                and path.is_file():
             out[str(path.relative_to(ROOT))] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     return dict(sorted(out.items()))
 
@@ -110,9 +111,15 @@ def provenance_start() -> dict:
 
 
 def provenance_end(prov: dict) -> dict:
-    now = source_hashes()
-    changed = sorted(k for k in set(now) | set(prov["source_sha256_at_start"])
-                     if now.get(k) != prov["source_sha256_at_start"].get(k))
+    import hashlib
+    start = prov["source_sha256_at_start"]
+
+    def digest(rel: str) -> str | None:
+        path = ROOT / rel
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else None
+
+    # Only files that had been imported at the start can have run in an older version.
+    changed = sorted(k for k in start if digest(k) != start[k])
     prov.update({"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "git_at_end": git_state(),
                  "sources_changed_during_run": changed})
     if changed:
