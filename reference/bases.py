@@ -89,9 +89,12 @@ class BasisPool(nn.Module):
             if want.any():   # bases may have changed: project everyone on the current snapshot
                 bases = self.bases.clone()
                 coef_all = self._project_all(h, bases)
-        # The selected unit's coefficients [n, m] and the projection coef . B_sel (one bmm).
-        coef = coef_all[torch.arange(len(sel), device=sel.device), sel]
-        residue = h - torch.bmm(coef.unsqueeze(1), bases[sel]).squeeze(1)
+        # The selected unit's coefficients [n, m] and the projection coef . B_sel as one GEMM of
+        # the coefficients placed in the selected unit's slots (no [n, m, s] gather of bases).
+        rows = torch.arange(len(sel), device=sel.device)
+        coef = coef_all[rows, sel]
+        placed = coef_all.new_zeros(coef_all.shape).index_put((rows, sel), coef)
+        residue = h - placed.flatten(1) @ bases.flatten(0, 1)
         keep = ok if fresh is None else ok & ~fresh
         if fresh is not None or not bool(ok.all()):
             residue = torch.where(keep[:, None], residue, torch.zeros_like(residue))
