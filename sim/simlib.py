@@ -155,3 +155,64 @@ def to_signed(handle) -> int:
 
 def to_unsigned(handle) -> int:
     return int(handle.value)
+
+
+async def stream_frame(dut, inputs, n_out: int, rng=None, in_gap: float = 0.0, out_stall: float = 0.0, *,
+                       in_port: str = "in", out_port: str = "out", in_last: bool = False,
+                       out_last: bool = True, read_output=None, on_cycle=None,
+                       max_cycles: int | None = None) -> tuple[list, int]:
+    """Drive one frame through a valid/ready block and collect its outputs.
+
+    On each falling edge: call `on_cycle(i)` (i = inputs accepted so far; for side signals
+    that are sampled with the first input, or outputs that are not handshaken), drive
+    `<in_port>_valid` / `_data` (and `_last` when `in_last`) with random input gaps, drive
+    `<out_port>_ready` with random output stalls, count the accepted inputs and collect the
+    outputs (`read_output()`, by default `<out_port>_data` signed; `<out_port>_last` checked
+    when `out_last`). `inputs` is the data sequence, or an int: that many data-less commands.
+    A random number is drawn for a gap / stall only while its probability is positive (and,
+    for gaps, while inputs remain). Stops after `n_out` outputs, then deasserts valid and
+    ready on the next falling edge.
+
+    Returns (outputs, cycles from the first input handshake to the last output handshake,
+    inclusive)."""
+    from cocotb.triggers import FallingEdge
+
+    data = None if isinstance(inputs, int) else inputs
+    n = inputs if data is None else len(data)
+    valid, ready_sig = getattr(dut, f"{in_port}_valid"), getattr(dut, f"{out_port}_ready")
+    in_ready, out_valid = getattr(dut, f"{in_port}_ready"), getattr(dut, f"{out_port}_valid")
+    if read_output is None:
+        out_data = getattr(dut, f"{out_port}_data")
+
+        def read_output():
+            return to_signed(out_data)
+    i, out, cyc, first, last = 0, [], 0, None, None
+    while len(out) < n_out:
+        await FallingEdge(dut.clk)
+        if on_cycle is not None:
+            on_cycle(i)
+        send = i < n and not (rng is not None and in_gap > 0 and rng.random() < in_gap)
+        ready = not (rng is not None and out_stall > 0 and rng.random() < out_stall)
+        valid.value = int(send)
+        if data is not None:
+            getattr(dut, f"{in_port}_data").value = int(data[i]) if send else 0
+        if in_last:
+            getattr(dut, f"{in_port}_last").value = int(send and i == n - 1)
+        ready_sig.value = int(ready)
+        if send and to_unsigned(in_ready):          # in_ready depends on registers only
+            first = cyc if first is None else first
+            i += 1
+        if to_unsigned(out_valid) and ready:
+            out.append(read_output())
+            if out_last:
+                assert to_unsigned(getattr(dut, f"{out_port}_last")) == int(len(out) == n_out), \
+                    f"{out_port}_last misplaced"
+            last = cyc
+        cyc += 1
+        if max_cycles is not None:
+            assert cyc < max_cycles, "frame does not finish"
+    await FallingEdge(dut.clk)
+    valid.value = 0
+    ready_sig.value = 0
+    assert i == n, "frame ended before every element was taken"
+    return out, last - first + 1

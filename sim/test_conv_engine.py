@@ -23,9 +23,8 @@ from pathlib import Path
 import numpy as np
 
 import cocotb
-from cocotb.triggers import FallingEdge
 
-from simlib import BUILD_DIR, params, record, run_dut, start, to_signed, to_unsigned
+from simlib import BUILD_DIR, params, record, run_dut, start, stream_frame, to_unsigned
 
 P = params()
 
@@ -33,31 +32,13 @@ P = params()
 async def conv_frame(dut, call_id, x, n_out, rng=None, in_gap=0.0, out_stall=0.0):
     """Stream map x (flat CHW integers) for call `call_id`; return (output [n_out], cycles from
     the first input handshake to the last output handshake, inclusive)."""
-    n = len(x)
-    i, out, cyc, first, last = 0, [], 0, None, None
-    while len(out) < n_out:
-        await FallingEdge(dut.clk)
-        send = i < n and not (rng is not None and rng.random() < in_gap)
-        ready = not (rng is not None and rng.random() < out_stall)
+    def drive_call(_):
         dut.call_id.value = int(call_id)
-        dut.in_valid.value = int(send)
-        dut.in_data.value = int(x[i]) if send else 0
-        dut.out_ready.value = int(ready)
-        if send and to_unsigned(dut.in_ready):          # in_ready depends on registers only
-            first = cyc if first is None else first
-            i += 1
-        if to_unsigned(dut.out_valid) and ready:
-            out.append(to_signed(dut.out_data))
-            assert to_unsigned(dut.out_last) == int(len(out) == n_out), "out_last misplaced"
-            last = cyc
-        cyc += 1
-        assert cyc < 20 * (n + n_out) + 100000, "frame does not finish"
-    await FallingEdge(dut.clk)
-    dut.in_valid.value = 0
-    dut.out_ready.value = 0
-    assert i == n, "frame ended before every element was taken"
+
+    out, cyc = await stream_frame(dut, x, n_out, rng, in_gap, out_stall, on_cycle=drive_call,
+                                  max_cycles=20 * (len(x) + n_out) + 100000)
     assert not to_unsigned(dut.busy), "busy after the last output"
-    return np.array(out, dtype=np.int64), last - first + 1
+    return np.array(out, dtype=np.int64), cyc
 
 
 def load_cases():

@@ -10,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 import cocotb
-from cocotb.triggers import FallingEdge
 
-from simlib import params, record, run_dut, start, to_signed, to_unsigned
+from simlib import params, record, run_dut, start, stream_frame
 
 P = params()
 
@@ -20,30 +19,9 @@ P = params()
 async def hash_frame(dut, y, seed, rng=None, in_gap=0.0, out_stall=0.0):
     """Stream map `y` (flat integers) with `seed`; return (phi [s], cycles from the first input
     handshake to the last output handshake, inclusive)."""
-    s, n = P["s"], len(y)
     dut.seed.value = int(seed)
-    i, out, cyc, first, last = 0, [], 0, None, None
-    while len(out) < s:
-        await FallingEdge(dut.clk)
-        send = i < n and not (rng is not None and rng.random() < in_gap)
-        ready = not (rng is not None and rng.random() < out_stall)
-        dut.in_valid.value = int(send)
-        dut.in_data.value = int(y[i]) if send else 0
-        dut.in_last.value = int(send and i == n - 1)
-        dut.out_ready.value = int(ready)
-        if send and to_unsigned(dut.in_ready):          # in_ready depends on registers only
-            first = cyc if first is None else first
-            i += 1
-        if to_unsigned(dut.out_valid) and ready:
-            out.append(to_signed(dut.out_data))
-            assert to_unsigned(dut.out_last) == int(len(out) == s), "out_last misplaced"
-            last = cyc
-        cyc += 1
-    await FallingEdge(dut.clk)
-    dut.in_valid.value = 0
-    dut.out_ready.value = 0
-    assert i == n, "frame ended before every element was taken"
-    return np.array(out, dtype=np.int64), last - first + 1
+    out, cyc = await stream_frame(dut, y, P["s"], rng, in_gap, out_stall, in_last=True)
+    return np.array(out, dtype=np.int64), cyc
 
 
 def load_cases(group):
@@ -62,35 +40,32 @@ def check(phi, want, what):
     assert not len(bad), f"{what}: {len(bad)} buckets differ, first {bad[0]}: rtl {phi[bad[0]]} golden {want[bad[0]]}"
 
 
-@cocotb.test()
-async def hash_images(dut):
-    """MNIST-sized random images (sparse patches and dense noise) under random and edge seeds:
-    bit-exact phi, cycles = the cycle model's."""
+async def timed_cases(dut, group, describe):
+    """Every case of `group` unstalled: bit-exact phi, cycles = the cycle model's; `describe`
+    (name, y, seed) is the log line's subject."""
     from hrn_hw.rtl.cycles import hash_unit_cycles
 
     await start(dut)
-    for name, y, seed, want in load_cases("images"):
+    for name, y, seed, want in load_cases(group):
         phi, cyc = await hash_frame(dut, y, seed)
         check(phi, want, name)
         model = hash_unit_cycles(len(y), P["s"])
         record(f"{name} (n={len(y)})", True, cyc, model)
         assert cyc == model, f"{name}: cycles {cyc} != model {model}"
-        dut._log.info("%s seed %#010x: bit-exact, %d cycles", name, seed, cyc)
+        dut._log.info("%s: bit-exact, %d cycles", describe(name, y, seed), cyc)
+
+
+@cocotb.test()
+async def hash_images(dut):
+    """MNIST-sized random images (sparse patches and dense noise) under random and edge seeds:
+    bit-exact phi, cycles = the cycle model's."""
+    await timed_cases(dut, "images", lambda name, y, seed: f"{name} seed {seed:#010x}")
 
 
 @cocotb.test()
 async def hash_extremes(dut):
     """Map sizes 1 .. max_n and extreme values: all zero, all max, all min, one bright element."""
-    from hrn_hw.rtl.cycles import hash_unit_cycles
-
-    await start(dut)
-    for name, y, seed, want in load_cases("extremes"):
-        phi, cyc = await hash_frame(dut, y, seed)
-        check(phi, want, name)
-        model = hash_unit_cycles(len(y), P["s"])
-        record(f"{name} (n={len(y)})", True, cyc, model)
-        assert cyc == model, f"{name}: cycles {cyc} != model {model}"
-        dut._log.info("%s (n=%d): bit-exact, %d cycles", name, len(y), cyc)
+    await timed_cases(dut, "extremes", lambda name, y, seed: f"{name} (n={len(y)})")
 
 
 @cocotb.test()

@@ -16,39 +16,22 @@ import dataclasses
 import numpy as np
 
 import cocotb
-from cocotb.triggers import FallingEdge
 
-from simlib import params, record, run_dut, start, to_signed, to_unsigned
+from simlib import params, record, run_dut, start, stream_frame
 
 P = params()
 
 
 async def head_run(dut, emb, task, rng=None, in_gap=0.0, out_stall=0.0):
     """Stream one embedding with its task id; return (logits [C], cycles)."""
-    s, C = P["s"], P["C"]
     dut.task.value = int(task)
-    i, out, cyc, first, last = 0, [], 0, None, None
-    while len(out) < C:
-        await FallingEdge(dut.clk)
+
+    def scramble(i):
         if i >= 1:        # the task id is sampled with the first word only
             dut.task.value = (int(task) + 1) % P["tasks"]
-        send = i < s and not (rng is not None and rng.random() < in_gap)
-        ready = not (rng is not None and rng.random() < out_stall)
-        dut.in_valid.value = int(send)
-        dut.in_data.value = int(emb[i]) if send else 0
-        dut.out_ready.value = int(ready)
-        if send and to_unsigned(dut.in_ready):
-            first = cyc if first is None else first
-            i += 1
-        if to_unsigned(dut.out_valid) and ready:
-            out.append(to_signed(dut.out_data))
-            assert to_unsigned(dut.out_last) == int(len(out) == C), "out_last misplaced"
-            last = cyc
-        cyc += 1
-    await FallingEdge(dut.clk)
-    dut.in_valid.value = 0
-    dut.out_ready.value = 0
-    return np.array(out, dtype=np.int64), last - first + 1
+
+    out, cyc = await stream_frame(dut, emb[:P["s"]], P["C"], rng, in_gap, out_stall, on_cycle=scramble)
+    return np.array(out, dtype=np.int64), cyc
 
 
 async def run_cases(dut, prefix, rng=None, in_gap=0.0, out_stall=0.0, every=1):

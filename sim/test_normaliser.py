@@ -11,9 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 import cocotb
-from cocotb.triggers import FallingEdge
 
-from simlib import params, record, run_dut, start, to_signed, to_unsigned
+from simlib import params, record, run_dut, start, stream_frame, to_unsigned
 
 P = params()
 E_MAX = (1 << 63) - 1          # the export refuses energies beyond 63 bits
@@ -28,30 +27,14 @@ def h_fmt():
 async def norm_frame(dut, phi, rng=None, in_gap=0.0, out_stall=0.0):
     """Stream phi [s]; return (h [s], E, inv, cycles from the first input handshake to the last
     output handshake, inclusive)."""
-    s = P["s"]
-    i, out, cyc, first, last, energy, inv = 0, [], 0, None, None, None, None
-    while len(out) < s:
-        await FallingEdge(dut.clk)
-        send = i < s and not (rng is not None and rng.random() < in_gap)
-        ready = not (rng is not None and rng.random() < out_stall)
-        dut.in_valid.value = int(send)
-        dut.in_data.value = int(phi[i]) if send else 0
-        dut.out_ready.value = int(ready)
-        if send and to_unsigned(dut.in_ready):
-            first = cyc if first is None else first
-            i += 1
-        if to_unsigned(dut.out_valid):
-            if energy is None:
-                energy, inv = to_unsigned(dut.energy), to_unsigned(dut.inv)
-            if ready:
-                out.append(to_signed(dut.out_data))
-                assert to_unsigned(dut.out_last) == int(len(out) == s), "out_last misplaced"
-                last = cyc
-        cyc += 1
-    await FallingEdge(dut.clk)
-    dut.in_valid.value = 0
-    dut.out_ready.value = 0
-    return np.array(out, dtype=np.int64), energy, inv, last - first + 1
+    seen = {}
+
+    def latch(_):
+        if to_unsigned(dut.out_valid) and not seen:     # E and inv of the frame being streamed out
+            seen["energy"], seen["inv"] = to_unsigned(dut.energy), to_unsigned(dut.inv)
+
+    out, cyc = await stream_frame(dut, phi, P["s"], rng, in_gap, out_stall, on_cycle=latch)
+    return np.array(out, dtype=np.int64), seen.get("energy"), seen.get("inv"), cyc
 
 
 def check(dut, name, phi, h, energy, inv, cyc=None):

@@ -8,9 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 import cocotb
-from cocotb.triggers import FallingEdge
 
-from simlib import params, record, run_dut, start, to_unsigned
+from simlib import params, record, run_dut, start, stream_frame, to_unsigned
 
 P = params()
 
@@ -33,29 +32,17 @@ def words(value: int, n: int, width: int, signed: bool = True) -> np.ndarray:
 
 async def project_frame(dut, h, allowed, rng=None, in_gap=0.0, out_stall=0.0):
     """Stream h with the `allowed` mask; return (coef [M, m], energy [M], sel, ok, cycles)."""
-    M, m, s = P["M"], P["m"], P["s"]
+    M, m = P["M"], P["m"]
     _, _, cf = fmts()
     dut.allowed.value = int(sum(1 << u for u in range(M) if allowed[u]))
-    i, cyc, first, result = 0, 0, None, None
-    while result is None:
-        await FallingEdge(dut.clk)
-        send = i < s and not (rng is not None and rng.random() < in_gap)
-        ready = not (rng is not None and rng.random() < out_stall)
-        dut.in_valid.value = int(send)
-        dut.in_data.value = int(h[i]) if send else 0
-        dut.out_ready.value = int(ready)
-        if send and to_unsigned(dut.in_ready):
-            first = cyc if first is None else first
-            i += 1
-        if to_unsigned(dut.out_valid) and ready:
-            coef = words(to_unsigned(dut.coef), M * m, cf.width).reshape(M, m)
-            energy = words(to_unsigned(dut.energy), M, P["e_width"], signed=False)
-            result = (coef, energy, to_unsigned(dut.sel), bool(to_unsigned(dut.ok)), cyc - first + 1)
-        cyc += 1
-    await FallingEdge(dut.clk)
-    dut.in_valid.value = 0
-    dut.out_ready.value = 0
-    return result
+
+    def result():
+        coef = words(to_unsigned(dut.coef), M * m, cf.width).reshape(M, m)
+        energy = words(to_unsigned(dut.energy), M, P["e_width"], signed=False)
+        return coef, energy, to_unsigned(dut.sel), bool(to_unsigned(dut.ok))
+
+    (res,), cyc = await stream_frame(dut, h, 1, rng, in_gap, out_stall, out_last=False, read_output=result)
+    return (*res, cyc)
 
 
 def check(dut, name, h, allowed, coef, energy, sel, ok, cyc=None):

@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 
 import cocotb
-from cocotb.triggers import FallingEdge
 
-from simlib import params, record, run_dut, start, to_signed, to_unsigned
+from simlib import params, record, run_dut, start, stream_frame, to_signed, to_unsigned
 
 P = params()
 N_REAL = 8            # golden-vector samples replayed in the simulation
@@ -104,51 +103,23 @@ async def residue_frame(dut, h, sel, coef, rng=None, in_gap=0.0, out_stall=0.0):
     dut.sel.value = int(sel)
     dut.coef.value = pack(coef, F["c_fmt"].width)
     r = np.full(s, 1 << 40, dtype=np.int64)
-    i, cyc, first, result = 0, 0, None, None
-    while result is None:
-        await FallingEdge(dut.clk)
+
+    def each_cycle(i):
         if i >= 1:      # sel / coef are sampled with the first h only: scramble them afterwards
             dut.sel.value = (int(sel) + 1) % max(2, P["M"])
             dut.coef.value = pack([~int(c) for c in coef], F["c_fmt"].width)
-        send = i < s and not (rng is not None and rng.random() < in_gap)
-        ready = not (rng is not None and rng.random() < out_stall)
-        dut.in_valid.value = int(send)
-        dut.in_data.value = int(h[i]) if send else 0
-        dut.out_ready.value = int(ready)
         if to_unsigned(dut.r_valid):
             r[to_unsigned(dut.r_index)] = to_signed(dut.r_data)
-        if send and to_unsigned(dut.in_ready):
-            first = cyc if first is None else first
-            i += 1
-        if to_unsigned(dut.out_valid) and ready:
-            result = (r, bool(to_unsigned(dut.stop)), to_unsigned(dut.energy), cyc - first + 1)
-        cyc += 1
-    await FallingEdge(dut.clk)
-    dut.in_valid.value = 0
-    dut.out_ready.value = 0
-    return result
+
+    (res,), cyc = await stream_frame(dut, h, 1, rng, in_gap, out_stall, out_last=False, on_cycle=each_cycle,
+                                     read_output=lambda: (r, bool(to_unsigned(dut.stop)), to_unsigned(dut.energy)))
+    return (*res, cyc)
 
 
 async def finish(dut, rng=None, out_stall=0.0):
     """The finish command, then the s embedding words; returns (emb [s], cycles)."""
-    s = P["s"]
-    out, cyc, first, last, sent = [], 0, None, None, False
-    while len(out) < s:
-        await FallingEdge(dut.clk)
-        ready = not (rng is not None and rng.random() < out_stall)
-        dut.fin_valid.value = int(not sent)
-        dut.emb_ready.value = int(ready)
-        if not sent and to_unsigned(dut.fin_ready):
-            sent, first = True, cyc
-        if to_unsigned(dut.emb_valid) and ready:
-            out.append(to_signed(dut.emb_data))
-            assert to_unsigned(dut.emb_last) == int(len(out) == s), "emb_last misplaced"
-            last = cyc
-        cyc += 1
-    await FallingEdge(dut.clk)
-    dut.fin_valid.value = 0
-    dut.emb_ready.value = 0
-    return np.array(out, dtype=np.int64), last - first + 1
+    out, cyc = await stream_frame(dut, 1, P["s"], rng, 0.0, out_stall, in_port="fin", out_port="emb")
+    return np.array(out, dtype=np.int64), cyc
 
 
 def golden_frame(h, sel, coef):
