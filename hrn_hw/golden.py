@@ -17,7 +17,7 @@ import numpy as np
 from hrn_hw.export.ir import INPUT_FMT, QuantModel
 from hrn_hw.fixedpoint import ops
 from hrn_hw.fixedpoint.fmt import SatCounter, convert
-from reference.hashing import index_hash
+from reference.hashing import hash_matrix
 
 
 @dataclass
@@ -31,9 +31,7 @@ class GoldenResult:
 @lru_cache(maxsize=256)
 def hash_matrix_int(seed: int, n: int, s: int) -> np.ndarray:
     """Signed one-hot [n, s] int64 with phi = y_flat @ P (DESIGN.md index hash)."""
-    buckets, signs = index_hash(seed, n, s)
-    mat = np.zeros((n, s), dtype=np.int64)
-    mat[np.arange(n), buckets] = signs
+    mat = hash_matrix(seed, n, s).numpy().astype(np.int64)
     mat.setflags(write=False)
     return mat
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,11 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The RTL block testbenches live in sim/ (one module per DUT, cocotb-examples style); the
+# tests/test_rtl_*.py wrappers import them from there.
+if str(ROOT / "sim") not in sys.path:
+    sys.path.insert(0, str(ROOT / "sim"))
 PAIRWISE_CFG = ROOT / "hrn_hw" / "configs" / "pairwise-mnist.yaml"
 
 # The tiny convolutions of the reference run far faster single-threaded than with the

@@ -8,14 +8,8 @@ fails the pytest test. `make sim` runs the same testbenches directly.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
-
-SIM = Path(__file__).resolve().parents[1] / "sim"
-if str(SIM) not in sys.path:
-    sys.path.insert(0, str(SIM))
 
 pytest.importorskip("cocotb_tools.runner")
 

@@ -5,14 +5,8 @@ hrn_hw.rtl.conv_engine.conv_engine_cycles. Runs the sim/test_conv_engine.py test
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
-
-SIM = Path(__file__).resolve().parents[1] / "sim"
-if str(SIM) not in sys.path:
-    sys.path.insert(0, str(SIM))
 
 pytest.importorskip("cocotb_tools.runner")
 

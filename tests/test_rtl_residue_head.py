@@ -7,14 +7,8 @@ The first run trains and exports the fixture model under sim/build/_fixture/ (ca
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
-
-SIM = Path(__file__).resolve().parents[1] / "sim"
-if str(SIM) not in sys.path:
-    sys.path.insert(0, str(SIM))
 
 pytest.importorskip("cocotb_tools.runner")
 

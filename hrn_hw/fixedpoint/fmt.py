@@ -47,10 +47,6 @@ class Fmt:
     def qmax(self) -> int:
         return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
 
-    @property
-    def lsb(self) -> float:
-        return 2.0 ** -self.frac
-
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -19,6 +19,7 @@ import numpy as np
 
 import hrn_hw
 from hrn_hw.export.ir import INPUT_FMT, ExportError, QuantModel
+from hrn_hw.export.shapes import layer_out_hw
 from hrn_hw.hls.ctypes_ import acc_type, acc_width, array_init, check_conversion, log2_ceil, max_int, raw_c_type
 
 REPO = Path(hrn_hw.__file__).resolve().parents[1]
@@ -137,13 +138,11 @@ class _Renderer:
                       f"    hrn::fold_channels<{c}, {u.in_channels}, {h * w}, {in_t}, {fold_t} >(x0, x1);"]
             cur, cur_t, cur_c, max_in = "x1", fold_t, u.in_channels, max_in * groups
         n = 2
-        fmt = None
         for j, layer in enumerate(u.layers):
             tag = f"u{u.index}_l{j}"
             if layer.kind == "conv":
                 k, s, p = layer.kernel, layer.stride, layer.padding
-                ho = (max(h + 2 * p, k) - k) // s + 1
-                wo = (max(w + 2 * p, k) - k) // s + 1
+                ho, wo = layer_out_hw(h, w, k, s, p)
                 frac = in_frac + layer.w_fmt.frac
                 b_frac = layer.b_fmt.frac if layer.b_fmt is not None else layer.w_fmt.frac
                 top = max(frac, b_frac)
@@ -157,8 +156,7 @@ class _Renderer:
                           f"    hrn::conv2d<{cur_c}, {h}, {w}, {o}, {k}, {s}, {p}, {ho}, {wo}, {cur_t}, {tag}_w_t, "
                           f"{tag}_b_t, {acc_t}, {tag}_out_t>({cur}, {tag.upper()}_W, {tag.upper()}_B, x{n});"]
                 cur, cur_t, cur_c, h, w = f"x{n}", f"{tag}_out_t", o, ho, wo
-                fmt, in_frac, in_fmt_w, max_in = layer.out_fmt, layer.out_fmt.frac, layer.out_fmt.width, \
-                    max_int(layer.out_fmt)
+                in_frac, in_fmt_w, max_in = layer.out_fmt.frac, layer.out_fmt.width, max_int(layer.out_fmt)
             elif layer.kind == "leaky_relu":
                 size = cur_c * h * w
                 cfg = self.act_cfg(size)
@@ -168,7 +166,7 @@ class _Renderer:
                 cur = f"x{n}"
             else:
                 k, s = layer.kernel, layer.stride
-                ho, wo = (max(h, k) - k) // s + 1, (max(w, k) - k) // s + 1
+                ho, wo = layer_out_hw(h, w, k, s, 0)
                 lines += [f"    {cur_t} x{n}[{cur_c * ho * wo}];",
                           f"    hrn::maxpool<{cur_c}, {h}, {w}, {k}, {s}, {ho}, {wo}, {cur_t} >({cur}, x{n});"]
                 cur, h, w = f"x{n}", ho, wo
