@@ -97,7 +97,9 @@ def _run(cmd: list[str], cwd: Path, timeout: float) -> int | None:
 def _log_tail(log: Path) -> str:
     if not log.exists():
         return "(no log written)"
-    lines = log.read_text(errors="replace").splitlines()
+    # without the banner and blank lines
+    lines = [line for line in log.read_text(errors="replace").splitlines()
+             if line.strip() and not line.startswith((" |", " /", " \\"))]
     return "\n".join(lines[-LOG_TAIL:])
 
 
