@@ -1,4 +1,4 @@
-"""The `hrn-hw` command line: train, eval, plot, export and verify."""
+"""The `hrn-hw` command line: train, eval, plot, export, verify and bench."""
 
 from __future__ import annotations
 
@@ -208,6 +208,16 @@ def cmd_verify(args) -> int:
     return 1 if r["mismatches"] else 0
 
 
+def cmd_bench(args) -> int:
+    from hrn_hw.bench import bench, default_dir, format_table
+
+    r = bench(args.model, args.out, device=_device(args.device), export_dir=args.export, clock=args.clock_mhz,
+              n=args.n, force=args.force, data_dir=args.data_dir)
+    print(format_table(r))
+    print(f"bench written to {args.out or default_dir(args.model)} (bench.json, bench.png)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrn-hw", description="Hash-routed networks, from PyTorch to hardware.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -260,6 +270,19 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--against", choices=("csim",), default="csim", help="what to check (default csim)")
     v.add_argument("-n", type=_positive, help="compare only the first N golden samples")
     v.set_defaults(func=cmd_verify)
+
+    from hrn_hw.bench import DEFAULT_CLOCK_MHZ, DEFAULT_N, clock_mhz
+    b = sub.add_parser("bench", help="PyTorch latency/throughput next to the RTL's cycles per sample (nominal clock)")
+    b.add_argument("model", help="trained checkpoint (model.pt)")
+    b.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="PyTorch device (default cpu)")
+    b.add_argument("--export", help="export directory of the model (default: export it to a temporary one)")
+    b.add_argument("--clock-mhz", type=clock_mhz, default=DEFAULT_CLOCK_MHZ,
+                   help=f"nominal RTL clock in MHz (default {DEFAULT_CLOCK_MHZ:g})")
+    b.add_argument("-o", "--out", help="directory to write (default: bench/ beside model.pt)")
+    b.add_argument("--n", type=_positive, default=DEFAULT_N, help=f"test images (default {DEFAULT_N})")
+    b.add_argument("--force", action="store_true", help="replace an existing bench directory")
+    b.add_argument("--data-dir", help="directory holding SVHN / CIFAR-100 files")
+    b.set_defaults(func=cmd_bench)
     return parser
 
 

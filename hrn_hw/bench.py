@@ -1,0 +1,395 @@
+"""`hrn-hw bench`: PyTorch inference latency and throughput next to the RTL's cycles per sample.
+
+PyTorch: the reference HRN in eval mode on real test images of the model's scenario; batch-1
+latency (median and p90 over N single-sample forwards after a warm-up) and batch-256
+throughput (samples/s over several batches). RTL: cycles per sample from the cycle model
+(`hrn_hw.rtl.latency.sample_cycles`) on the golden model's routes of the same N images,
+turned into time at a stated clock that is *nominal* (no synthesis or timing closure backs it).
+BENCH_DIR gets bench.json and bench.png, written atomically (docs/bench.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+import hrn_hw
+from hrn_hw.errors import HrnError
+
+FORMAT = "hrn-hw/bench"
+VERSION = 1
+DEFAULT_N = 500
+DEFAULT_CLOCK_MHZ = 200.0
+BATCH = 256
+BATCHES = 10           # timed batch-256 forwards (after one warm-up batch)
+WARMUP = 10            # untimed single-sample forwards before the batch-1 timing
+STEPS = 5
+
+
+def clock_mhz(text: str) -> float:
+    """argparse type of --clock-mhz: a finite frequency > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a frequency in MHz, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def default_dir(model_path: str | Path) -> Path:
+    """BENCH_DIR when -o is not given: `bench/` beside model.pt."""
+    return Path(model_path).parent / "bench"
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- the output directory
+
+def _is_bench(directory: Path) -> bool:
+    """An earlier bench (its bench.json says so) or an empty directory: what --force may replace."""
+    if not any(directory.iterdir()):
+        return True
+    try:
+        data = json.loads((directory / "bench.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT
+
+
+def check_target(out: Path, force: bool) -> None:
+    """Fail before any work when BENCH_DIR exists without --force, or is not a bench --force may replace."""
+    if out.exists() and not force:
+        raise HrnError(f"{out}: already exists; pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise HrnError(f"{out}: exists and is not a directory")
+    if out.exists() and not _is_bench(out):
+        raise HrnError(f"{out}: exists and is not an hrn-hw bench (no bench.json); "
+                       "--force replaces only an earlier bench: remove it or pick another -o")
+    parent = out.resolve().parent
+    if parent.exists() and not parent.is_dir():
+        raise HrnError(f"{out}: {parent} is not a directory")
+
+
+@contextmanager
+def staged_directory(out: Path, force: bool):
+    """Yield a staging directory beside `out` that replaces it on success (as hrn_hw.export.atomic,
+    whose --force accepts only exports)."""
+    check_target(out, force)
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    try:
+        yield stage
+        stage.chmod(0o755)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+            old.rmdir()
+            out.rename(old)
+            try:
+                stage.rename(out)
+            except BaseException:
+                old.rename(out)
+                raise
+            if old.is_symlink():
+                old.unlink()
+            else:
+                shutil.rmtree(old, ignore_errors=True)
+        else:
+            stage.rename(out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+# ---------------------------------------------------------------- inputs
+
+def test_samples(tasks: list, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n test images interleaved over the tasks (image i: task i % T, its (i // T)-th test image)."""
+    ids = np.arange(n) % len(tasks)
+    pixels = np.stack([tasks[t].test_x[(i // len(tasks)) % len(tasks[t].test_x)] for i, t in enumerate(ids)])
+    return pixels, ids.astype(np.int64)
+
+
+def load_cycle_model():
+    """`hrn_hw.rtl.latency.sample_cycles(qm, routes, knobs=None) -> int64 [N]`."""
+    try:
+        from hrn_hw.rtl.latency import sample_cycles
+    except ImportError as exc:
+        raise HrnError(f"the RTL cycle model is not available (hrn_hw.rtl.latency.sample_cycles: {exc})") from None
+    return sample_cycles
+
+
+def check_export(qm, path: Path, specs: list, input_shape: tuple) -> None:
+    """--export OUT must be an export of a model with these tasks and this input shape."""
+    if tuple(qm.input_shape) != tuple(input_shape) or len(qm.heads) != len(specs):
+        raise HrnError(f"--export {path}: an export of another model ({len(qm.heads)} heads, input "
+                       f"{list(qm.input_shape)}; the model has {len(specs)} tasks, input {list(input_shape)})")
+
+
+def export_temporary(model_path: Path, directory: Path, data_dir: str | None):
+    """Export model.pt into `directory` (default formats, 1 golden and 1 eval image per task)."""
+    import torch
+
+    from hrn_hw.export.ir import QuantModel
+    from hrn_hw.export.pipeline import export
+
+    threads = torch.get_num_threads()          # export() pins torch to one thread
+    try:
+        export(model_path, directory / "export", golden_per_task=1, eval_limit=1, data_dir=data_dir, quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+    return QuantModel.load(directory / "export")
+
+
+# ---------------------------------------------------------------- PyTorch timing
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_batch1(model, pixels: np.ndarray, task_ids: np.ndarray, device: str, warmup: int = WARMUP) -> dict:
+    """Per-sample forward latency (input copy to the device included), after `warmup` forwards."""
+    import torch
+
+    with torch.no_grad():
+        times = _time_batch1(model, pixels, task_ids, device, warmup)
+    us = 1e6 * times
+    median = float(np.median(us))
+    return {"warmup_forwards": warmup, "forwards": len(us), "median_us": median,
+            "p90_us": float(np.percentile(us, 90)), "mean_us": float(us.mean()), "min_us": float(us.min()),
+            "max_us": float(us.max()), "samples_per_s": 1e6 / median}
+
+
+def _time_batch1(model, pixels, task_ids, device, warmup) -> np.ndarray:
+    import torch
+
+    xs = [torch.from_numpy(pixels[i:i + 1]) for i in range(len(pixels))]
+    for i in range(warmup):
+        model(xs[i % len(xs)].to(device), int(task_ids[i % len(xs)]))
+    _sync(device)
+    times = np.empty(len(xs))
+    for i, x in enumerate(xs):
+        t0 = time.perf_counter()
+        model(x.to(device), int(task_ids[i]))
+        _sync(device)
+        times[i] = time.perf_counter() - t0
+    return times
+
+
+def time_batched(model, tasks: list, device: str, batch: int = BATCH, batches: int = BATCHES) -> dict:
+    """Throughput of `batches` forwards of `batch` test images (batch b: task b % T), after one warm-up."""
+    import torch
+
+    with torch.no_grad():
+        times = _time_batched(model, tasks, device, batch, batches)
+    rate = batch * batches / times.sum()
+    return {"batch_size": batch, "batches": batches, "seconds": float(times.sum()),
+            "median_batch_ms": float(1e3 * np.median(times)), "samples_per_s": rate,
+            "amortised_us_per_sample": 1e6 / rate}
+
+
+def _time_batched(model, tasks, device, batch, batches) -> np.ndarray:
+    import torch
+
+    def images(t: int) -> torch.Tensor:
+        x = tasks[t].test_x
+        return torch.from_numpy(x[np.arange(batch) % len(x)])
+
+    inputs = [images(b % len(tasks)) for b in range(min(batches, len(tasks)))]
+    model(inputs[0].to(device), 0)
+    _sync(device)
+    times = np.empty(batches)
+    for b in range(batches):
+        t0 = time.perf_counter()
+        model(inputs[b % len(inputs)].to(device), b % len(tasks))
+        _sync(device)
+        times[b] = time.perf_counter() - t0
+    return times
+
+
+# ---------------------------------------------------------------- RTL
+
+def rtl_summary(cycles: np.ndarray, routes: np.ndarray, clock: float) -> dict:
+    """Cycles per sample and, at the nominal clock, latency and one instance's samples/s."""
+    med = float(np.median(cycles))
+    steps = (routes >= 0).sum(1)
+    return {"nominal_clock_mhz": clock, "clock_note": "nominal: a stated clock, not a synthesis or timing result",
+            "knobs": None, "instances": 1,
+            "cycles_per_sample": {"min": int(cycles.min()), "median": med, "mean": float(cycles.mean()),
+                                  "max": int(cycles.max())},
+            "median_cycles_by_route_length": {int(k): float(np.median(cycles[steps == k])) for k in np.unique(steps)},
+            "latency_us_nominal": med / clock, "samples_per_s_nominal": clock * 1e6 / med}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def command_line(model_path, out, device, export_dir, clock, n, force, data_dir) -> str:
+    argv = ["hrn-hw", "bench", str(model_path), "--device", device, "--clock-mhz", f"{clock:g}", "-o", str(out),
+            "--n", str(n)]
+    argv += ["--export", str(export_dir)] if export_dir else []
+    argv += ["--data-dir", str(data_dir)] if data_dir else []
+    return shlex.join(argv + (["--force"] if force else []))
+
+
+# ---------------------------------------------------------------- report
+
+def format_table(r: dict) -> str:
+    """The printed table: per-sample latency and samples/s of each path."""
+    b1, bb, rtl, sp = r["pytorch"]["batch1"], r["pytorch"]["batch256"], r["rtl"], r["speedup"]
+    dev, clk, cyc = r["pytorch"]["device"], rtl["nominal_clock_mhz"], rtl["cycles_per_sample"]
+    rows = [(f"PyTorch {dev}, batch 1 (median)", b1["median_us"], b1["samples_per_s"]),
+            (f"PyTorch {dev}, batch 1 (p90)", b1["p90_us"], None),
+            (f"PyTorch {dev}, batch {bb['batch_size']} (amortised)", bb["amortised_us_per_sample"],
+             bb["samples_per_s"]),
+            (f"RTL @ {clk:g} MHz nominal, 1 instance (median)", rtl["latency_us_nominal"],
+             rtl["samples_per_s_nominal"])]
+    lines = [f"{'path':<44} {'us/sample':>12} {'samples/s':>12}"]
+    lines += [f"{name:<44} {us:>12.2f} {'' if rate is None else f'{rate:,.0f}':>12}" for name, us, rate in rows]
+    lines.append(f"RTL cycles per sample ({r['samples']['n']} test images): min {cyc['min']:,}  "
+                 f"median {cyc['median']:,.0f}  max {cyc['max']:,}")
+    lines.append(f"RTL at {clk:g} MHz (nominal) vs PyTorch {dev}: {sp['rtl_vs_pytorch_batch1_latency']:.1f}x "
+                 f"batch-1 latency, {sp['rtl_vs_pytorch_batch256_throughput']:.2f}x batch-256 throughput")
+    lines.append(f"torch {r['pytorch']['torch_version']}, {r['pytorch']['threads']} threads, "
+                 f"{r['pytorch']['device_name']}")
+    return "\n".join(lines)
+
+
+def plot_bench(r: dict, cycles: np.ndarray, steps: np.ndarray, path: Path) -> Path:
+    """PNG: per-sample latency bars (log axis) and a histogram of RTL cycles per sample by route length."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    b1, bb, rtl = r["pytorch"]["batch1"], r["pytorch"]["batch256"], r["rtl"]
+    dev, clk = r["pytorch"]["device"], rtl["nominal_clock_mhz"]
+    names = [f"PyTorch {dev}\nbatch 1 (median)", f"PyTorch {dev}\nbatch {bb['batch_size']} (amortised)",
+             f"RTL @ {clk:g} MHz\n(nominal, median)"]
+    values = [b1["median_us"], bb["amortised_us_per_sample"], rtl["latency_us_nominal"]]
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1, 1.2]})
+    bars = ax0.bar(range(3), values, color=["C0", "C1", "C2"])
+    ax0.errorbar([0], [b1["median_us"]], yerr=[[0], [b1["p90_us"] - b1["median_us"]]], fmt="none", ecolor="k",
+                 capsize=4, label="p90")
+    tops = [max(b1["p90_us"], values[0])] + values[1:]
+    for bar, v, top in zip(bars, values, tops):
+        ax0.text(bar.get_x() + bar.get_width() / 2, top * 1.08, f"{v:,.0f} us" if v >= 1000 else f"{v:.3g} us",
+                 ha="center", va="bottom", fontsize=8)
+    ax0.set_yscale("log")
+    ax0.set_ylim(min(values) / 3, max(tops) * 3)
+    ax0.set_xticks(range(3), names, fontsize=8)
+    ax0.set_ylabel("time per sample (us, log)")
+    ax0.set_title("per-sample latency")
+    ax0.legend(fontsize=7)
+    lengths = sorted(set(steps.tolist()))
+    bins = np.linspace(cycles.min() - 0.5, cycles.max() + 0.5, min(40, int(cycles.max() - cycles.min()) + 2))
+    ax1.hist([cycles[steps == k] for k in lengths], bins=bins, stacked=True,
+             label=[f"{k} routing step{'s' if k != 1 else ''}" for k in lengths])
+    ax1.axvline(rtl["cycles_per_sample"]["median"], color="k", ls="--", lw=1, label="median")
+    ax1.set_xlabel("RTL cycles per sample")
+    ax1.set_ylabel("test images")
+    ax1.set_title(f"RTL cycles per sample ({len(cycles)} test images)")
+    ax1.legend(fontsize=7)
+    sp = r["speedup"]
+    fig.suptitle(f"{r['scenario']}: RTL at {clk:g} MHz (nominal) {sp['rtl_vs_pytorch_batch1_latency']:.1f}x "
+                 f"batch-1 latency, {sp['rtl_vs_pytorch_batch256_throughput']:.2f}x batch-256 throughput")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------- the command
+
+def bench(model_path: str | Path, out: str | Path | None = None, device: str = "cpu",
+          export_dir: str | Path | None = None, clock: float = DEFAULT_CLOCK_MHZ, n: int = DEFAULT_N,
+          force: bool = False, data_dir: str | None = None) -> dict:
+    """Run the benchmark; writes BENCH_DIR/bench.json and bench.png and returns the JSON's dict."""
+    import torch
+
+    from hrn_hw import golden
+    from hrn_hw.checkpoint import load_checkpoint
+    from hrn_hw.scenarios import load_tasks
+
+    from hrn_hw.export.ir import QuantModel
+
+    model_path = Path(model_path)
+    out = Path(out) if out is not None else default_dir(model_path)
+    check_target(out, force)
+    sample_cycles = load_cycle_model()
+    _say(f"[1/{STEPS}] loading {model_path} and {n} test images")
+    model, specs, _ = load_checkpoint(model_path)
+    qm = None if export_dir is None else QuantModel.load(export_dir)
+    tasks = load_tasks(specs, data_dir)
+    pixels, task_ids = test_samples(tasks, n)
+    if qm is None:
+        _say(f"[2/{STEPS}] exporting to a temporary directory; golden routes and RTL cycles of {n} images")
+        with tempfile.TemporaryDirectory(prefix="hrn-bench-") as tmp:
+            qm = export_temporary(model_path, Path(tmp), data_dir)
+    else:
+        _say(f"[2/{STEPS}] golden routes and RTL cycles of {n} images ({export_dir})")
+    check_export(qm, Path(export_dir or "(temporary)"), specs, pixels.shape[1:])
+    routes = golden.run(qm, pixels, task_ids).routes
+    cycles = np.asarray(sample_cycles(qm, routes, None)).astype(np.int64)
+    if cycles.shape != (n,) or (cycles <= 0).any():
+        raise RuntimeError(f"sample_cycles returned {cycles.dtype} {list(cycles.shape)}, expected {n} positive counts")
+    model.to(device)
+    model.eval()
+    _say(f"[3/{STEPS}] PyTorch {device}: batch 1, {n} forwards after {WARMUP} warm-up")
+    b1 = time_batch1(model, pixels, task_ids, device)
+    _say(f"[4/{STEPS}] PyTorch {device}: batch {BATCH}, {BATCHES} batches after 1 warm-up")
+    bb = time_batched(model, tasks, device)
+    rtl = rtl_summary(cycles, routes, clock)
+    steps = (routes >= 0).sum(1)
+    result = {
+        "format": FORMAT, "version": VERSION, "hrn_hw_version": hrn_hw.__version__,
+        "command": command_line(model_path, out, device, export_dir, clock, n, force, data_dir),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "model": str(model_path), "scenario": model.cfg.scenario, "config": model.cfg.name,
+        "export": {"path": None if export_dir is None else str(export_dir),
+                   "temporary": export_dir is None, "source": qm.source},
+        "samples": {"n": n, "per_task": np.bincount(task_ids, minlength=len(tasks)).tolist(),
+                    "tasks": [t.spec.name for t in tasks], "selection": "interleaved: image i is the "
+                    "(i // T)-th test image of task i % T",
+                    "route_lengths": np.bincount(steps, minlength=qm.d + 1).tolist()},
+        "machine": {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "loadavg": list(os.getloadavg()),
+                    "python": platform.python_version()},
+        "pytorch": {"device": device, "device_name": torch.cuda.get_device_name() if device == "cuda" else cpu_name(),
+                    "torch_version": torch.__version__, "threads": torch.get_num_threads(),
+                    "batch1": b1, "batch256": bb},
+        "rtl": rtl,
+        "speedup": {"rtl_vs_pytorch_batch1_latency": b1["median_us"] / rtl["latency_us_nominal"],
+                    "rtl_vs_pytorch_batch256_throughput": rtl["samples_per_s_nominal"] / bb["samples_per_s"],
+                    "note": "RTL at the nominal clock, one instance, one sample at a time"},
+    }
+    _say(f"[5/{STEPS}] writing {out}")
+    with staged_directory(out, force) as stage:
+        (stage / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
+        plot_bench(result, cycles, steps, stage / "bench.png")
+    return result
