@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
 import math
 import os
@@ -228,12 +229,30 @@ def _time_batched(model, tasks, device, batch, batches) -> np.ndarray:
 
 # ---------------------------------------------------------------- RTL
 
+def rtl_cycles(sample_cycles, qm, routes: np.ndarray, task_ids: np.ndarray) -> np.ndarray:
+    """Cycles per sample with the default knobs (and each sample's task, where the model takes it)."""
+    extra = {"tasks": task_ids} if "tasks" in inspect.signature(sample_cycles).parameters else {}
+    cycles = np.asarray(sample_cycles(qm, routes, None, **extra))
+    if cycles.shape != (len(routes),) or cycles.dtype.kind not in "iu" or (cycles <= 0).any():
+        raise RuntimeError(f"sample_cycles gave {cycles.dtype} {list(cycles.shape)}, not {len(routes)} positive "
+                           "integer counts")
+    return cycles.astype(np.int64)
+
+
+def default_knobs() -> dict | None:
+    try:
+        from hrn_hw.rtl.knobs import RtlKnobs
+    except ImportError:
+        return None
+    return RtlKnobs().to_dict()
+
+
 def rtl_summary(cycles: np.ndarray, routes: np.ndarray, clock: float) -> dict:
     """Cycles per sample and, at the nominal clock, latency and one instance's samples/s."""
     med = float(np.median(cycles))
     steps = (routes >= 0).sum(1)
     return {"nominal_clock_mhz": clock, "clock_note": "nominal: a stated clock, not a synthesis or timing result",
-            "knobs": None, "instances": 1,
+            "knobs": default_knobs(), "knobs_note": "the RTL's default knobs", "instances": 1,
             "cycles_per_sample": {"min": int(cycles.min()), "median": med, "mean": float(cycles.mean()),
                                   "max": int(cycles.max())},
             "median_cycles_by_route_length": {int(k): float(np.median(cycles[steps == k])) for k in np.unique(steps)},
@@ -356,9 +375,7 @@ def bench(model_path: str | Path, out: str | Path | None = None, device: str = "
         _say(f"[2/{STEPS}] golden routes and RTL cycles of {n} images ({export_dir})")
     check_export(qm, Path(export_dir or "(temporary)"), specs, pixels.shape[1:])
     routes = golden.run(qm, pixels, task_ids).routes
-    cycles = np.asarray(sample_cycles(qm, routes, None)).astype(np.int64)
-    if cycles.shape != (n,) or (cycles <= 0).any():
-        raise RuntimeError(f"sample_cycles returned {cycles.dtype} {list(cycles.shape)}, expected {n} positive counts")
+    cycles = rtl_cycles(sample_cycles, qm, routes, task_ids)
     model.to(device)
     model.eval()
     _say(f"[3/{STEPS}] PyTorch {device}: batch 1, {n} forwards after {WARMUP} warm-up")

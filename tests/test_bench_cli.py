@@ -1,0 +1,227 @@
+"""`hrn-hw bench` from the command line, on a small trained MNIST model (conftest's, two tasks).
+
+Happy path: the printed table, bench.json's layout and arithmetic (with a stand-in cycle model
+whose counts are known), bench.png, the default BENCH_DIR beside model.pt with a temporary
+export (and the real cycle model `hrn_hw.rtl.latency.sample_cycles` when it is there), --force.
+Bad input: one `hrn-hw: error:` line, exit 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import trained_model
+from hrn_hw import bench, golden
+from hrn_hw.checkpoint import save_checkpoint
+from hrn_hw.export.ir import QuantModel
+from hrn_hw.export.pipeline import export
+from hrn_hw.scenarios import TaskSpec, load_tasks
+from test_export_cli import cli, error_line, leftovers
+
+N = 24
+SPECS = [TaskSpec("mnist-0/1", "mnist", (0, 1)), TaskSpec("mnist-2/3", "mnist", (2, 3))]
+TOP_KEYS = {"format", "version", "hrn_hw_version", "command", "date", "model", "scenario", "config", "export",
+            "samples", "machine", "pytorch", "rtl", "speedup"}
+
+
+def fake_cycles(qm, routes, knobs=None):
+    """Stand-in cycle model: 1000 + 500 per selected unit + 7 * the units' indices."""
+    return 1000 + 500 * (routes >= 0).sum(1) + 7 * np.where(routes >= 0, routes, 0).sum(1)
+
+
+def _install(mp: pytest.MonkeyPatch, fn) -> None:
+    """Put `fn` in place of hrn_hw.rtl.latency.sample_cycles (the module is created if missing)."""
+    try:
+        import hrn_hw.rtl.latency as latency
+    except ImportError:
+        latency = types.ModuleType("hrn_hw.rtl.latency")
+        mp.setitem(sys.modules, "hrn_hw.rtl.latency", latency)
+    mp.setattr(latency, "sample_cycles", fn, raising=False)
+
+
+def real_cycle_model() -> bool:
+    try:
+        from hrn_hw.rtl.latency import sample_cycles  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture
+def cycle_model(monkeypatch):
+    """The real cycle model where it exists, else the stand-in."""
+    if not real_cycle_model():
+        _install(monkeypatch, fake_cycles)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """conftest's briefly trained HRN with a second head, saved as a two-task pairwise-MNIST model.pt."""
+    m = trained_model()
+    m.add_head(2)
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    save_checkpoint(path, m, SPECS)
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "out"
+    export(model, out, calib=16, golden_per_task=1, eval_limit=4, quiet=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ran(model, exported, tmp_path_factory):
+    """(BENCH_DIR, exit code, stdout, stderr) of one bench with --export and the stand-in cycle model."""
+    out = tmp_path_factory.mktemp("bench") / "b"
+    with pytest.MonkeyPatch.context() as mp:
+        _install(mp, fake_cycles)
+        code, stdout, stderr = cli(["bench", model, "--export", exported, "-o", out, "--n", N])
+    return out, code, stdout, stderr
+
+
+def test_exit_0_table_and_progress(ran):
+    out, code, stdout, stderr = ran
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    assert "RTL @ 200 MHz nominal, 1 instance (median)" in stdout
+    assert "PyTorch cpu, batch 1 (median)" in stdout and "PyTorch cpu, batch 256 (amortised)" in stdout
+    assert f"bench written to {out}" in stdout
+    assert [line[:5] for line in stderr.splitlines()] == [f"[{i}/5]" for i in range(1, 6)]
+    assert leftovers(out) == []
+
+
+def test_json_layout(ran, model, exported):
+    r = json.loads((ran[0] / "bench.json").read_text())
+    assert set(r) == TOP_KEYS
+    assert r["format"] == "hrn-hw/bench" and r["version"] == 1
+    assert r["model"] == str(model) and r["scenario"] == "pairwise-mnist"
+    assert r["command"].startswith(f"hrn-hw bench {model} --device cpu --clock-mhz 200 -o ")
+    assert r["export"]["path"] == str(exported) and r["export"]["temporary"] is False
+    assert r["samples"]["n"] == N and r["samples"]["per_task"] == [N // 2, N // 2]
+    assert r["samples"]["tasks"] == ["mnist-0/1", "mnist-2/3"]
+    p = r["pytorch"]
+    assert p["device"] == "cpu" and p["torch_version"] == torch.__version__ and p["threads"] >= 1
+    assert set(p["batch1"]) >= {"median_us", "p90_us", "samples_per_s", "forwards", "warmup_forwards"}
+    assert p["batch1"]["forwards"] == N and p["batch1"]["p90_us"] >= p["batch1"]["median_us"] > 0
+    assert p["batch256"]["batch_size"] == 256 and p["batch256"]["batches"] == bench.BATCHES
+    assert set(r["rtl"]) >= {"nominal_clock_mhz", "clock_note", "cycles_per_sample", "latency_us_nominal",
+                             "samples_per_s_nominal", "instances"}
+    assert r["rtl"]["nominal_clock_mhz"] == 200 and "nominal" in r["rtl"]["clock_note"]
+    assert set(r["speedup"]) >= {"rtl_vs_pytorch_batch1_latency", "rtl_vs_pytorch_batch256_throughput"}
+
+
+def test_json_arithmetic(ran, model, exported):
+    """The RTL numbers are the cycle model's counts on the golden routes of the same N images."""
+    r = json.loads((ran[0] / "bench.json").read_text())
+    pixels, task_ids = bench.test_samples(load_tasks(SPECS), N)
+    cycles = fake_cycles(None, golden.run(QuantModel.load(exported), pixels, task_ids).routes)
+    rtl, p = r["rtl"], r["pytorch"]
+    assert rtl["cycles_per_sample"]["min"] == cycles.min() and rtl["cycles_per_sample"]["max"] == cycles.max()
+    med = float(np.median(cycles))
+    assert rtl["cycles_per_sample"]["median"] == med
+    assert rtl["latency_us_nominal"] == pytest.approx(med / 200)
+    assert rtl["samples_per_s_nominal"] == pytest.approx(200e6 / med)
+    assert r["speedup"]["rtl_vs_pytorch_batch1_latency"] == pytest.approx(p["batch1"]["median_us"] * 200 / med)
+    assert r["speedup"]["rtl_vs_pytorch_batch256_throughput"] == pytest.approx(
+        200e6 / med / p["batch256"]["samples_per_s"])
+    assert p["batch256"]["samples_per_s"] == pytest.approx(256 * bench.BATCHES / p["batch256"]["seconds"])
+
+
+def test_png_written(ran):
+    png = ran[0] / "bench.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_default_dir_temporary_export_and_clock(model, tmp_path, cycle_model):
+    """No -o: bench/ beside model.pt; no --export: a temporary export; the real cycle model if present."""
+    local = tmp_path / "model.pt"
+    local.write_bytes(model.read_bytes())
+    code, stdout, stderr = cli(["bench", local, "--n", 6, "--clock-mhz", 100])
+    assert code == 0, stderr
+    r = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert r["export"] == {"path": None, "temporary": True, "source": r["export"]["source"]}
+    assert r["rtl"]["nominal_clock_mhz"] == 100 and "100 MHz nominal" in stdout
+    assert r["rtl"]["latency_us_nominal"] == pytest.approx(r["rtl"]["cycles_per_sample"]["median"] / 100)
+    assert r["rtl"]["cycles_per_sample"]["min"] > 0
+    assert (tmp_path / "bench" / "bench.png").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench", "model.pt"]
+
+
+def test_existing_dir_needs_force(ran, model, exported, tmp_path, cycle_model):
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "bench.json").write_text((ran[0] / "bench.json").read_text())
+    (out / "old.txt").write_text("from an earlier bench")
+    args = ["bench", model, "--export", exported, "-o", out, "--n", 4]
+    code, _, err = cli(args)
+    assert code == 2 and "already exists; pass --force" in error_line(err)
+    assert (out / "old.txt").is_file()
+    code, _, err = cli(args + ["--force"])
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.png"]
+    assert json.loads((out / "bench.json").read_text())["samples"]["n"] == 4
+    assert leftovers(out) == []
+
+
+def test_force_never_replaces_a_foreign_dir(model, exported, tmp_path, cycle_model):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    code, _, err = cli(["bench", model, "--export", exported, "-o", out, "--force"])
+    assert code == 2 and "not an hrn-hw bench" in error_line(err)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "not-an-export", "cuda"])
+def test_bad_input_exit_2_nothing_written(case, model, tmp_path, cycle_model):
+    out, path, extra = tmp_path / "b", model, []
+    if case == "missing":
+        path = tmp_path / "nope.pt"
+    elif case == "corrupt":
+        path = tmp_path / "corrupt.pt"
+        path.write_bytes(model.read_bytes()[:300])
+    elif case == "not-an-export":
+        (tmp_path / "plain").mkdir()
+        extra = ["--export", tmp_path / "plain"]
+    elif torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    else:
+        extra = ["--device", "cuda"]
+    code, _, err = cli(["bench", path, "-o", out, "--n", 4] + extra)
+    line = error_line(err)
+    assert code == 2
+    assert {"missing": "no such checkpoint", "corrupt": "corrupt", "not-an-export": "not an hrn-hw export",
+            "cuda": "no CUDA device"}[case] in line
+    assert not out.exists() and leftovers(out) == []
+
+
+def test_export_of_another_model_refused(exported, tmp_path, cycle_model):
+    """A one-task model against the two-task export."""
+    m = trained_model()
+    path = tmp_path / "one.pt"
+    save_checkpoint(path, m, SPECS[:1])
+    code, _, err = cli(["bench", path, "--export", exported, "-o", tmp_path / "b", "--n", 4])
+    assert code == 2 and "an export of another model" in error_line(err)
+    assert not (tmp_path / "b").exists()
+
+
+def test_missing_cycle_model_is_one_line_error(model, exported, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "hrn_hw.rtl.latency", None)      # import fails
+    code, _, err = cli(["bench", model, "--export", exported, "-o", tmp_path / "b"])
+    assert code == 2 and "RTL cycle model is not available" in error_line(err)
+
+
+@pytest.mark.parametrize("argv", [["--clock-mhz", "0"], ["--clock-mhz", "-5"], ["--clock-mhz", "nan"],
+                                  ["--clock-mhz", "fast"], ["--n", "0"], ["--device", "tpu"]])
+def test_usage_errors(argv, model, tmp_path):
+    code, _, err = cli(["bench", model, "-o", tmp_path / "b"] + argv)
+    assert code == 2 and "Traceback" not in err and argv[0] in err
+    assert not (tmp_path / "b").exists()
