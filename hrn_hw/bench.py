@@ -295,7 +295,8 @@ def format_table(r: dict) -> str:
                  f"median {cyc['median']:,.0f}  max {cyc['max']:,}")
     lines.append(f"RTL at {clk:g} MHz (nominal) vs PyTorch {dev}: {sp['rtl_vs_pytorch_batch1_latency']:.1f}x "
                  f"batch-1 latency, {sp['rtl_vs_pytorch_batch256_throughput']:.2f}x batch-256 throughput")
-    lines.append(f"torch {r['pytorch']['torch_version']}, {r['pytorch']['threads']} threads, "
+    threads = r["pytorch"]["threads"]
+    lines.append(f"torch {r['pytorch']['torch_version']}, {threads} thread{'s' * (threads != 1)}, "
                  f"{r['pytorch']['device_name']}")
     return "\n".join(lines)
 
