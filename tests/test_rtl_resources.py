@@ -16,15 +16,18 @@ needs_yosys = pytest.mark.skipif(not HAVE_YOSYS, reason="yosys not installed: `m
                                  "(apt-get install yosys, as root)")
 
 # A registered 16 x 16 multiply (one DSP48E1 with its P register), a 1024 x 18 synchronous ROM
-# (one RAMB18E1) and a 2048 x 36 simple dual-port RAM (two RAMB36E1), in three modules under a
-# top that instantiates them, in two files.
+# (one RAMB18E1), a 2048 x 36 simple dual-port RAM (two RAMB36E1) and a 64 x 8 ROM (LUTs by
+# Yosys's cost model; one RAMB18E1 with rom_style "block"), in four modules under a top that
+# instantiates them, in two files.
 KNOWN_TOP = """
 module known(input clk, input signed [15:0] a, input signed [15:0] b, output signed [31:0] p,
              input [9:0] raddr, output [17:0] q,
-             input we, input [10:0] waddr, input [10:0] r2, input [35:0] d, output [35:0] q2);
+             input we, input [10:0] waddr, input [10:0] r2, input [35:0] d, output [35:0] q2,
+             input [5:0] a3, output [7:0] q3);
   mul16 u_mul(.clk(clk), .a(a), .b(b), .p(p));
   rom1k u_rom(.clk(clk), .addr(raddr), .q(q));
   ram2k u_ram(.clk(clk), .we(we), .waddr(waddr), .raddr(r2), .d(d), .q(q2));
+  rom64 u_rom64(.clk(clk), .addr(a3), .q(q3));
 endmodule
 """
 KNOWN_LEAVES = """
@@ -42,6 +45,12 @@ module ram2k(input clk, input we, input [10:0] waddr, input [10:0] raddr, input 
   reg [35:0] mem [0:2047];
   always @(posedge clk) begin if (we) mem[waddr] <= d; q <= mem[raddr]; end
 endmodule
+module rom64(input clk, input [5:0] addr, output reg [7:0] q);
+  reg [7:0] mem [0:63];
+  integer i;
+  initial for (i = 0; i < 64; i = i + 1) mem[i] = (i * 97 + 13) & 8'hff;
+  always @(posedge clk) q <= mem[addr];
+endmodule
 """
 
 
@@ -57,11 +66,12 @@ def hash_unit_v(tmp_path_factory):
 def test_known_design_maps_exactly(tmp_path):
     (tmp_path / "top.v").write_text(KNOWN_TOP)
     (tmp_path / "leaves.v").write_text(KNOWN_LEAVES)
-    res = synth_resources([tmp_path / "top.v", tmp_path / "leaves.v"], "known")
-    assert res["cells"] == {"DSP48E1": 1, "RAMB18E1": 1, "RAMB36E1": 2}, res["cells"]
-    assert (res["DSP"], res["RAMB36"], res["RAMB18"], res["BRAM"]) == (1, 2, 1, 2.5)
+    res = synth_resources([tmp_path / "top.v", tmp_path / "leaves.v"], "known", rom_style="block")
+    assert res["cells"] == {"DSP48E1": 1, "RAMB18E1": 2, "RAMB36E1": 2}, res["cells"]
+    assert (res["DSP"], res["RAMB36"], res["RAMB18"], res["BRAM"]) == (1, 2, 2, 3.0)
     assert res["LUT"] == res["FF"] == res["LUTRAM"] == res["CARRY4"] == 0
     assert res["yosys"].startswith("Yosys ") and res["family"] == "xc7" and res["top"] == "known"
+    assert res["rom_style"] == "block"
     assert res["seconds"] > 0
 
 
@@ -106,9 +116,15 @@ def test_missing_yosys(monkeypatch, tmp_path):
     assert isinstance(exc.value, HrnError)
 
 
-def test_missing_verilog_file(tmp_path):
+def test_bad_arguments(tmp_path):
     with pytest.raises(YosysError, match="not found"):
         synth_resources(tmp_path / "nope.v", "nope")
+    v = tmp_path / "a.v"
+    v.write_text("module a(input x, output y); assign y = x; endmodule\n")
+    with pytest.raises(ValueError, match="rom_style"):
+        synth_resources(v, "a", rom_style="distributed")
+    with pytest.raises(ValueError, match="top module"):
+        synth_resources(v, "a; shell")
 
 
 def test_count_cells_and_table():

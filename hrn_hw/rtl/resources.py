@@ -27,6 +27,7 @@ from hrn_hw.hls.csim import ToolError, require_tool
 
 YOSYS_ENV = "HRN_YOSYS"
 DEFAULT_TIMEOUT = 600.0
+ROM_STYLES = (None, "block", "logic")
 LOG_TAIL = 20           # lines of the Yosys log quoted when it fails
 
 # The columns of resources_table, in order, with their header.
@@ -104,9 +105,13 @@ def _log_tail(log: Path) -> str:
 
 
 def synth_resources(verilog_paths, top: str, timeout: float = DEFAULT_TIMEOUT,
-                    family: str = "xc7") -> dict:
+                    family: str = "xc7", rom_style: str | None = None) -> dict:
     """Synthesise `verilog_paths` (one path or several) with Yosys `synth_xilinx -top top
-    -family family -flatten -noiopad -noclkbuf` and count the primitives.
+    -family family -flatten -noiopad -noclkbuf` and count the primitives. `rom_style`
+    ("block" or "logic") sets that attribute on every memory before synthesis, which forces
+    the read-only ones into block RAM or into LUTs; by default Yosys's cost model picks (it
+    turns a 300 x 18 ROM into LUTs and a 512 x 18 one into a RAMB18). ("distributed" is not
+    offered: 0.23 finds no LUTRAM mapping for a synchronous ROM with a read enable.)
 
     Returns {LUT, FF, DSP, BRAM, RAMB36, RAMB18, LUTRAM, SRL, CARRY4, MUXF, latch} (BRAM in
     36 Kb tiles: RAMB18 counts 1/2), `cells` (every primitive's count), `yosys` (its version
@@ -123,12 +128,15 @@ def synth_resources(verilog_paths, top: str, timeout: float = DEFAULT_TIMEOUT,
             raise YosysError(f"Verilog file not found: {p}")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
         raise ValueError(f"synth_resources: bad top module name {top!r}")
+    if rom_style not in ROM_STYLES:
+        raise ValueError(f"synth_resources: rom_style must be one of {ROM_STYLES}, not {rom_style!r}")
     yosys = find_yosys()
 
     with tempfile.TemporaryDirectory(prefix="hrn-yosys-") as tmp:
         tmp = Path(tmp)
         script = tmp / "synth.ys"
         script.write_text("".join(f"read_verilog {_quote(p)}\n" for p in paths)
+                          + (f'setattr -set rom_style "{rom_style}" m:*\n' if rom_style else "")
                           + f"synth_xilinx -top {top} -family {family} -flatten -noiopad -noclkbuf\n"
                           + f"tee -q -o stat.json stat -json -top {top}\n")
         log = tmp / "yosys.log"
@@ -152,7 +160,7 @@ def synth_resources(verilog_paths, top: str, timeout: float = DEFAULT_TIMEOUT,
     cells = {str(k): int(v) for k, v in sorted(design.get("num_cells_by_type", {}).items())}
     out = count_cells(cells)
     out.update(cells=cells, yosys=str(stat.get("creator", "")), family=family, top=top,
-               seconds=round(seconds, 2))
+               rom_style=rom_style, seconds=round(seconds, 2))
     return out
 
 
