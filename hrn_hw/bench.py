@@ -120,8 +120,9 @@ def staged_directory(out: Path, force: bool):
 
 # ---------------------------------------------------------------- inputs
 
-def test_samples(tasks: list, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """n test images interleaved over the tasks (image i: task i % T, its (i // T)-th test image)."""
+def pick_test_images(tasks: list, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n test images interleaved over the tasks (image i: task i % T, its (i // T)-th test image,
+    repeating a task's test set when it has fewer)."""
     ids = np.arange(n) % len(tasks)
     pixels = np.stack([tasks[t].test_x[(i // len(tasks)) % len(tasks[t].test_x)] for i, t in enumerate(ids)])
     return pixels, ids.astype(np.int64)
@@ -171,8 +172,17 @@ def time_batch1(model, pixels: np.ndarray, task_ids: np.ndarray, device: str, wa
     """Per-sample forward latency (input copy to the device included), after `warmup` forwards."""
     import torch
 
+    xs = [torch.from_numpy(pixels[i:i + 1]) for i in range(len(pixels))]
+    times = np.empty(len(xs))
     with torch.no_grad():
-        times = _time_batch1(model, pixels, task_ids, device, warmup)
+        for i in range(warmup):
+            model(xs[i % len(xs)].to(device), int(task_ids[i % len(xs)]))
+        _sync(device)
+        for i, x in enumerate(xs):
+            t0 = time.perf_counter()
+            model(x.to(device), int(task_ids[i]))
+            _sync(device)
+            times[i] = time.perf_counter() - t0
     us = 1e6 * times
     median = float(np.median(us))
     return {"warmup_forwards": warmup, "forwards": len(us), "median_us": median,
@@ -180,51 +190,24 @@ def time_batch1(model, pixels: np.ndarray, task_ids: np.ndarray, device: str, wa
             "max_us": float(us.max()), "samples_per_s": 1e6 / median}
 
 
-def _time_batch1(model, pixels, task_ids, device, warmup) -> np.ndarray:
-    import torch
-
-    xs = [torch.from_numpy(pixels[i:i + 1]) for i in range(len(pixels))]
-    for i in range(warmup):
-        model(xs[i % len(xs)].to(device), int(task_ids[i % len(xs)]))
-    _sync(device)
-    times = np.empty(len(xs))
-    for i, x in enumerate(xs):
-        t0 = time.perf_counter()
-        model(x.to(device), int(task_ids[i]))
-        _sync(device)
-        times[i] = time.perf_counter() - t0
-    return times
-
-
 def time_batched(model, tasks: list, device: str, batch: int = BATCH, batches: int = BATCHES) -> dict:
     """Throughput of `batches` forwards of `batch` test images (batch b: task b % T), after one warm-up."""
     import torch
 
+    inputs = [torch.from_numpy(t.test_x[np.arange(batch) % len(t.test_x)]) for t in tasks[:batches]]
+    times = np.empty(batches)
     with torch.no_grad():
-        times = _time_batched(model, tasks, device, batch, batches)
+        model(inputs[0].to(device), 0)
+        _sync(device)
+        for b in range(batches):
+            t0 = time.perf_counter()
+            model(inputs[b % len(inputs)].to(device), b % len(inputs))
+            _sync(device)
+            times[b] = time.perf_counter() - t0
     rate = batch * batches / times.sum()
     return {"batch_size": batch, "batches": batches, "seconds": float(times.sum()),
             "median_batch_ms": float(1e3 * np.median(times)), "samples_per_s": rate,
             "amortised_us_per_sample": 1e6 / rate}
-
-
-def _time_batched(model, tasks, device, batch, batches) -> np.ndarray:
-    import torch
-
-    def images(t: int) -> torch.Tensor:
-        x = tasks[t].test_x
-        return torch.from_numpy(x[np.arange(batch) % len(x)])
-
-    inputs = [images(b % len(tasks)) for b in range(min(batches, len(tasks)))]
-    model(inputs[0].to(device), 0)
-    _sync(device)
-    times = np.empty(batches)
-    for b in range(batches):
-        t0 = time.perf_counter()
-        model(inputs[b % len(inputs)].to(device), b % len(tasks))
-        _sync(device)
-        times[b] = time.perf_counter() - t0
-    return times
 
 
 # ---------------------------------------------------------------- RTL
@@ -347,17 +330,34 @@ def plot_bench(r: dict, cycles: np.ndarray, steps: np.ndarray, path: Path) -> Pa
 
 # ---------------------------------------------------------------- the command
 
+def rtl_step(model_path: Path, export_dir, qm, specs: list, pixels: np.ndarray, task_ids: np.ndarray,
+             data_dir: str | None, sample_cycles) -> tuple[np.ndarray, np.ndarray, object]:
+    """Golden routes of the images and the cycle model's counts: (routes, cycles, QuantModel).
+
+    `qm` is --export's QuantModel, or None to export model.pt into a temporary directory."""
+    from hrn_hw import golden
+
+    n = len(pixels)
+    if qm is None:
+        _say(f"[2/{STEPS}] exporting to a temporary directory; golden routes and RTL cycles of {n} images")
+        with tempfile.TemporaryDirectory(prefix="hrn-bench-") as tmp:
+            qm = export_temporary(model_path, Path(tmp), data_dir)
+    else:
+        _say(f"[2/{STEPS}] golden routes and RTL cycles of {n} images ({export_dir})")
+    check_export(qm, Path(export_dir or "(temporary)"), specs, pixels.shape[1:])
+    routes = golden.run(qm, pixels, task_ids).routes
+    return routes, rtl_cycles(sample_cycles, qm, routes, task_ids), qm
+
+
 def bench(model_path: str | Path, out: str | Path | None = None, device: str = "cpu",
           export_dir: str | Path | None = None, clock: float = DEFAULT_CLOCK_MHZ, n: int = DEFAULT_N,
           force: bool = False, data_dir: str | None = None) -> dict:
     """Run the benchmark; writes BENCH_DIR/bench.json and bench.png and returns the JSON's dict."""
     import torch
 
-    from hrn_hw import golden
     from hrn_hw.checkpoint import load_checkpoint
-    from hrn_hw.scenarios import load_tasks
-
     from hrn_hw.export.ir import QuantModel
+    from hrn_hw.scenarios import load_tasks
 
     model_path = Path(model_path)
     out = Path(out) if out is not None else default_dir(model_path)
@@ -367,16 +367,8 @@ def bench(model_path: str | Path, out: str | Path | None = None, device: str = "
     model, specs, _ = load_checkpoint(model_path)
     qm = None if export_dir is None else QuantModel.load(export_dir)
     tasks = load_tasks(specs, data_dir)
-    pixels, task_ids = test_samples(tasks, n)
-    if qm is None:
-        _say(f"[2/{STEPS}] exporting to a temporary directory; golden routes and RTL cycles of {n} images")
-        with tempfile.TemporaryDirectory(prefix="hrn-bench-") as tmp:
-            qm = export_temporary(model_path, Path(tmp), data_dir)
-    else:
-        _say(f"[2/{STEPS}] golden routes and RTL cycles of {n} images ({export_dir})")
-    check_export(qm, Path(export_dir or "(temporary)"), specs, pixels.shape[1:])
-    routes = golden.run(qm, pixels, task_ids).routes
-    cycles = rtl_cycles(sample_cycles, qm, routes, task_ids)
+    pixels, task_ids = pick_test_images(tasks, n)
+    routes, cycles, qm = rtl_step(model_path, export_dir, qm, specs, pixels, task_ids, data_dir, sample_cycles)
     model.to(device)
     model.eval()
     _say(f"[3/{STEPS}] PyTorch {device}: batch 1, {n} forwards after {WARMUP} warm-up")

@@ -121,7 +121,7 @@ def test_json_layout(ran, model, exported):
 def test_json_arithmetic(ran, model, exported):
     """The RTL numbers are the cycle model's counts on the golden routes of the same N images."""
     r = json.loads((ran[0] / "bench.json").read_text())
-    pixels, task_ids = bench.test_samples(load_tasks(SPECS), N)
+    pixels, task_ids = bench.pick_test_images(load_tasks(SPECS), N)
     cycles = fake_cycles(None, golden.run(QuantModel.load(exported), pixels, task_ids).routes)
     rtl, p = r["rtl"], r["pytorch"]
     assert rtl["cycles_per_sample"]["min"] == cycles.min() and rtl["cycles_per_sample"]["max"] == cycles.max()
