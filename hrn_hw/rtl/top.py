@@ -1,0 +1,243 @@
+"""Top level of the routed dataflow: one sample at a time through the RTL blocks (docs/rtl.md,
+"Top level").
+
+Bit-exact with `hrn_hw.golden.run` on embedding, route and logits. Per sample:
+
+1. IMG: the pixels stream in (valid/ready, 8-bit, flat CHW; `task` sampled with the first) and
+   go at once into the hash unit (seed phi_0) and into the map buffer.
+2. ROUTE: hash unit -> normaliser -> projection comparator, chained as streams; each h word the
+   comparator accepts is also written into the h buffer. The comparator selects the unit of
+   largest energy among the initialised, unused ones (`allowed`); none left ends the sample.
+3. RES: the h buffer is replayed into the residue block with the selected unit and its m
+   coefficients; the residue is added to the embedding accumulator. The sample goes on when
+   fewer than d units were selected, the residue energy is >= T (tau_d) and an initialised
+   unused unit remains.
+4. CONV: the unit-pool crossbar (`hrn_hw.rtl.crossbar`) gives the selected unit's call id and
+   the next map state; the map buffer streams into that unit's conv engine, whose output
+   streams into the hash unit (seed phi_{u+1}) and back into the map buffer. Then ROUTE again.
+5. FIN / EMB / HEAD: the embedding streams out of the residue block to the `emb_*` port and
+   into the head engine (task id of the sample) together; the logits leave on `out_*`, with
+   `route` (d signed fields, the selected unit per step, -1 after the sample stopped) held
+   until the next sample's first pixel handshake.
+
+Latency per sample: `hrn_hw.rtl.latency.sample_cycles` (the cycle model; the testbench
+checks it equals the measured cycles for every sample).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from hrn_hw.export.ir import INPUT_FMT
+from hrn_hw.rtl.conv_engine import ConvEngine, _pick, conv_engine_params
+from hrn_hw.rtl.crossbar import routing_table
+from hrn_hw.rtl.hash_unit import HashUnit
+from hrn_hw.rtl.head import HeadEngine, head_params
+from hrn_hw.rtl.knobs import RtlKnobs
+from hrn_hw.rtl.normaliser import Normaliser
+from hrn_hw.rtl.projection import ProjectionComparator
+from hrn_hw.rtl.residue import Residue, residue_params
+
+IMG, ROUTE, RES, CONV, FIN, EMB, HEAD = range(7)
+
+
+def stream_reader(m: Module, port, start, count, out_ready):
+    """Stream words 0 .. count-1 of a memory through its synchronous read port after a
+    `start` pulse, with back-pressure; returns (valid, data, last)."""
+    addr = Signal(range(1 << len(port.addr) + 1))
+    valid, active = Signal(), Signal()
+    advance = ~valid | out_ready
+    more = active & (addr < count)
+    m.d.comb += [port.addr.eq(addr), port.en.eq(advance)]
+    with m.If(start):
+        m.d.sync += [addr.eq(0), active.eq(1), valid.eq(0)]
+    with m.Elif(advance):
+        m.d.sync += valid.eq(more)
+        with m.If(more):
+            m.d.sync += addr.eq(addr + 1)
+        with m.Else():
+            m.d.sync += active.eq(0)
+    return valid, port.data, valid & (addr == count)
+
+
+class HrnTop(wiring.Component):
+    """The whole routed dataflow of a QuantModel; `knobs` (RtlKnobs) sets the lanes."""
+
+    def __init__(self, qm, knobs: RtlKnobs | None = None):
+        self.qm, self.knobs = qm, knobs or RtlKnobs()
+        self.table = routing_table(qm)
+        states = self.table.states
+        M, s, d = qm.num_units, int(qm.s), int(qm.d)
+        self.n_input = int(np.prod(qm.input_shape))
+        self.map_width = max(st.width + (0 if st.signed else 1) for st in states)
+        self.map_depth = max(st.size for st in states)
+        self.route_width = max(2, (M - 1).bit_length() + 1)
+        self.init_mask = sum(1 << u.index for u in qm.units if u.initialised)
+
+        self.hash_unit = HashUnit(s, self.map_width, True, self.map_depth, lanes=self.knobs.hash_lanes)
+        self.normaliser = Normaliser(s, int(qm.norm_k), qm.h_fmt)
+        self.projection = ProjectionComparator(qm.bases, qm.h_fmt, qm.basis_fmt, qm.coef_fmt)
+        self.residue = Residue(**residue_params(qm))
+        self.head = HeadEngine(**head_params(qm, lanes=self.knobs.head_lanes))
+        self.engines = {}
+        for unit in qm.units:
+            if any(int(c["unit"]) == unit.index for c in qm.reachable):
+                params = conv_engine_params(qm, unit.index)
+                self.engines[unit.index] = ConvEngine(**params, lanes=self.knobs.lanes_of(unit))
+        emb_fmt = qm.emb_fmt
+        super().__init__({
+            "task": In(range(max(2, len(qm.heads)))),
+            "in_valid": In(1),
+            "in_ready": Out(1),
+            "in_data": In(INPUT_FMT.width),
+            "emb_valid": Out(1),
+            "emb_ready": In(1),
+            "emb_data": Out(signed(emb_fmt.width) if emb_fmt.signed else unsigned(emb_fmt.width)),
+            "emb_last": Out(1),
+            "out_valid": Out(1),
+            "out_ready": In(1),
+            "out_data": Out(signed(self.head.out_width)),
+            "out_last": Out(1),
+            "route": Out(d * self.route_width),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        qm, table = self.qm, self.table
+        M, s, d = qm.num_units, int(qm.s), int(qm.d)
+        hu, nm, pj, rs, hd = self.hash_unit, self.normaliser, self.projection, self.residue, self.head
+        m.submodules.hash_unit, m.submodules.normaliser = hu, nm
+        m.submodules.projection, m.submodules.residue, m.submodules.head = pj, rs, hd
+        for u, eng in self.engines.items():
+            m.submodules[f"unit{u}"] = eng
+
+        phase = Signal(range(7))
+        task_r = Signal.like(self.task)
+        step = Signal(range(max(2, d)))
+        used = Signal(M)
+        sel_r = Signal(range(max(2, M)))
+        coef_r = Signal(qm.m * qm.coef_fmt.width)
+        state = Signal(range(max(2, len(table.states))))
+        call_r = Signal(range(max([2] + [len(e.calls) for e in self.engines.values()])))
+        count_r = Signal(range(self.map_depth + 1))
+        seed_r = Signal(32, init=int(qm.hash_seeds[0]))
+        routes = [Signal(signed(self.route_width), init=-1, name=f"route{k}") for k in range(d)]
+        wa = Signal(range(self.map_depth + 1))
+        ha = Signal(range(s))
+        allowed = Signal(M)
+        m.d.comb += [allowed.eq(Const(self.init_mask, M) & ~used), self.route.eq(Cat(*routes)),
+                     self.busy.eq(phase != IMG)]
+
+        m.submodules.map_buffer = maps = memory.Memory(shape=signed(self.map_width), depth=self.map_depth, init=[])
+        m.submodules.h_buffer = hbuf = memory.Memory(shape=signed(qm.h_fmt.width), depth=s, init=[])
+        map_wr, map_rd = maps.write_port(), maps.read_port()
+        h_wr, h_rd = hbuf.write_port(), hbuf.read_port()
+
+        # ---- hash -> normaliser -> projection, h taps into the h buffer ----------------------
+        m.d.comb += [
+            hu.seed.eq(seed_r),
+            nm.in_valid.eq(hu.out_valid), hu.out_ready.eq(nm.in_ready), nm.in_data.eq(hu.out_data),
+            pj.in_valid.eq(nm.out_valid), nm.out_ready.eq(pj.in_ready), pj.in_data.eq(nm.out_data),
+            pj.allowed.eq(allowed),
+            h_wr.addr.eq(ha), h_wr.data.eq(nm.out_data), h_wr.en.eq(nm.out_valid & pj.in_ready),
+        ]
+        with m.If(nm.out_valid & pj.in_ready):
+            m.d.sync += ha.eq(Mux(ha == s - 1, 0, ha + 1))
+
+        # ---- IMG: pixels into the hash unit and the map buffer ---------------------------------
+        take_px = self.in_valid & self.in_ready
+        with m.If(phase == IMG):
+            m.d.comb += [self.in_ready.eq(hu.in_ready), hu.in_valid.eq(self.in_valid),
+                         hu.in_data.eq(self.in_data), hu.in_last.eq(wa == self.n_input - 1),
+                         map_wr.addr.eq(wa), map_wr.data.eq(self.in_data), map_wr.en.eq(take_px)]
+            with m.If(take_px):
+                m.d.sync += wa.eq(wa + 1)
+                with m.If(wa == 0):
+                    m.d.sync += [task_r.eq(self.task)] + [r.eq(-1) for r in routes]
+                with m.If(wa == self.n_input - 1):
+                    m.d.sync += [wa.eq(0), phase.eq(ROUTE)]
+
+        # ---- ROUTE: the comparator's result ------------------------------------------------------
+        selected = (phase == ROUTE) & pj.out_valid
+        m.d.comb += pj.out_ready.eq(phase == ROUTE)
+        with m.If(selected):
+            with m.If(pj.ok):
+                m.d.sync += [phase.eq(RES), sel_r.eq(pj.sel),
+                             coef_r.eq(pj.coef.word_select(pj.sel, len(coef_r))),
+                             used.eq(used | (1 << pj.sel))]
+                for k in range(d):
+                    with m.If(step == k):
+                        m.d.sync += routes[k].eq(pj.sel)
+            with m.Else():
+                m.d.sync += phase.eq(FIN)
+
+        # ---- RES: replay h into the residue block ------------------------------------------------
+        h_valid, h_data, _ = stream_reader(m, h_rd, selected & pj.ok, s, rs.in_ready)
+        m.d.comb += [rs.in_valid.eq(h_valid), rs.in_data.eq(h_data), rs.sel.eq(sel_r),
+                     rs.coef.eq(coef_r), rs.out_ready.eq(phase == RES)]
+        resolved = (phase == RES) & rs.out_valid
+        go_on = resolved & (step < d - 1) & ~rs.stop & (allowed != 0)
+        with m.If(resolved):
+            with m.If(go_on):
+                m.d.sync += [phase.eq(CONV), step.eq(step + 1), wa.eq(0),
+                             seed_r.eq(_pick(sel_r, [qm.hash_seeds[u + 1] for u in range(M)], 32)),
+                             count_r.eq(_pick(state, [st.size for st in table.states], len(count_r)))]
+                for (q, u), (cid, nxt) in table.transitions.items():
+                    with m.If((state == q) & (sel_r == u)):
+                        m.d.sync += [call_r.eq(cid), state.eq(nxt)]
+            with m.Else():
+                m.d.sync += phase.eq(FIN)
+
+        # ---- CONV: map buffer -> selected engine -> hash unit and map buffer -------------------
+        x_valid, x_data, _ = stream_reader(m, map_rd, go_on, count_r, self._engine_mux(m, sel_r, "in_ready"))
+        conv_out_valid = self._engine_mux(m, sel_r, "out_valid")
+        conv_out_data = self._engine_mux(m, sel_r, "out_data", signed(self.map_width))
+        conv_out_last = self._engine_mux(m, sel_r, "out_last")
+        for u, eng in self.engines.items():
+            mine = sel_r == u
+            m.d.comb += [eng.call_id.eq(call_r), eng.in_valid.eq(x_valid & mine), eng.in_data.eq(x_data),
+                         eng.out_ready.eq(mine & (phase == CONV) & hu.in_ready)]
+        conv_take = (phase == CONV) & conv_out_valid & hu.in_ready
+        with m.If(phase == CONV):
+            m.d.comb += [hu.in_valid.eq(conv_out_valid), hu.in_data.eq(conv_out_data),
+                         hu.in_last.eq(conv_out_last),
+                         map_wr.addr.eq(wa), map_wr.data.eq(conv_out_data), map_wr.en.eq(conv_take)]
+            with m.If(conv_take):
+                m.d.sync += wa.eq(wa + 1)
+                with m.If(conv_out_last):
+                    m.d.sync += [wa.eq(0), phase.eq(ROUTE)]
+
+        # ---- FIN / EMB / HEAD: embedding out and into the head, logits out -----------------------
+        m.d.comb += rs.fin_valid.eq(phase == FIN)
+        with m.If((phase == FIN) & rs.fin_ready):
+            m.d.sync += phase.eq(EMB)
+        m.d.comb += [
+            hd.task.eq(task_r), hd.in_data.eq(rs.emb_data),
+            hd.in_valid.eq(rs.emb_valid & self.emb_ready),
+            self.emb_valid.eq(rs.emb_valid & hd.in_ready), self.emb_data.eq(rs.emb_data),
+            self.emb_last.eq(rs.emb_last & hd.in_ready),
+            rs.emb_ready.eq(self.emb_ready & hd.in_ready),
+            self.out_valid.eq(hd.out_valid), hd.out_ready.eq(self.out_ready),
+            self.out_data.eq(hd.out_data), self.out_last.eq(hd.out_last),
+        ]
+        with m.If((phase == EMB) & rs.emb_valid & rs.emb_last & self.emb_ready & hd.in_ready):
+            m.d.sync += phase.eq(HEAD)
+        with m.If(hd.out_valid & hd.out_last & self.out_ready):
+            m.d.sync += [phase.eq(IMG), step.eq(0), used.eq(0), state.eq(0), seed_r.eq(int(qm.hash_seeds[0]))]
+        return m
+
+    def _engine_mux(self, m: Module, sel, port: str, shape=None):
+        """The selected conv engine's output port `port` (0 when no engine exists)."""
+        engines = list(self.engines.items())
+        if not engines:
+            return Const(0, shape or 1)
+        out = Signal(shape or len(getattr(engines[0][1], port)), name=f"sel_{port}")
+        value = getattr(engines[0][1], port)
+        for u, eng in engines[1:]:
+            value = Mux(sel == u, getattr(eng, port), value)
+        m.d.comb += out.eq(value)
+        return out
