@@ -42,8 +42,8 @@ class YosysError(ToolError):
 
 def find_yosys() -> str:
     """Path of the yosys binary ($HRN_YOSYS, else `yosys` on PATH), or YosysError."""
-    try:
-        return require_tool("yosys", YOSYS_ENV)
+    try:   # an empty $HRN_YOSYS counts as unset
+        return require_tool("yosys", YOSYS_ENV if os.environ.get(YOSYS_ENV) else None)
     except ToolError:
         exe = os.environ.get(YOSYS_ENV) or "yosys"
         raise YosysError(f"{exe} not found: resource counts need the system Yosys (make setup, or "
