@@ -427,12 +427,13 @@ def install_timers(m, opt, acc: dict) -> callable:
                 acc[name] = acc.get(name, 0.0) + time.perf_counter() - t0
         return wrapper
 
-    originals = (hrn_mod.normalised_hash, torch.Tensor.backward)
+    originals = (hrn_mod.feature_hash, hrn_mod.normalise, torch.Tensor.backward)
     m.route_batched = timed("forward: route_batched (total)", m.route_batched)
-    hrn_mod.normalised_hash = timed("forward:   normalised_hash (feature hashing)", hrn_mod.normalised_hash)
+    hrn_mod.feature_hash = timed("forward:   feature_hash + normalise (hashing)", hrn_mod.feature_hash)
+    hrn_mod.normalise = timed("forward:   feature_hash + normalise (hashing)", hrn_mod.normalise)
     m.pool.select = timed("forward:   pool.select (Alg. 3)", m.pool.select)
     m.pool.maintain = timed("forward:   pool.maintain (Alg. 4 + 2, per-sample loop)", m.pool.maintain)
-    m.pool.selectable = timed("forward:   pool.selectable", m.pool.selectable)
+    m.pool.select_frozen = timed("forward:   pool.select_frozen (eval selection)", m.pool.select_frozen)
     m._run_units = timed("forward:   _run_units (regroup + conv units)", m._run_units)
     for u in m.units:
         u.forward = timed("forward:     unit forward (conv+BN+act)", u.forward)
@@ -443,7 +444,7 @@ def install_timers(m, opt, acc: dict) -> callable:
         opt.zero_grad = timed("optimizer zero_grad", opt.zero_grad)
 
     def restore():
-        hrn_mod.normalised_hash, torch.Tensor.backward = originals
+        hrn_mod.feature_hash, hrn_mod.normalise, torch.Tensor.backward = originals
     return restore
 
 

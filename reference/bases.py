@@ -68,8 +68,11 @@ class BasisPool(nn.Module):
         lowest-index empty unit, initialised with its hash (residue 0). Samples are initialising
         in batch order, each seeing the bases the previous ones left.
         """
+        if not train:
+            sel, ok, residue, coef_all = self.select_frozen(h, ~used & self.initialised())
+            return sel, ok, residue, coef_all[torch.arange(len(sel), device=sel.device), sel]
         # Training edits self.bases in place afterwards: project on a snapshot the graph can keep.
-        bases = self.bases.clone() if train else self.bases
+        bases = self.bases.clone()
         coef_all = self._project_all(h, bases)
         energy = coef_all.detach().square().sum(-1)
         init = self.initialised()
@@ -77,7 +80,7 @@ class BasisPool(nn.Module):
         best_e, sel = energy.masked_fill(~cand, -1.0).max(dim=1)   # first (lowest) index on ties
         ok = cand.any(dim=1)
         fresh = None
-        if train and not bool(init.all()):
+        if not bool(init.all()):
             fresh = torch.zeros_like(ok)
             empty = ~init[None] & ~used
             nonzero = h.detach().norm(dim=1) > 0
@@ -89,16 +92,32 @@ class BasisPool(nn.Module):
             if want.any():   # bases may have changed: project everyone on the current snapshot
                 bases = self.bases.clone()
                 coef_all = self._project_all(h, bases)
-        # The selected unit's coefficients [n, m] and the projection coef . B_sel as one GEMM of
-        # the coefficients placed in the selected unit's slots (no [n, m, s] gather of bases).
-        rows = torch.arange(len(sel), device=sel.device)
-        coef = coef_all[rows, sel]
-        placed = coef_all.new_zeros(coef_all.shape).index_put((rows, sel), coef)
-        residue = h - placed.flatten(1) @ bases.flatten(0, 1)
+        coef = coef_all[torch.arange(len(sel), device=sel.device), sel]
+        residue = self._residue(h, coef_all, sel, bases)
         keep = ok if fresh is None else ok & ~fresh
         if fresh is not None or not bool(ok.all()):
             residue = torch.where(keep[:, None], residue, torch.zeros_like(residue))
         return sel, ok, residue, coef
+
+    def select_frozen(self, h: torch.Tensor, cand: torch.Tensor):
+        """`select` on frozen bases (eval): cand [n, M] the units each hash may select.
+
+        Returns (sel, ok, residue: 0 where nothing was selectable, coefficients on every unit
+        [n, M, m]); no initialisation, and the bases are not copied.
+        """
+        coef_all = self._project_all(h, self.bases)
+        energy = coef_all.detach().square().sum(-1).masked_fill_(~cand, -1.0)
+        sel = energy.max(dim=1)[1]                       # first (lowest) index on ties
+        ok = cand.any(dim=1)
+        residue = self._residue(h, coef_all, sel, self.bases).masked_fill(~ok[:, None], 0.0)
+        return sel, ok, residue, coef_all
+
+    def _residue(self, h: torch.Tensor, coef_all: torch.Tensor, sel: torch.Tensor,
+                 bases: torch.Tensor) -> torch.Tensor:
+        """h minus its projection on the selected unit's basis, as one GEMM of the coefficients
+        masked to the selected unit's slots (no [n, m, s] gather of bases)."""
+        mine = sel[:, None] == torch.arange(self.num_units, device=sel.device)
+        return h - (coef_all * mine[..., None]).flatten(1) @ bases.flatten(0, 1)
 
     def _project_all(self, h: torch.Tensor, bases: torch.Tensor) -> torch.Tensor:
         """Coefficients of every hash on every unit's basis: [n, M, m]."""

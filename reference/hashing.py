@@ -67,12 +67,15 @@ def feature_hash(y: torch.Tensor, seed: int, s: int) -> torch.Tensor:
     """phi(y): hash a batch of maps [B, ...] (flattened in CHW order) to [B, s] (differentiable)."""
     flat = y.reshape(y.shape[0], -1)
     buckets, signs = hash_tables(seed, flat.shape[1], s, flat.device)
-    return flat.new_zeros(flat.shape[0], s).index_add(1, buckets, flat * signs)
+    return flat.new_zeros(flat.shape[0], s).index_add_(1, buckets, flat * signs)
+
+
+def normalise(phi: torch.Tensor) -> torch.Tensor:
+    """phi / ||phi||_2 per row; an all-zero row stays 0 (with a finite gradient)."""
+    norm = phi.norm(dim=1, keepdim=True)
+    return phi / torch.where(norm > 0, norm, 1.0)
 
 
 def normalised_hash(y: torch.Tensor, seed: int, s: int) -> torch.Tensor:
     """h = phi(y) / ||phi(y)||_2 per sample; an all-zero phi gives h = 0."""
-    phi = feature_hash(y, seed, s)
-    norm = phi.norm(dim=1, keepdim=True)
-    safe = torch.where(norm > 0, norm, torch.ones_like(norm))
-    return phi / safe
+    return normalise(feature_hash(y, seed, s))

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from hrn_hw.config import Config
 from reference.bases import BasisPool
-from reference.hashing import hash_tables, normalised_hash
+from reference.hashing import feature_hash, hash_tables, normalise, normalised_hash
 from reference.units import ConvUnit, fold_channels
 
 
@@ -41,6 +41,13 @@ def pixels_to_input(x: torch.Tensor) -> torch.Tensor:
     if x.dtype == torch.uint8:
         return x.to(torch.float32) / 256.0
     return x.to(torch.float32)
+
+
+def _cat(tensors: list) -> torch.Tensor | None:
+    """torch.cat without the copy for a single tensor (None for a list of None)."""
+    if len(tensors) == 1 or tensors[0] is None:
+        return tensors[0]
+    return torch.cat(tensors)
 
 
 class Head(nn.Module):
@@ -125,9 +132,12 @@ class HRN(nn.Module):
 
     # ---- routing --------------------------------------------------------------------------
 
+    def _grad_scaling(self) -> bool:
+        return self.training and self.cfg.hrn.grad_scaling
+
     def _grad_scale(self, residue_norm: torch.Tensor) -> torch.Tensor | None:
         """Eq. 7 factor min(1, ||r||) of the residue that selected the unit, or None when off."""
-        if not (self.training and self.cfg.hrn.grad_scaling):
+        if not self._grad_scaling():
             return None
         return residue_norm.detach().clamp(max=1.0)
 
@@ -136,31 +146,37 @@ class HRN(nn.Module):
         x = pixels_to_input(x)
         B, dev, train = x.shape[0], x.device, self.training
         M = self.num_units
-        used = torch.zeros(B, M, dtype=torch.bool, device=dev)
+        # the units each sample may still select: unused (and initialised, on frozen bases)
+        free = self.pool.selectable(torch.zeros(B, M, dtype=torch.bool, device=dev), train)
         groups = [(torch.arange(B, device=dev), x, 0)]   # (sample indices, maps, hash index)
         steps = []                                        # (indices, step, selected, ok, residues)
         seeds = self.hash_seeds.tolist()
         for k in range(self.d):
-            idx = torch.cat([g[0] for g in groups]) if len(groups) > 1 else groups[0][0]
-            h = torch.cat([normalised_hash(y, seeds[hid], self.s) for _, y, hid in groups])
-            sel, ok, r, coef = self.pool.select(h, used[idx], train)
+            idx = _cat([g[0] for g in groups])
+            h = normalise(_cat([feature_hash(y, seeds[hid], self.s) for _, y, hid in groups]))
+            sel, ok, r = self._select(h, free[idx], train)
+            free[idx, sel] = False          # (the row of a sample that selected nothing is moot)
             steps.append((idx, k, sel, ok, r))
-            if bool(ok.all()):                            # the usual case: no masking copies
-                used[idx, sel] = True
-                if train:
-                    self.pool.maintain(sel, h.detach(), coef)
-            else:
-                used[idx[ok], sel[ok]] = True
-                if train:
-                    self.pool.maintain(sel[ok], h[ok].detach(), coef[ok])
             if k == self.d - 1:
                 break
             rn = r.norm(dim=1)
-            go = ok & (rn.detach() >= self.tau_d) & self.pool.selectable(used[idx], train).any(1)
+            go = ok & (rn.detach() >= self.tau_d) & free[idx].any(1)
             if not go.any():
                 break
             groups = self._run_units(groups, go, sel, rn)
         return self._collect(x, steps)
+
+    def _select(self, h: torch.Tensor, free: torch.Tensor, train: bool):
+        """One step's selection (sel, ok, residues) among the `free` units; in training with
+        Alg. 3's initialisation, then the basis maintenance (Alg. 4 and 2)."""
+        if not train:
+            return self.pool.select_frozen(h, free)[:3]
+        sel, ok, r, coef = self.pool.select(h, ~free, True)
+        if bool(ok.all()):                                # the usual case: no masking copies
+            self.pool.maintain(sel, h.detach(), coef)
+        else:
+            self.pool.maintain(sel[ok], h[ok].detach(), coef[ok])
+        return sel, ok, r
 
     def _collect(self, x: torch.Tensor, steps: list) -> Routing:
         """Scatter every step's residues, routes and norms back to sample order at once."""
@@ -184,28 +200,39 @@ class HRN(nn.Module):
 
     def _run_units(self, groups, go, sel, rn):
         """Regroup the continuing samples by (selected unit, map shape) and run each unit once."""
+        buckets = self._regroup(groups, go, sel, rn if self._grad_scaling() else None)
+        out = []
+        for (unit, _), parts in sorted(buckets.items(), key=lambda kv: kv[0][0]):
+            pidx, maps, scale = (_cat(t) for t in zip(*parts))
+            out.append((pidx, self.units[unit](maps, self._grad_scale(scale)), unit + 1))
+        return out
+
+    def _regroup(self, groups, go, sel, scales):
+        """{(unit, map shape): [(sample indices, maps, scales or None)]}: every group's continuing
+        rows (`go`; `sel`, `scales` per row of the step's concatenation) split by selected unit,
+        in sample order; maps folded to the units' channels first where those agree."""
+        M = self.num_units
+        key = sel.masked_fill(~go, M)                    # M: the sample stops here
         buckets: dict[tuple, list] = {}
         offset = 0
         for gidx, y, _ in groups:
             n = len(gidx)
-            g_go, g_sel = go[offset:offset + n], sel[offset:offset + n]
-            rows = g_go.nonzero().flatten()
-            rows = rows[torch.argsort(g_sel[rows], stable=True)]      # continuing rows, by unit
-            units, counts = torch.unique_consecutive(g_sel[rows], return_counts=True)
+            g_key = key[offset:offset + n]
+            counts = torch.bincount(g_key, minlength=M + 1).tolist()
+            rows = torch.argsort(g_key, stable=True)[:n - counts[M]]    # continuing rows, by unit
+            units = [u for u in range(M) if counts[u]]
+            sizes = [counts[u] for u in units]
             shape = tuple(y.shape[1:])     # the grouping key (and BN batch) stays the map's shape
-            in_ch = {self.units[u].in_channels for u in units.tolist()}
+            in_ch = {self.units[u].in_channels for u in units}
             if len(in_ch) == 1:   # fold the channels before the copy (per sample, so the same sums)
                 y = fold_channels(y, in_ch.pop())
-            maps, scales = y.index_select(0, rows), rn[offset:offset + n].index_select(0, rows)
+            parts = [gidx.index_select(0, rows).split(sizes), y.index_select(0, rows).split(sizes),
+                     [None] * len(units) if scales is None
+                     else scales[offset:offset + n].index_select(0, rows).split(sizes)]
+            for unit, *part in zip(units, *parts):
+                buckets.setdefault((unit, shape), []).append(part)
             offset += n
-            for unit, part, m, c in zip(units.tolist(), rows.split(counts.tolist()),
-                                        maps.split(counts.tolist()), scales.split(counts.tolist())):
-                buckets.setdefault((unit, shape), []).append((gidx.index_select(0, part), m, c))
-        out = []
-        for (unit, _), parts in sorted(buckets.items(), key=lambda kv: kv[0][0]):
-            pidx, maps, scale = (torch.cat(t) if len(t) > 1 else t[0] for t in zip(*parts))
-            out.append((pidx, self.units[unit](maps, self._grad_scale(scale)), unit + 1))
-        return out
+        return buckets
 
     def route_oracle(self, x: torch.Tensor) -> Routing:
         """Route one sample at a time, following Alg. 1-4 literally (bases update per sample)."""

@@ -177,14 +177,11 @@ def unit_block(x, weight, bias, gamma, beta, running_mean, running_var, stride: 
                             running_mean, running_var, conf)
 
 
-def unit_block_eval(x, weight, bias, gamma, beta, running_mean, running_var, stride: int, padding: int,
-                    eps: float, slope: float):
-    """unit_block on running statistics for callers that need no gradient (inference): the
-    normalisation and affine are folded into the convolution, a = gamma / sqrt(var + eps),
-    W' = a W, b' = a (b - mean) + beta (equal to the unfolded block within float rounding)."""
-    w, shift = fold_bn(weight, bias, gamma, beta, running_mean, running_var, eps)
-    z = conv_forward(x, w, shift, stride, padding)
-    return F.leaky_relu(z, slope) if slope else F.relu(z)
+def conv_act_eval(x, weight, bias, stride: int, padding: int, slope: float):
+    """unit_block on running statistics for callers that need no gradient (inference), given the
+    BN-folded (W', b') of fold_bn: (leaky) ReLU of the convolution, in place."""
+    z = conv_forward(x, weight, bias, stride, padding)
+    return F.leaky_relu_(z, slope) if slope else F.relu_(z)
 
 
 def fold_bn(weight, bias, gamma, beta, running_mean, running_var, eps: float):

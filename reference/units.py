@@ -199,6 +199,8 @@ def build_layer(spec: dict, channels: int) -> tuple[nn.Module, int]:
 class ConvUnit(nn.Module):
     """The convolutional part of one HRN unit."""
 
+    _eval_cache = None   # (source tensors, their versions and storage, BN-folded (W', b')): _folded_bn
+
     def __init__(self, in_channels: int, layers: list[dict]):
         super().__init__()
         if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels <= 0:
@@ -233,10 +235,10 @@ class ConvUnit(nn.Module):
             use_batch = bn.training and x.shape[0] * h * w > 1
             if not use_batch and not (torch.is_grad_enabled() and (
                     x.requires_grad or conv.weight.requires_grad or bn.weight.requires_grad)):
-                x = scaled_grad.unit_block_eval(x, conv.weight, conv.bias, bn.weight, bn.bias,
-                                                bn.running_mean, bn.running_var, conv.stride,
-                                                conv.padding, bn.eps, act.slope)
+                weight, shift = self._folded_bn(conv, bn)
+                x = scaled_grad.conv_act_eval(x, weight, shift, conv.stride, conv.padding, act.slope)
             else:
+                self._eval_cache = None   # BN statistics may update (no version bump); a step follows
                 x = scaled_grad.unit_block(x, conv.weight, conv.bias, bn.weight, bn.bias,
                                            bn.running_mean, bn.running_var, conv.stride, conv.padding,
                                            use_batch, bn.momentum, bn.eps, act.slope, grad_scale)
@@ -245,8 +247,23 @@ class ConvUnit(nn.Module):
             x = layer(x, grad_scale)
         return x
 
+    def _folded_bn(self, conv: ConvLayer, bn: BatchNormLayer) -> tuple[torch.Tensor, torch.Tensor]:
+        """The eval block's BN-folded (W', b') (scaled_grad.fold_bn), cached between no-grad eval
+        forwards: any other forward drops it (BN's running-statistics update bumps no version
+        counter), and it is recomputed when a source tensor is replaced, moved or written in place
+        (version counter; writes through `.data` are not seen)."""
+        sources = (conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        key = tuple((t._version, t.data_ptr()) for t in sources if t is not None)
+        cache = self._eval_cache
+        if cache is None or cache[1] != key or any(a is not b for a, b in zip(cache[0], sources)):
+            with torch.no_grad():
+                folded = scaled_grad.fold_bn(*sources, bn.eps)
+            cache = self._eval_cache = (sources, key, folded)
+        return cache[2]
+
     def forward_unfused(self, x: torch.Tensor, grad_scale: torch.Tensor | None = None) -> torch.Tensor:
         """Layer by layer (the fused block's specification; tests compare the two)."""
+        self._eval_cache = None
         x = fold_channels(x, self.in_channels)
         for layer in self.layers:
             x = layer(x, grad_scale)

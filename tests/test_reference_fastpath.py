@@ -1,0 +1,110 @@
+"""The reference's inference fast path: the cached BN-folded eval block of a unit, and batched
+eval routing (frozen-basis selection) against the per-sample oracle after further training."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from conftest import random_images, trained_model
+from hrn_hw.train import build_optimizer
+from reference.units import ConvUnit
+
+LAYERS = [{"type": "conv", "out_channels": 6, "kernel": 5, "stride": 3, "padding": 2},
+          {"type": "batchnorm"}, {"type": "leaky_relu", "slope": 0.01}]
+
+
+def make_unit(seed: int = 3) -> ConvUnit:
+    torch.manual_seed(seed)
+    unit = ConvUnit(1, LAYERS).eval()
+    with torch.no_grad():
+        bn = unit.layers[1]
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.2, 0.2)
+    return unit
+
+
+def check_eval(unit: ConvUnit, x: torch.Tensor) -> None:
+    """The cached eval block equals the layer by layer one on the unit's current state."""
+    x = x.to(unit.layers[0].weight.dtype)
+    with torch.no_grad():
+        fast = unit(x)
+        plain = unit.forward_unfused(x)
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():       # forward_unfused dropped the cache: the rebuilt one agrees too
+        torch.testing.assert_close(unit(x), fast, rtol=0, atol=0)
+
+
+def train_step(unit: ConvUnit, x: torch.Tensor, **opt_kw) -> None:
+    unit.train()
+    opt = torch.optim.Adam(unit.parameters(), lr=0.05, **opt_kw)
+    unit(x).square().mean().backward()       # batch statistics: running stats change in place
+    opt.step()
+    unit.eval()
+
+
+@pytest.mark.parametrize("change", ["train_foreach", "train_fused", "inplace_param", "inplace_stat",
+                                    "load_state_dict", "replace_buffer", "to_float64"])
+def test_folded_eval_block_follows_every_change(change):
+    unit, x = make_unit(), torch.rand(5, 1, 28, 28)
+    check_eval(unit, x)
+    with torch.no_grad():
+        before = unit(x)
+    if change == "train_foreach":
+        train_step(unit, x, foreach=True)
+    elif change == "train_fused":      # fused optimisers bump no version counter
+        train_step(unit, x, fused=True)
+    elif change == "inplace_param":
+        with torch.no_grad():
+            unit.layers[0].weight.mul_(1.5)
+    elif change == "inplace_stat":
+        unit.layers[1].running_var.add_(0.5)
+    elif change == "load_state_dict":
+        unit.load_state_dict(make_unit(seed=9).state_dict())
+    elif change == "replace_buffer":
+        unit.layers[1].running_mean = torch.full((6,), 0.3)
+    else:
+        unit.to(torch.float64)
+    check_eval(unit, x)                       # (the first call after the change is checked)
+    with torch.no_grad():
+        after = unit(x.to(unit.layers[0].weight.dtype))
+    assert after.dtype != before.dtype or not torch.allclose(after, before)   # the change matters
+
+
+def test_folded_eval_block_is_reused_while_nothing_changes():
+    unit, x = make_unit(), torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        unit(x)
+        cached = unit._eval_cache
+        unit(x[:1])
+        unit.train()(x[:1, :, :3, :3])      # a 1x1 single sample: running statistics, no update
+    assert unit._eval_cache is cached
+
+
+@pytest.mark.parametrize("spec", [dict(seed=0), dict(seed=1, extra_units=4)], ids=["paper", "8units"])
+def test_batched_eval_equals_oracle_between_training_steps(spec):
+    """Train, route (fills the eval caches), train again: eval routing sees the new weights."""
+    model = trained_model(**spec)
+    opt = build_optimizer(list(model.parameters()), model.cfg)
+    x = random_images(48, 21)
+    for step in range(3):
+        model.train()
+        logits, routing = model(x[:16], 0)
+        loss = logits.logsumexp(1).mean() + routing.residue_l1.mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.eval()
+        fresh = copy.deepcopy(model)          # new storage: no cached folds carried over
+        with torch.no_grad():
+            rb, ro, rf = model.route(x), model.route(x, oracle=True), fresh.route(x)
+        for other in (ro, rf):
+            assert torch.equal(rb.routes, other.routes)
+            torch.testing.assert_close(rb.embedding, other.embedding, rtol=0, atol=1e-5)
+            torch.testing.assert_close(rb.residue_norms, other.residue_norms, rtol=0, atol=1e-5)
+            torch.testing.assert_close(rb.residue_l1, other.residue_l1, rtol=1e-5, atol=1e-4)
+        assert int((rb.routes >= 0).sum(1).max()) == model.d
