@@ -109,7 +109,9 @@ class BasisPool(nn.Module):
         energy = coef_all.detach().square().sum(-1).masked_fill_(~cand, -1.0)
         sel = energy.max(dim=1)[1]                       # first (lowest) index on ties
         ok = cand.any(dim=1)
-        residue = self._residue(h, coef_all, sel, self.bases).masked_fill(~ok[:, None], 0.0)
+        residue = self._residue(h, coef_all, sel, self.bases)
+        if not bool(ok.all()):          # (a broadcast masked_fill costs as much as the GEMM)
+            residue = residue.masked_fill(~ok[:, None], 0.0)
         return sel, ok, residue, coef_all
 
     def _residue(self, h: torch.Tensor, coef_all: torch.Tensor, sel: torch.Tensor,

@@ -155,10 +155,10 @@ class HRN(nn.Module):
             idx = _cat([g[0] for g in groups])
             h = normalise(_cat([feature_hash(y, seeds[hid], self.s) for _, y, hid in groups]))
             sel, ok, r = self._select(h, free[idx], train)
-            free[idx, sel] = False          # (the row of a sample that selected nothing is moot)
             steps.append((idx, k, sel, ok, r))
             if k == self.d - 1:
                 break
+            free[idx, sel] = False          # (the row of a sample that selected nothing is moot)
             rn = r.norm(dim=1)
             go = ok & (rn.detach() >= self.tau_d) & free[idx].any(1)
             if not go.any():
