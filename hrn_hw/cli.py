@@ -187,8 +187,14 @@ def cmd_plot(args) -> int:
 def cmd_export(args) -> int:
     from hrn_hw.export.pipeline import export
 
+    from hrn_hw.rtl.knobs import RtlKnobs
+
+    if args.synth and args.no_rtl:
+        raise HrnError("--synth needs the RTL: drop --no-rtl")
+    knobs = RtlKnobs(conv_lanes=args.conv_lanes, head_lanes=args.head_lanes)
     s = export(args.model, args.out, force=args.force, precision_file=args.precision, calib=args.calib,
-               golden_per_task=args.golden, data_dir=args.data_dir, eval_limit=args.eval_limit)
+               golden_per_task=args.golden, data_dir=args.data_dir, eval_limit=args.eval_limit,
+               rtl=not args.no_rtl, knobs=knobs, synth=args.synth)
     worst = max(t["float_accuracy"] - t["fixed_accuracy"] for t in s["tasks"])
     agree = min(t["route_agreement"] for t in s["tasks"])
     print(f"exported to {args.out} in {s['export_seconds']:.1f} s: worst float-to-fixed accuracy drop "
@@ -198,14 +204,18 @@ def cmd_export(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from hrn_hw.verify import verify_csim
+    from hrn_hw.verify import verify_csim, verify_rtl
 
-    r = verify_csim(args.export, args.n)
+    r = (verify_rtl if args.against == "rtl" else verify_csim)(args.export, args.n)
     print(f"{r['compared']} compared, {r['mismatches']} mismatches "
-          f"(against {r['against']}, {r['samples_per_second']:.0f} samples/s)")
+          f"(against {r['against']}, {r['samples_per_second']:.1f} samples/s)")
+    if r.get("cycles"):
+        c = r["cycles"]
+        print(f"cycles per sample min/median/max {c['min']}/{c['median']:g}/{c['max']}; "
+              f"cycle model differs on {r['cycle_model_mismatches']} samples")
     if r["mismatches"]:
         print(f"mismatching outputs: {r['per_output']}; first samples: {r['first_mismatches']}", file=sys.stderr)
-    return 1 if r["mismatches"] else 0
+    return 1 if r["mismatches"] or r.get("cycle_model_mismatches") else 0
 
 
 def cmd_bench(args) -> int:
@@ -263,11 +273,20 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--golden", type=_positive, default=200, help="golden test images per task (default 200)")
     x.add_argument("--eval-limit", type=_positive, help="cap test images per task for float-vs-fixed")
     x.add_argument("--data-dir", help="directory holding SVHN / CIFAR-100 files")
+    from hrn_hw.rtl.head import LANES as HEAD_LANES
+    x.add_argument("--conv-lanes", type=_positive,
+                   help="RTL: output channels each conv engine computes per cycle (default: all of the unit's)")
+    x.add_argument("--head-lanes", type=_positive, default=HEAD_LANES,
+                   help=f"RTL: MAC lanes of the head engine (default {HEAD_LANES})")
+    x.add_argument("--no-rtl", action="store_true", help="skip OUT/rtl (the Verilog of the top level)")
+    x.add_argument("--synth", action="store_true",
+                   help="count FPGA resources of OUT/rtl with Yosys synth_xilinx into report.md (minutes)")
     x.set_defaults(func=cmd_export)
 
-    v = sub.add_parser("verify", help="check an export's C simulation bit for bit against its golden vectors")
+    v = sub.add_parser("verify", help="check an export's C simulation or RTL bit for bit against its golden vectors")
     v.add_argument("export", help="export directory (hrn-hw export -o)")
-    v.add_argument("--against", choices=("csim",), default="csim", help="what to check (default csim)")
+    v.add_argument("--against", choices=("csim", "rtl"), default="csim",
+                   help="csim: the HLS C++ built with g++; rtl: OUT/rtl on Verilator (cocotb); default csim")
     v.add_argument("-n", type=_positive, help="compare only the first N golden samples")
     v.set_defaults(func=cmd_verify)
 

@@ -1,4 +1,4 @@
-"""`hrn-hw verify OUT --against csim`: replay the golden vectors and compare every output bit."""
+"""`hrn-hw verify OUT --against csim|rtl`: replay the golden vectors and compare every output bit."""
 
 from __future__ import annotations
 
@@ -25,9 +25,8 @@ def compare(expected: dict, got: dict) -> dict:
             "first_mismatches": np.nonzero(any_bad)[0][:10].tolist()}
 
 
-def verify_csim(export_dir: str | Path, n: int | None = None) -> dict:
-    """Build the export's C simulation, run it on the first n golden inputs, compare bit for bit."""
-    export_dir = Path(export_dir)
+def _load_export(export_dir: Path, n: int | None):
+    """QuantModel and golden vectors (the first n) of an export, with clear errors."""
     if not export_dir.is_dir():
         raise ExportError(f"{export_dir}: no such export directory")
     try:
@@ -39,16 +38,47 @@ def verify_csim(export_dir: str | Path, n: int | None = None) -> dict:
     except zipfile.BadZipFile:
         raise ExportError(f"{export_dir / 'golden' / 'vectors.npz'}: corrupt or truncated golden vectors "
                           "(not a zip archive)") from None
-    if not (export_dir / "hls" / "Makefile").is_file():
-        raise ExportError(f"{export_dir}: no HLS project (hls/Makefile missing); export again")
     if n is not None:
         vec = {k: v[:n] for k, v in vec.items()}
+    return qm, vec
+
+
+def _finish(export_dir: Path, against: str, vec: dict, got: dict, seconds: float, **extra) -> dict:
+    result = {"against": against, **compare(vec, got), "seconds": round(seconds, 3),
+              "samples_per_second": round(len(vec["pixels"]) / max(seconds, 1e-9), 1), **extra}
+    (export_dir / f"verify_{against}.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def verify_csim(export_dir: str | Path, n: int | None = None) -> dict:
+    """Build the export's C simulation, run it on the first n golden inputs, compare bit for bit."""
+    export_dir = Path(export_dir)
+    qm, vec = _load_export(export_dir, n)
+    if not (export_dir / "hls" / "Makefile").is_file():
+        raise ExportError(f"{export_dir}: no HLS project (hls/Makefile missing); export again")
     binary = csim.build(export_dir / "hls")
     t0 = time.perf_counter()
     out = csim.run(binary, vec["pixels"], vec["tasks"], qm.s, qm.d, qm.max_classes)
-    seconds = time.perf_counter() - t0
-    result = {"against": "csim", **compare(vec, {"embedding": out.embedding, "routes": out.routes,
-                                                  "logits": out.logits}),
-              "seconds": round(seconds, 3), "samples_per_second": round(len(vec["pixels"]) / max(seconds, 1e-9), 1)}
-    (export_dir / "verify_csim.json").write_text(json.dumps(result, indent=1) + "\n")
-    return result
+    return _finish(export_dir, "csim", vec, {"embedding": out.embedding, "routes": out.routes, "logits": out.logits},
+                   time.perf_counter() - t0)
+
+
+def verify_rtl(export_dir: str | Path, n: int | None = None) -> dict:
+    """Simulate the export's RTL (OUT/rtl) on Verilator with the cocotb testbench on the first n
+    golden inputs, compare bit for bit, and compare each sample's cycles with the cycle model."""
+    from hrn_hw.rtl import rtlsim
+    from hrn_hw.rtl.emit import read_knobs
+
+    export_dir = Path(export_dir)
+    qm, vec = _load_export(export_dir, n)
+    if not (export_dir / "rtl" / "hrn_top.v").is_file():
+        raise ExportError(f"{export_dir}: no RTL (rtl/hrn_top.v missing); export again")
+    knobs = read_knobs(export_dir / "rtl")
+    cases = rtlsim.golden_cases(qm, vec, knobs)
+    out = rtlsim.simulate_export(export_dir, qm, cases, knobs)
+    cycles = out["cycles"]
+    stats = {"min": int(cycles.min()), "median": float(np.median(cycles)), "max": int(cycles.max())} if len(cycles) else {}
+    return _finish(export_dir, "rtl", vec, {"embedding": out["embedding"], "routes": out["route"],
+                                             "logits": out["logits"]}, float(out["seconds"]),
+                   cycles=stats, cycle_model_mismatches=int((cycles != cases["model_cycles"]).sum()),
+                   knobs=knobs.to_dict())

@@ -2,11 +2,13 @@
 bit-exact with `hrn_hw.golden.run`, and the measured cycles of every sample equal to the cycle
 model `hrn_hw.rtl.latency.sample_cycles`.
 
-The pytest side runs the golden model on the samples, writes pixels, task ids, expected
-outputs and modelled cycles into `cases.npz` in the build directory, and the cocotb tests
-stream them through the DUT: first every sample with the input never idle and the outputs
-never stalled (bits and cycles compared), then some under random input gaps and output stalls
-(bits compared). Run on an export by `make sim` (`sim/run_export.py`), and by `make test` on a
+The pytest side runs the golden model on the samples and writes pixels, task ids, expected
+outputs and modelled cycles into `cases.npz` in the build directory; the cocotb test streams
+them through the DUT, first every sample with the input never idle and the outputs never
+stalled, then some again under random input gaps and output stalls, and writes what the RTL
+produced (and the cycles) into `outputs.npz`; the pytest side compares every bit with
+`hrn_hw.verify.compare` (the check `hrn-hw verify --against rtl` makes) and the cycles with
+the model. Run on an export by `make sim` (`sim/run_export.py`), and by `make test` on a
 small model (`tests/test_rtl_top.py`).
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -51,13 +54,10 @@ async def run_sample(dut, pixels, task: int, rng=None, in_gap: float = 0.0, out_
     return np.array(emb, dtype=np.int64), np.array(logits, dtype=np.int64), route, cyc
 
 
-def _check(name, got, want):
+def _exact(got, want) -> bool:
     emb, logits, route = got
-    assert len(emb) == len(want["embedding"]), f"{name}: {len(emb)} embedding words, want {len(want['embedding'])}"
-    bad = np.nonzero(emb != want["embedding"])[0]
-    assert not len(bad), f"{name}: embedding differs at {bad[:8].tolist()}"
-    assert route == want["route"].tolist(), f"{name}: route {route}, golden {want['route'].tolist()}"
-    assert np.array_equal(logits, want["logits"]), f"{name}: logits {logits.tolist()}, golden {want['logits'].tolist()}"
+    return (len(emb) == len(want["embedding"]) and bool(np.array_equal(emb, want["embedding"]))
+            and route == want["route"].tolist() and bool(np.array_equal(logits, want["logits"])))
 
 
 def _cases():
@@ -67,32 +67,41 @@ def _cases():
             int(z["tasks"][n]), int(z["model_cycles"][n])
 
 
-@cocotb.test()
-async def top_samples(dut):
-    """Every case, input never idle, outputs never stalled: bits and cycles."""
-    await start(dut)
-    t0, count = time.perf_counter(), 0
-    for n, name, want, task, model in _cases():
-        emb, logits, route, cyc = await run_sample(dut, want["pixels"], task)
-        _check(name, (emb, logits, route), want)
-        assert cyc == model, f"{name}: {cyc} cycles measured, the cycle model says {model}"
-        record(name, True, cyc, model)
-        count += 1
-    rate = count / (time.perf_counter() - t0)
-    dut._log.info("%d samples bit-exact, cycles equal to the model; %.1f samples/s", count, rate)
+def _fit(values, length: int) -> np.ndarray:
+    """A fixed-length row (a wrong count of words is padded with a value no format produces)."""
+    row = np.full(length, np.iinfo(np.int64).min, dtype=np.int64)
+    row[:min(length, len(values))] = values[:length]
+    return row
 
 
 @cocotb.test()
-async def top_backpressure(dut):
-    """Some cases under random input gaps and embedding / logit stalls: bits only."""
+async def top_run(dut):
+    """Every case with the input never idle and the outputs never stalled (bits and cycles),
+    then the first `stalled` cases under random input gaps and embedding / logit stalls
+    (bits). The outputs go to `outputs.npz`; the caller compares them with the golden model."""
     await start(dut)
+    rows = {k: [] for k in ("embedding", "route", "logits", "cycles", "stalled")}
     rng = np.random.default_rng(7)
-    for n, name, want, task, _ in _cases():
-        if n >= P["stalled"]:
-            break
-        emb, logits, route, _ = await run_sample(dut, want["pixels"], task, rng, 0.3, 0.4)
-        _check(f"stalled: {name}", (emb, logits, route), want)
-        record(f"stalled: {name}", True)
+    t0 = time.perf_counter()
+    for rep, label in ((None, ""), (rng, "stalled: ")):
+        for n, name, want, task, model in _cases():
+            if rep is not None and n >= P["stalled"]:
+                break
+            emb, logits, route, cyc = await run_sample(dut, want["pixels"], task, rep, 0.3, 0.4)
+            exact = _exact((emb, logits, route), want)
+            record(label + name, exact, None if rep else cyc, None if rep else model)
+            rows["embedding"].append(_fit(emb, P["s"]))
+            rows["route"].append(np.array(route, dtype=np.int64))
+            rows["logits"].append(_fit(logits, P["classes"]))
+            rows["cycles"].append(cyc if rep is None else -1)
+            rows["stalled"].append(rep is not None)
+            if not exact:
+                dut._log.warning("%s%s: RTL differs from the golden model", label, name)
+        if rep is None:
+            seconds = time.perf_counter() - t0
+    np.savez(P["outputs"], seconds=seconds, **{k: np.array(v) for k, v in rows.items()})
+    dut._log.info("%d samples in %.1f s (%.1f samples/s)", len(rows["cycles"]), seconds,
+                  sum(1 for s in rows["stalled"] if not s) / max(seconds, 1e-9))
 
 
 # ---- pytest side -----------------------------------------------------------------------------
@@ -119,21 +128,51 @@ def extreme_inputs(qm) -> tuple[np.ndarray, list]:
                                                     "one bright pixel (corner)"]
 
 
-def run_top(qm, cases: dict, build_name: str = "top", verilog=None, knobs=None, stalled: int = 4):
-    """Build the top level of `qm` (or take its Verilog file) and run the cocotb tests on `cases`."""
+def simulate_top(qm, cases: dict, build_dir, verilog=None, knobs=None, stalled: int = 4) -> dict:
+    """Build the top level of `qm` (or take its Verilog file), stream `cases` through it and
+    return the RTL's outputs: embedding, route, logits, cycles (unstalled runs first, then the
+    first `stalled` cases again under random stalls, flagged in `stalled`) and seconds."""
+    from hrn_hw.rtl.emit import top_verilog
     from hrn_hw.rtl.top import HrnTop
-    from simlib import BUILD_DIR
+    from simlib import write_if_changed
 
-    build = BUILD_DIR / build_name
-    build.mkdir(parents=True, exist_ok=True)
-    np.savez(build / "cases.npz", **cases)
+    build_dir = Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(build_dir / "cases.npz", **cases)
+    outputs = build_dir / "outputs.npz"
+    outputs.unlink(missing_ok=True)
     top = HrnTop(qm, knobs)
+    if verilog is None:
+        verilog = write_if_changed(build_dir / "generated.v", top_verilog(top))
     worst = int(cases["model_cycles"].max()) if len(cases["model_cycles"]) else 1000
-    return run_dut(verilog or top, "hrn_top", "test_top",
-                   {"cases": str(build / "cases.npz"), "s": int(qm.s), "d": int(qm.d),
-                    "route_width": top.route_width, "classes": int(qm.max_classes), "tasks": len(qm.heads),
-                    "emb_signed": bool(qm.emb_fmt.signed), "stalled": stalled, "max_cycles": 4 * worst + 1000},
-                   build_name=build_name)
+    run_dut(verilog, "hrn_top", "test_top",
+            {"cases": str(build_dir / "cases.npz"), "outputs": str(outputs), "s": int(qm.s), "d": int(qm.d),
+             "route_width": top.route_width, "classes": int(qm.max_classes), "tasks": len(qm.heads),
+             "emb_signed": bool(qm.emb_fmt.signed), "stalled": min(stalled, len(cases["tasks"])),
+             "max_cycles": 4 * worst + 1000},
+            build_name=str(build_dir))
+    with np.load(outputs) as z:
+        return {k: z[k] for k in z.files}
+
+
+def check_top(cases: dict, out: dict) -> None:
+    """Every run bit-exact with the golden model, every unstalled run's cycles equal to the model."""
+    from hrn_hw.verify import compare
+
+    stalled = out["stalled"]
+    free = {"embedding": out["embedding"][~stalled], "routes": out["route"][~stalled],
+            "logits": out["logits"][~stalled]}
+    want = {"embedding": cases["embedding"], "routes": cases["route"], "logits": cases["logits"]}
+    res = compare(want, free)
+    assert res["mismatches"] == 0, f"RTL differs from the golden model: {res}"
+    k = int(stalled.sum())
+    res = compare({key: v[:k] for key, v in want.items()},
+                  {"embedding": out["embedding"][stalled], "routes": out["route"][stalled],
+                   "logits": out["logits"][stalled]})
+    assert res["mismatches"] == 0, f"RTL differs from the golden model under stalls: {res}"
+    bad = np.nonzero(out["cycles"][~stalled] != cases["model_cycles"])[0]
+    assert not len(bad), (f"cycles differ from the model for samples {bad[:8].tolist()}: measured "
+                          f"{out['cycles'][~stalled][bad[:8]].tolist()}, model {cases['model_cycles'][bad[:8]].tolist()}")
 
 
 def routing_variant(qm, uninitialise: list, stop_quantile: float, pixels: np.ndarray) -> object:
@@ -179,14 +218,18 @@ def test_top():
     from hrn_hw.export.ir import QuantModel
     from test_residue import fixture_export
 
+    from simlib import BUILD_DIR
+
     qm = QuantModel.load(fixture_export())
-    run_top(qm, fixture_cases(qm, 50), "top")
+    cases = fixture_cases(qm, 50)
+    check_top(cases, simulate_top(qm, cases, BUILD_DIR / "top"))
 
 
 def test_top_stop_and_runout():
     """pytest: a variant of the fixture model with units 2 and 3 uninitialised and tau_d at the
     median first residue: samples stop early on tau_d, others run out of initialised units."""
     from hrn_hw.export.ir import QuantModel
+    from simlib import BUILD_DIR
     from test_residue import fixture_export
 
     base = QuantModel.load(fixture_export())
@@ -197,4 +240,4 @@ def test_top_stop_and_runout():
     n_init = int(qm.initialised.sum())
     assert ((lengths < n_init) & (lengths > 0)).any(), "no sample stops early on tau_d"
     assert (lengths == n_init).any() and n_init < qm.d, "no sample runs out of initialised units"
-    run_top(qm, cases, "top_variant", stalled=2)
+    check_top(cases, simulate_top(qm, cases, BUILD_DIR / "top_variant", stalled=2))

@@ -24,6 +24,8 @@ from hrn_hw.export.report import write_report
 from hrn_hw.fixedpoint.fmt import SatCounter
 from hrn_hw.hls.csim import require_tool
 from hrn_hw.hls.render import render_project
+from hrn_hw.rtl.knobs import RtlKnobs
+from hrn_hw.rtl.report import rtl_report_data
 from hrn_hw.scenarios import load_tasks
 
 
@@ -44,8 +46,10 @@ def calibration_images(tasks: list, total: int) -> list[tuple[int, np.ndarray]]:
 
 def export(model_path: str | Path, out: str | Path, force: bool = False, precision_file: str | None = None,
            calib: int = 512, golden_per_task: int = 200, data_dir: str | None = None,
-           eval_limit: int | None = None, quiet: bool = False) -> dict:
-    """Run the whole export; returns the summary written to OUT/export.json."""
+           eval_limit: int | None = None, quiet: bool = False, rtl: bool = True,
+           knobs: RtlKnobs | None = None, synth: bool = False) -> dict:
+    """Run the whole export; returns the summary written to OUT/export.json. `rtl` writes
+    OUT/rtl (with `knobs`), `synth` adds Yosys resource counts of it to the report."""
     t0 = time.perf_counter()
     out = Path(out)
     check_target(out, force)
@@ -54,16 +58,16 @@ def export(model_path: str | Path, out: str | Path, force: bool = False, precisi
         precision = Precision.from_file(precision_file)
     except UnicodeDecodeError:
         raise ConfigError(f"{precision_file}: not valid YAML/JSON (not UTF-8 text)") from None
-    _say(f"[1/5] loading {model_path}", quiet)
+    _say(f"[1/6] loading {model_path}", quiet)
     model, specs, _ = load_checkpoint(model_path)
     torch.set_num_threads(1)
     tasks = load_tasks(specs, data_dir)
-    _say(f"[2/5] calibrating on {calib} training images and quantising", quiet)
+    _say(f"[2/6] calibrating on {calib} training images and quantising", quiet)
     sat = SatCounter()
     qm, _ranges = quantize_model(model, specs, calibration_images(tasks, calib), precision, sat,
                                  source={"checkpoint": str(model_path), "config": model.cfg.name,
                                          "scenario": model.cfg.scenario})
-    _say(f"[3/5] float vs fixed on the test sets of {len(tasks)} tasks", quiet)
+    _say(f"[3/6] float vs fixed on the test sets of {len(tasks)} tasks", quiet)
     rows = []
     for i, t in enumerate(tasks):
         x, y = t.test_x[:eval_limit], t.test_y[:eval_limit]
@@ -72,12 +76,12 @@ def export(model_path: str | Path, out: str | Path, force: bool = False, precisi
         rows.append(row)
         _say(f"      {t.spec.name}: float {100 * row['float_accuracy']:.2f}%  fixed "
              f"{100 * row['fixed_accuracy']:.2f}%  routes agree {100 * row['route_agreement']:.2f}%", quiet)
-    _say(f"[4/5] golden vectors: {golden_per_task} test images per task", quiet)
+    _say(f"[4/6] golden vectors: {golden_per_task} test images per task", quiet)
     gx = np.concatenate([t.test_x[:golden_per_task] for t in tasks])
     gy = np.concatenate([t.test_y[:golden_per_task] for t in tasks])
     gt = np.concatenate([np.full(min(golden_per_task, len(t.test_x)), i) for i, t in enumerate(tasks)])
     gres = golden.run(qm, gx, gt)
-    _say(f"[5/5] rendering the HLS project and writing {out}", quiet)
+    knobs = knobs or RtlKnobs()
     summary = {
         "model": str(model_path), "config": model.cfg.name, "version": hrn_hw.__version__,
         "tasks": rows, "saturations": dict(sat), "golden_samples": int(len(gx)),
@@ -86,9 +90,14 @@ def export(model_path: str | Path, out: str | Path, force: bool = False, precisi
         "precision_unused": precision.unused(),
     }
     with staged_directory(out, force) as stage:
+        _say(f"[5/6] rendering the HLS project", quiet)
         qm.save(stage)
         vectors.save(stage / "golden", gx, gt, gy, gres)
         render_project(qm, stage / "hls")
+        if rtl:
+            _say(f"[6/6] generating the RTL ({knobs.to_dict()}){' and synthesising it with Yosys' if synth else ''}",
+                 quiet)
+            summary["rtl"] = rtl_report_data(qm, stage / "rtl", knobs, gres.routes, gt, synth)
         summary["export_seconds"] = time.perf_counter() - t0
         write_report(stage / "report.md", qm, summary)
         (stage / "export.json").write_text(json.dumps(summary, indent=1) + "\n")

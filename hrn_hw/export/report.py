@@ -69,6 +69,10 @@ def write_report(path, qm: QuantModel, summary: dict) -> None:
     lines += ["", "## Golden vectors", "",
               f"{summary['golden_samples']} images ({summary['golden_per_task']} per task) in `golden/vectors.npz`; "
               "check the C simulation with `hrn-hw verify OUT --against csim`.", ""]
+    if summary.get("rtl"):
+        from hrn_hw.rtl.report import rtl_report_lines
+
+        lines += rtl_report_lines(summary["rtl"])
     if summary.get("precision_unused"):
         lines += [f"Precision overrides that matched no tensor: {', '.join(summary['precision_unused'])}", ""]
     path.write_text("\n".join(lines))

