@@ -36,6 +36,7 @@ def index_hash(seed: int, n: int, s: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=256)
+@torch.inference_mode(False)     # cached: ordinary tensors even when first asked in inference mode
 def _hash_tables_cpu(seed: int, n: int, s: int) -> tuple[torch.Tensor, torch.Tensor]:
     buckets, signs = index_hash(seed, n, s)
     return torch.from_numpy(buckets), torch.from_numpy(signs.astype(np.float32))
@@ -51,7 +52,8 @@ def hash_tables(seed: int, n: int, s: int, device: torch.device | str = "cpu") -
         return _hash_tables_cpu(seed, n, s)
     key = (seed, n, s, str(device))
     if key not in _device_cache:
-        _device_cache[key] = tuple(t.to(device) for t in _hash_tables_cpu(seed, n, s))
+        with torch.inference_mode(False):
+            _device_cache[key] = tuple(t.to(device) for t in _hash_tables_cpu(seed, n, s))
     return _device_cache[key]
 
 

@@ -314,11 +314,18 @@ class HRN(nn.Module):
     def route(self, x: torch.Tensor, oracle: bool = False) -> Routing:
         """Route a batch; a single sample in eval mode takes the per-sample path, which is
         faster there and gives the same routes and embeddings on frozen bases."""
-        if not oracle and not self.training and x.shape[0] == 1 and not torch.is_grad_enabled():
-            return self.route_single_eval(x)
+        if not (oracle or self.training or torch.is_grad_enabled()):
+            return self._route_inference(x)
         if oracle or (not self.training and x.shape[0] == 1):
             return self.route_oracle(x)
         return self.route_batched(x)
+
+    def _route_inference(self, x: torch.Tensor) -> Routing:
+        """Eval without autograd: the batched path (the per-sample one for a single sample) in
+        inference mode (no version counters or view tracking), returning ordinary tensors."""
+        with torch.inference_mode():
+            routing = self.route_single_eval(x) if x.shape[0] == 1 else self.route_batched(x)
+        return Routing(*(t.clone() for t in vars(routing).values()))
 
     def forward(self, x: torch.Tensor, task: int, oracle: bool = False):
         """Logits of task `task`'s head and the routing record."""

@@ -256,7 +256,7 @@ class ConvUnit(nn.Module):
         key = tuple((t._version, t.data_ptr()) for t in sources if t is not None)
         cache = self._eval_cache
         if cache is None or cache[1] != key or any(a is not b for a, b in zip(cache[0], sources)):
-            with torch.no_grad():
+            with torch.inference_mode(False), torch.no_grad():   # ordinary tensors in the cache
                 folded = scaled_grad.fold_bn(*sources, bn.eps)
             cache = self._eval_cache = (sources, key, folded)
         return cache[2]

@@ -108,3 +108,25 @@ def test_batched_eval_equals_oracle_between_training_steps(spec):
             torch.testing.assert_close(rb.residue_norms, other.residue_norms, rtol=0, atol=1e-5)
             torch.testing.assert_close(rb.residue_l1, other.residue_l1, rtol=1e-5, atol=1e-4)
         assert int((rb.routes >= 0).sum(1).max()) == model.d
+
+
+@pytest.mark.parametrize("n", [1, 9])
+def test_inference_mode_routing_leaks_no_inference_tensors(n):
+    """Eval routing without autograd runs in inference mode: what it returns and what it caches
+    (hash tables, folded unit weights) are ordinary tensors, so training can follow."""
+    from reference import hashing
+    model = trained_model(seed=0).eval()
+    hashing._hash_tables_cpu.cache_clear()   # the tables are built inside inference mode below
+    x = random_images(n, 4)
+    with torch.no_grad():
+        logits, routing = model(x, 0)
+    assert torch.is_inference_mode_enabled() is False
+    for t in (logits, *vars(routing).values()):
+        assert not t.is_inference()
+    routing.embedding.add_(1.0)                # in place, outside inference mode
+    for unit in model.units:
+        assert unit._eval_cache is None or not any(t.is_inference() for t in unit._eval_cache[2])
+    model.train()
+    logits, routing = model(random_images(16, 5), 0)
+    (logits.logsumexp(1).mean() + routing.residue_l1.mean()).backward()   # saves the hash signs
+    assert all(p.grad is not None for p in model.heads[0].parameters())
