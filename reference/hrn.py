@@ -312,8 +312,9 @@ class HRN(nn.Module):
         return Routing(emb, torch.tensor([routes], device=x.device), torch.tensor([norms], device=x.device), l1)
 
     def route(self, x: torch.Tensor, oracle: bool = False) -> Routing:
-        """Route a batch; a single sample in eval mode takes the per-sample path, which is
-        faster there and gives the same routes and embeddings on frozen bases."""
+        """Route a batch. Eval without autograd takes the inference path (`_route_inference`);
+        a single eval sample takes the per-sample path, which is faster there and gives the same
+        routes and embeddings on frozen bases."""
         if not (oracle or self.training or torch.is_grad_enabled()):
             return self._route_inference(x)
         if oracle or (not self.training and x.shape[0] == 1):
