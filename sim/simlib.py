@@ -81,14 +81,35 @@ def _keep_runtime(build_dir: Path, cache: Path) -> None:
         tmp.rename(cache)
 
 
+def _verilator_runner(toplevel: str, build_dir: Path, ports_only: bool):
+    """cocotb's Verilator runner, and the extra sources of the build. With `ports_only`, only
+    the top module's signals are visible to VPI (a Verilator control file) instead of every
+    signal of the design (the runner's --public-flat-rw, which keeps Verilator from optimising
+    anything away: a large design then evaluates several times slower)."""
+    from cocotb_tools.runner import get_runner
+
+    runner = get_runner("verilator")
+    if not ports_only:
+        return runner, []
+    build = runner._build_command
+
+    def build_ports_only():
+        cmds = build()
+        cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
+        return cmds
+
+    runner._build_command = build_ports_only
+    vlt = write_if_changed(build_dir / "public_ports.vlt",
+                           f'`verilator_config\npublic_flat_rw -module "{toplevel}" -var "*"\n')
+    return runner, [vlt]
+
+
 def run_dut(component, toplevel: str, test_module: str, params: dict, build_name: str | None = None,
-            testcase: str | None = None) -> Path:
+            testcase: str | None = None, ports_only: bool = False) -> Path:
     """Generate `component`'s Verilog (or take a Verilog file: `component` is then its path),
     build it with Verilator and run the cocotb tests of `test_module` (a module of sim/) on it;
     `params` reach the tests as JSON in $HRN_SIM_PARAMS. A failed cocotb test fails the calling
     pytest test. Returns the results XML."""
-    from cocotb_tools.runner import get_runner
-
     from hrn_hw.rtl.gen import to_verilog
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -107,14 +128,14 @@ def run_dut(component, toplevel: str, test_module: str, params: dict, build_name
         os.environ["MAKEFLAGS"] = f"{os.environ.get('MAKEFLAGS', '')} {extra}".strip()
     waves = os.environ.get("WAVES", "0") not in ("", "0")
     cache = _share_runtime(build_dir, waves)
-    runner = get_runner("verilator")
-    runner.build(sources=[src], hdl_toplevel=toplevel, build_dir=build_dir,
+    runner, extra = _verilator_runner(toplevel, build_dir, ports_only)
+    runner.build(sources=[src, *extra], hdl_toplevel=toplevel, build_dir=build_dir,
                  build_args=VERILATOR_ARGS, timescale=("1ns", "1ps"), waves=waves)
     _keep_runtime(build_dir, cache)
     records = build_dir / "records.json"
     records.unlink(missing_ok=True)
     params = {**params, "records": str(records), "dut": build_name or toplevel}
-    return runner.test(hdl_toplevel=toplevel, test_module=test_module, build_dir=build_dir,
+    return runner.test(hdl_toplevel=toplevel, hdl_toplevel_lang="verilog", test_module=test_module, build_dir=build_dir,
                        test_dir=build_dir, testcase=testcase,
                        extra_env={PARAMS_ENV: json.dumps(params), "PYTHONPATH": os.pathsep.join(sys.path)})
 

@@ -150,7 +150,7 @@ def simulate_top(qm, cases: dict, build_dir, verilog=None, knobs=None, stalled: 
              "route_width": top.route_width, "classes": int(qm.max_classes), "tasks": len(qm.heads),
              "emb_signed": bool(qm.emb_fmt.signed), "stalled": min(stalled, len(cases["tasks"])),
              "max_cycles": 4 * worst + 1000},
-            build_name=str(build_dir))
+            build_name=str(build_dir), ports_only=True)
     with np.load(outputs) as z:
         return {k: z[k] for k in z.files}
 
