@@ -148,19 +148,21 @@ class HRN(nn.Module):
         M = self.num_units
         # the units each sample may still select: unused (and initialised, on frozen bases)
         free = self.pool.selectable(torch.zeros(B, M, dtype=torch.bool, device=dev), train)
+        n_free = int(free[:1].sum())                     # (every row starts the same)
         groups = [(torch.arange(B, device=dev), x, 0)]   # (sample indices, maps, hash index)
-        steps = []                                        # (indices, step, selected, ok, residues)
+        steps = []                                  # (indices, step, selected, ok, residues, norms)
         seeds = self.hash_seeds.tolist()
         for k in range(self.d):
             idx = _cat([g[0] for g in groups])
             h = normalise(_cat([feature_hash(y, seeds[hid], self.s) for _, y, hid in groups]))
             sel, ok, r = self._select(h, free[idx], train)
-            steps.append((idx, k, sel, ok, r))
-            if k == self.d - 1:
+            rn = r.norm(dim=1)
+            steps.append((idx, k, sel, ok, r, rn))
+            # every sample still here has now selected k + 1 units: any left for another step?
+            if k == self.d - 1 or k + 1 >= n_free:
                 break
             free[idx, sel] = False          # (the row of a sample that selected nothing is moot)
-            rn = r.norm(dim=1)
-            go = ok & (rn.detach() >= self.tau_d) & free[idx].any(1)
+            go = ok & (rn.detach() >= self.tau_d)
             if not go.any():
                 break
             groups = self._run_units(groups, go, sel, rn)
@@ -179,23 +181,21 @@ class HRN(nn.Module):
         return sel, ok, r
 
     def _collect(self, x: torch.Tensor, steps: list) -> Routing:
-        """Scatter every step's residues, routes and norms back to sample order at once."""
+        """Scatter every step's residues, routes and norms back to sample order (no copy of the
+        residues: each step's are added where they are)."""
         B = x.shape[0]
-        idx = torch.cat([st[0] for st in steps])
-        r = torch.cat([st[4] for st in steps])
-        ok = torch.cat([st[3] for st in steps])
+        emb = x.new_zeros(B, self.s)
+        for idx, _, _, _, r, _ in steps:
+            emb.index_add_(0, idx, r)
+        idx, sel, ok, rn = (torch.cat([st[i] for st in steps]) for i in (0, 2, 3, 5))
         ks = torch.cat([torch.full_like(st[0], st[1]) for st in steps])
-        sel = torch.cat([st[2] for st in steps])
-        emb = x.new_zeros(B, self.s).index_add(0, idx, r)
-        l1 = x.new_zeros(B).index_add(0, idx, r.abs().sum(1))
+        l1 = x.new_zeros(B).index_add(0, idx, torch.cat([st[4].abs().sum(1) for st in steps]))
         routes = torch.full((B, self.d), -1, dtype=torch.long, device=x.device)
         norms = x.new_zeros(B, self.d)
-        if bool(ok.all()):
-            routes[idx, ks] = sel
-            norms[idx, ks] = r.detach().norm(dim=1)
-        else:
-            routes[idx[ok], ks[ok]] = sel[ok]
-            norms[idx[ok], ks[ok]] = r.detach()[ok].norm(dim=1)
+        if not bool(ok.all()):
+            idx, ks, sel, rn = idx[ok], ks[ok], sel[ok], rn[ok]
+        routes[idx, ks] = sel
+        norms[idx, ks] = rn.detach()
         return Routing(emb, routes, norms, l1)
 
     def _run_units(self, groups, go, sel, rn):
