@@ -10,6 +10,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 DEMO_DIR ?= runs/demo
 DEMO_EPOCHS ?= 1
+DEMO_RTL_N ?= 20
 
 .PHONY: setup test sim demo bench bench-export clean
 
@@ -67,7 +68,10 @@ demo: setup
 	$(BIN)/hrn-hw plot $(DEMO_DIR)/results.json
 	$(BIN)/hrn-hw export $(DEMO_DIR)/model.pt -o $(DEMO_DIR)/export --force
 	$(BIN)/hrn-hw verify $(DEMO_DIR)/export --against csim
+	OMP_NUM_THREADS=1 $(BIN)/hrn-hw verify $(DEMO_DIR)/export --against rtl -n $(DEMO_RTL_N)
 	@sed -n '/^## Float/,/^## Overflow/p' $(DEMO_DIR)/export/report.md | head -n -1
+	OMP_NUM_THREADS=1 $(BIN)/hrn-hw bench $(DEMO_DIR)/model.pt --export $(DEMO_DIR)/export -o $(DEMO_DIR)/bench \
+	  --force --n 200
 
 bench: setup
 	$(BIN)/python benchmarks/bench_train_infer.py --out docs/bench_train_infer.json

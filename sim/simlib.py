@@ -105,11 +105,12 @@ def _verilator_runner(toplevel: str, build_dir: Path, ports_only: bool):
 
 
 def run_dut(component, toplevel: str, test_module: str, params: dict, build_name: str | None = None,
-            testcase: str | None = None, ports_only: bool = False) -> Path:
+            testcase: str | None = None, ports_only: bool = False, log_dir: Path | None = None) -> Path:
     """Generate `component`'s Verilog (or take a Verilog file: `component` is then its path),
     build it with Verilator and run the cocotb tests of `test_module` (a module of sim/) on it;
     `params` reach the tests as JSON in $HRN_SIM_PARAMS. A failed cocotb test fails the calling
-    pytest test. Returns the results XML."""
+    pytest test. With `log_dir`, the build and simulation logs go to build.log and sim.log
+    there instead of the terminal. Returns the results XML."""
     from hrn_hw.rtl.gen import to_verilog
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -129,15 +130,20 @@ def run_dut(component, toplevel: str, test_module: str, params: dict, build_name
     waves = os.environ.get("WAVES", "0") not in ("", "0")
     cache = _share_runtime(build_dir, waves)
     runner, extra = _verilator_runner(toplevel, build_dir, ports_only)
+    logs = {"build": {}, "test": {}}
+    if log_dir is not None:
+        logs = {step: {"log_file": Path(log_dir) / f"{name}.log"} for step, name in (("build", "build"), ("test", "sim"))}
     runner.build(sources=[src, *extra], hdl_toplevel=toplevel, build_dir=build_dir,
-                 build_args=VERILATOR_ARGS, timescale=("1ns", "1ps"), waves=waves)
+                 build_args=VERILATOR_ARGS + (["--trace-fst"] if waves else []), timescale=("1ns", "1ps"),
+                 waves=waves, **logs["build"])
     _keep_runtime(build_dir, cache)
     records = build_dir / "records.json"
     records.unlink(missing_ok=True)
     params = {**params, "records": str(records), "dut": build_name or toplevel}
     return runner.test(hdl_toplevel=toplevel, hdl_toplevel_lang="verilog", test_module=test_module, build_dir=build_dir,
                        test_dir=build_dir, testcase=testcase,
-                       extra_env={PARAMS_ENV: json.dumps(params), "PYTHONPATH": os.pathsep.join(sys.path)})
+                       extra_env={PARAMS_ENV: json.dumps(params), "PYTHONPATH": os.pathsep.join(sys.path)},
+                       **logs["test"])
 
 
 # ---- cocotb side ----------------------------------------------------------------------------

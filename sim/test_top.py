@@ -128,7 +128,7 @@ def extreme_inputs(qm) -> tuple[np.ndarray, list]:
                                                     "one bright pixel (corner)"]
 
 
-def simulate_top(qm, cases: dict, build_dir, verilog=None, knobs=None, stalled: int = 4) -> dict:
+def simulate_top(qm, cases: dict, build_dir, verilog=None, knobs=None, stalled: int = 4, quiet: bool = False) -> dict:
     """Build the top level of `qm` (or take its Verilog file), stream `cases` through it and
     return the RTL's outputs: embedding, route, logits, cycles (unstalled runs first, then the
     first `stalled` cases again under random stalls, flagged in `stalled`) and seconds."""
@@ -150,7 +150,7 @@ def simulate_top(qm, cases: dict, build_dir, verilog=None, knobs=None, stalled: 
              "route_width": top.route_width, "classes": int(qm.max_classes), "tasks": len(qm.heads),
              "emb_signed": bool(qm.emb_fmt.signed), "stalled": min(stalled, len(cases["tasks"])),
              "max_cycles": 4 * worst + 1000},
-            build_name=str(build_dir), ports_only=True)
+            build_name=str(build_dir), ports_only=True, log_dir=build_dir if quiet else None)
     with np.load(outputs) as z:
         return {k: z[k] for k in z.files}
 

@@ -50,4 +50,11 @@ def simulate_export(export_dir: Path, qm, cases: dict, knobs=None, stalled: int 
     """Build OUT/rtl/hrn_top.v under OUT/rtl/build/ and run the cases; the RTL's outputs."""
     tb = testbench()
     rtl = Path(export_dir) / "rtl"
-    return tb.simulate_top(qm, cases, rtl / "build", verilog=rtl / "hrn_top.v", knobs=knobs, stalled=stalled)
+    build = rtl / "build"
+    print(f"building {rtl / 'hrn_top.v'} with Verilator and simulating {len(cases['tasks'])} samples "
+          f"(logs: {build}/build.log, sim.log)", file=sys.stderr, flush=True)
+    try:
+        return tb.simulate_top(qm, cases, build, verilog=rtl / "hrn_top.v", knobs=knobs, stalled=stalled, quiet=True)
+    except (SystemExit, Exception) as exc:      # the runner exits on a failed build or cocotb test
+        raise ToolError(f"RTL simulation failed ({exc.__class__.__name__}: {str(exc)[:200]}); see "
+                        f"{build / 'build.log'} and {build / 'sim.log'}") from None
