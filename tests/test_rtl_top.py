@@ -1,7 +1,9 @@
 """The top level on Verilator (cocotb 2.x): embedding, route and logits bit-exact with the
 golden model on whole samples, and the cycle model equal to the measured cycles of every
-sample: the sim/test_top.py testbench, run from `make test` (its first run trains and exports
-the fixture model under sim/build/_fixture/, cached)."""
+sample: the sim/test_top.py testbench, run from `make test` on the fixture model's routing
+variant (50 images, extremes, early stops, running out of units; its first run trains and
+exports the fixture model under sim/build/_fixture/, cached). `make sim` also runs the
+unmodified fixture model (sim/test_top.py::test_top) and the demo model's export."""
 
 from __future__ import annotations
 
@@ -9,12 +11,6 @@ import numpy as np
 import pytest
 
 pytest.importorskip("cocotb_tools.runner")
-
-
-def test_top_rtl():
-    import test_top
-
-    test_top.test_top()
 
 
 def test_top_stop_and_runout_rtl():

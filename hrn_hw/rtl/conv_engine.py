@@ -261,6 +261,7 @@ class ConvEngine(wiring.Component):
             wrd = rom.read_port()
             m.d.comb += wrd.addr.eq(g_ * N + t)
             binit = [init[o] if o < O else 0 for init in self.inits for o in chans]
+            binit += [0] * (2 - len(binit))      # depth >= 2: a 1-word memory has a 0-bit address
             brom = memory.Memory(shape=signed(self.acc_width), depth=len(binit), init=binit)
             m.submodules[f"b{lane}"] = brom
             brd = brom.read_port()
