@@ -12,23 +12,21 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import inspect
 import json
 import math
 import os
 import platform
 import shlex
-import shutil
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 import hrn_hw
 from hrn_hw.errors import HrnError
+from hrn_hw.export.atomic import OutputKind, check_target, staged_directory
 
 FORMAT = "hrn-hw/bench"
 VERSION = 1
@@ -38,6 +36,9 @@ BATCH = 256
 BATCHES = 10           # timed batch-256 forwards (after one warm-up batch)
 WARMUP = 10            # untimed single-sample forwards before the batch-1 timing
 STEPS = 5
+
+# what --force may replace: an earlier bench (bench.json says so) or an empty directory
+BENCH = OutputKind("bench", "bench.json", FORMAT, HrnError)
 
 
 def clock_mhz(text: str) -> float:
@@ -60,64 +61,6 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-# ---------------------------------------------------------------- the output directory
-
-def _is_bench(directory: Path) -> bool:
-    """An earlier bench (its bench.json says so) or an empty directory: what --force may replace."""
-    if not any(directory.iterdir()):
-        return True
-    try:
-        data = json.loads((directory / "bench.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("format") == FORMAT
-
-
-def check_target(out: Path, force: bool) -> None:
-    """Fail before any work when BENCH_DIR exists without --force, or is not a bench --force may replace."""
-    if out.exists() and not force:
-        raise HrnError(f"{out}: already exists; pass --force to replace it")
-    if out.exists() and not out.is_dir():
-        raise HrnError(f"{out}: exists and is not a directory")
-    if out.exists() and not _is_bench(out):
-        raise HrnError(f"{out}: exists and is not an hrn-hw bench (no bench.json); "
-                       "--force replaces only an earlier bench: remove it or pick another -o")
-    parent = out.resolve().parent
-    if parent.exists() and not parent.is_dir():
-        raise HrnError(f"{out}: {parent} is not a directory")
-
-
-@contextmanager
-def staged_directory(out: Path, force: bool):
-    """Yield a staging directory beside `out` that replaces it on success (as hrn_hw.export.atomic,
-    whose --force accepts only exports)."""
-    check_target(out, force)
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    try:
-        yield stage
-        stage.chmod(0o755)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
-            old.rmdir()
-            out.rename(old)
-            try:
-                stage.rename(out)
-            except BaseException:
-                old.rename(out)
-                raise
-            if old.is_symlink():
-                old.unlink()
-            else:
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            stage.rename(out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-
-
 # ---------------------------------------------------------------- inputs
 
 def pick_test_images(tasks: list, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,15 +71,6 @@ def pick_test_images(tasks: list, n: int) -> tuple[np.ndarray, np.ndarray]:
     return pixels, ids.astype(np.int64)
 
 
-def load_cycle_model():
-    """`hrn_hw.rtl.latency.sample_cycles(qm, routes, knobs=None) -> int64 [N]`."""
-    try:
-        from hrn_hw.rtl.latency import sample_cycles
-    except ImportError as exc:
-        raise HrnError(f"the RTL cycle model is not available (hrn_hw.rtl.latency.sample_cycles: {exc})") from None
-    return sample_cycles
-
-
 def check_export(qm, path: Path, specs: list, input_shape: tuple) -> None:
     """--export OUT must be an export of a model with these tasks and this input shape."""
     if tuple(qm.input_shape) != tuple(input_shape) or len(qm.heads) != len(specs):
@@ -145,7 +79,8 @@ def check_export(qm, path: Path, specs: list, input_shape: tuple) -> None:
 
 
 def export_temporary(model_path: Path, directory: Path, data_dir: str | None):
-    """Export model.pt into `directory` (default formats, 1 golden and 1 eval image per task)."""
+    """Export model.pt into `directory` (default formats, 1 golden and 1 eval image per task; no RTL:
+    bench needs only the cycle model)."""
     import torch
 
     from hrn_hw.export.ir import QuantModel
@@ -153,7 +88,8 @@ def export_temporary(model_path: Path, directory: Path, data_dir: str | None):
 
     threads = torch.get_num_threads()          # export() pins torch to one thread
     try:
-        export(model_path, directory / "export", golden_per_task=1, eval_limit=1, data_dir=data_dir, quiet=True)
+        export(model_path, directory / "export", golden_per_task=1, eval_limit=1, data_dir=data_dir, quiet=True,
+               rtl=False)
     finally:
         torch.set_num_threads(threads)
     return QuantModel.load(directory / "export")
@@ -212,30 +148,38 @@ def time_batched(model, tasks: list, device: str, batch: int = BATCH, batches: i
 
 # ---------------------------------------------------------------- RTL
 
-def rtl_cycles(sample_cycles, qm, routes: np.ndarray, task_ids: np.ndarray) -> np.ndarray:
-    """Cycles per sample with the default knobs (and each sample's task, where the model takes it)."""
-    extra = {"tasks": task_ids} if "tasks" in inspect.signature(sample_cycles).parameters else {}
-    cycles = np.asarray(sample_cycles(qm, routes, None, **extra))
+def rtl_knobs(export_dir) -> tuple[object, str]:
+    """(RtlKnobs, note): the knobs --export OUT's RTL was generated with (OUT/rtl/rtl.json), else the defaults."""
+    from hrn_hw.rtl.knobs import RtlKnobs
+
+    path = None if export_dir is None else Path(export_dir) / "rtl"
+    if path is None or not (path / "rtl.json").is_file():
+        return RtlKnobs(), "the RTL's default knobs"
+    from hrn_hw.rtl.emit import read_knobs
+
+    try:
+        return read_knobs(path), f"the knobs of the export's RTL ({path / 'rtl.json'})"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise HrnError(f"--export {export_dir}: unreadable rtl/rtl.json ({exc})") from None
+
+
+def rtl_cycles(qm, routes: np.ndarray, task_ids: np.ndarray, knobs) -> np.ndarray:
+    """Cycles per sample of the cycle model (`hrn_hw.rtl.latency.sample_cycles`) with `knobs`."""
+    from hrn_hw.rtl import latency
+
+    cycles = np.asarray(latency.sample_cycles(qm, routes, knobs, tasks=task_ids))
     if cycles.shape != (len(routes),) or cycles.dtype.kind not in "iu" or (cycles <= 0).any():
         raise RuntimeError(f"sample_cycles gave {cycles.dtype} {list(cycles.shape)}, not {len(routes)} positive "
                            "integer counts")
     return cycles.astype(np.int64)
 
 
-def default_knobs() -> dict | None:
-    try:
-        from hrn_hw.rtl.knobs import RtlKnobs
-    except ImportError:
-        return None
-    return RtlKnobs().to_dict()
-
-
-def rtl_summary(cycles: np.ndarray, routes: np.ndarray, clock: float) -> dict:
+def rtl_summary(cycles: np.ndarray, routes: np.ndarray, clock: float, knobs, knobs_note: str) -> dict:
     """Cycles per sample and, at the nominal clock, latency and one instance's samples/s."""
     med = float(np.median(cycles))
     steps = (routes >= 0).sum(1)
     return {"nominal_clock_mhz": clock, "clock_note": "nominal: a stated clock, not a synthesis or timing result",
-            "knobs": default_knobs(), "knobs_note": "the RTL's default knobs", "instances": 1,
+            "knobs": knobs.to_dict(), "knobs_note": knobs_note, "instances": 1,
             "cycles_per_sample": {"min": int(cycles.min()), "median": med, "mean": float(cycles.mean()),
                                   "max": int(cycles.max())},
             "median_cycles_by_route_length": {int(k): float(np.median(cycles[steps == k])) for k in np.unique(steps)},
@@ -331,7 +275,7 @@ def plot_bench(r: dict, cycles: np.ndarray, steps: np.ndarray, path: Path) -> Pa
 # ---------------------------------------------------------------- the command
 
 def rtl_step(model_path: Path, export_dir, qm, specs: list, pixels: np.ndarray, task_ids: np.ndarray,
-             data_dir: str | None, sample_cycles) -> tuple[np.ndarray, np.ndarray, object]:
+             data_dir: str | None, knobs) -> tuple[np.ndarray, np.ndarray, object]:
     """Golden routes of the images and the cycle model's counts: (routes, cycles, QuantModel).
 
     `qm` is --export's QuantModel, or None to export model.pt into a temporary directory."""
@@ -346,7 +290,7 @@ def rtl_step(model_path: Path, export_dir, qm, specs: list, pixels: np.ndarray, 
         _say(f"[2/{STEPS}] golden routes and RTL cycles of {n} images ({export_dir})")
     check_export(qm, Path(export_dir or "(temporary)"), specs, pixels.shape[1:])
     routes = golden.run(qm, pixels, task_ids).routes
-    return routes, rtl_cycles(sample_cycles, qm, routes, task_ids), qm
+    return routes, rtl_cycles(qm, routes, task_ids, knobs), qm
 
 
 def bench(model_path: str | Path, out: str | Path | None = None, device: str = "cpu",
@@ -361,21 +305,21 @@ def bench(model_path: str | Path, out: str | Path | None = None, device: str = "
 
     model_path = Path(model_path)
     out = Path(out) if out is not None else default_dir(model_path)
-    check_target(out, force)
-    sample_cycles = load_cycle_model()
+    check_target(out, force, BENCH)
     _say(f"[1/{STEPS}] loading {model_path} and {n} test images")
     model, specs, _ = load_checkpoint(model_path)
     qm = None if export_dir is None else QuantModel.load(export_dir)
+    knobs, knobs_note = rtl_knobs(export_dir)
     tasks = load_tasks(specs, data_dir)
     pixels, task_ids = pick_test_images(tasks, n)
-    routes, cycles, qm = rtl_step(model_path, export_dir, qm, specs, pixels, task_ids, data_dir, sample_cycles)
+    routes, cycles, qm = rtl_step(model_path, export_dir, qm, specs, pixels, task_ids, data_dir, knobs)
     model.to(device)
     model.eval()
     _say(f"[3/{STEPS}] PyTorch {device}: batch 1, {n} forwards after {WARMUP} warm-up")
     b1 = time_batch1(model, pixels, task_ids, device)
     _say(f"[4/{STEPS}] PyTorch {device}: batch {BATCH}, {BATCHES} batches after 1 warm-up")
     bb = time_batched(model, tasks, device)
-    rtl = rtl_summary(cycles, routes, clock)
+    rtl = rtl_summary(cycles, routes, clock, knobs, knobs_note)
     steps = (routes >= 0).sum(1)
     result = {
         "format": FORMAT, "version": VERSION, "hrn_hw_version": hrn_hw.__version__,
@@ -399,7 +343,7 @@ def bench(model_path: str | Path, out: str | Path | None = None, device: str = "
                     "note": "RTL at the nominal clock, one instance, one sample at a time"},
     }
     _say(f"[5/{STEPS}] writing {out}")
-    with staged_directory(out, force) as stage:
+    with staged_directory(out, force, BENCH) as stage:
         (stage / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
         plot_bench(result, cycles, steps, stage / "bench.png")
     return result

@@ -2,25 +2,27 @@
 
 Happy path: the printed table, bench.json's layout and arithmetic (with a stand-in cycle model
 whose counts are known), bench.png, the default BENCH_DIR beside model.pt with a temporary
-export (and the real cycle model `hrn_hw.rtl.latency.sample_cycles` when it is there), --force.
+export and the real cycle model `hrn_hw.rtl.latency.sample_cycles`, the knobs of --export's RTL,
+--force.
 Bad input: one `hrn-hw: error:` line, exit 2, nothing written.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import types
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
+import hrn_hw.rtl.latency
 from conftest import trained_model
 from hrn_hw import bench, golden
 from hrn_hw.checkpoint import save_checkpoint
 from hrn_hw.export.ir import QuantModel
 from hrn_hw.export.pipeline import export
+from hrn_hw.rtl.knobs import RtlKnobs
 from hrn_hw.scenarios import TaskSpec, load_tasks
 from test_export_cli import cli, error_line, leftovers
 
@@ -30,34 +32,9 @@ TOP_KEYS = {"format", "version", "hrn_hw_version", "command", "date", "model", "
             "samples", "machine", "pytorch", "rtl", "speedup"}
 
 
-def fake_cycles(qm, routes, knobs=None):
+def fake_cycles(qm, routes, knobs=None, tasks=None):
     """Stand-in cycle model: 1000 + 500 per selected unit + 7 * the units' indices."""
     return 1000 + 500 * (routes >= 0).sum(1) + 7 * np.where(routes >= 0, routes, 0).sum(1)
-
-
-def _install(mp: pytest.MonkeyPatch, fn) -> None:
-    """Put `fn` in place of hrn_hw.rtl.latency.sample_cycles (the module is created if missing)."""
-    try:
-        import hrn_hw.rtl.latency as latency
-    except ImportError:
-        latency = types.ModuleType("hrn_hw.rtl.latency")
-        mp.setitem(sys.modules, "hrn_hw.rtl.latency", latency)
-    mp.setattr(latency, "sample_cycles", fn, raising=False)
-
-
-def real_cycle_model() -> bool:
-    try:
-        from hrn_hw.rtl.latency import sample_cycles  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.fixture
-def cycle_model(monkeypatch):
-    """The real cycle model where it exists, else the stand-in."""
-    if not real_cycle_model():
-        _install(monkeypatch, fake_cycles)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +50,7 @@ def model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(model, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "out"
-    export(model, out, calib=16, golden_per_task=1, eval_limit=4, quiet=True)
+    export(model, out, calib=16, golden_per_task=1, eval_limit=4, quiet=True, rtl=False)
     return out
 
 
@@ -82,7 +59,7 @@ def ran(model, exported, tmp_path_factory):
     """(BENCH_DIR, exit code, stdout, stderr) of one bench with --export and the stand-in cycle model."""
     out = tmp_path_factory.mktemp("bench") / "b"
     with pytest.MonkeyPatch.context() as mp:
-        _install(mp, fake_cycles)
+        mp.setattr(hrn_hw.rtl.latency, "sample_cycles", fake_cycles)
         code, stdout, stderr = cli(["bench", model, "--export", exported, "-o", out, "--n", N])
     return out, code, stdout, stderr
 
@@ -140,8 +117,8 @@ def test_png_written(ran):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
-def test_default_dir_temporary_export_and_clock(model, tmp_path, cycle_model):
-    """No -o: bench/ beside model.pt; no --export: a temporary export; the real cycle model if present."""
+def test_default_dir_temporary_export_and_clock(model, tmp_path):
+    """No -o: bench/ beside model.pt; no --export: a temporary export; the real cycle model, default knobs."""
     local = tmp_path / "model.pt"
     local.write_bytes(model.read_bytes())
     code, stdout, stderr = cli(["bench", local, "--n", 6, "--clock-mhz", 100])
@@ -151,11 +128,12 @@ def test_default_dir_temporary_export_and_clock(model, tmp_path, cycle_model):
     assert r["rtl"]["nominal_clock_mhz"] == 100 and "100 MHz nominal" in stdout
     assert r["rtl"]["latency_us_nominal"] == pytest.approx(r["rtl"]["cycles_per_sample"]["median"] / 100)
     assert r["rtl"]["cycles_per_sample"]["min"] > 0
+    assert r["rtl"]["knobs"] == RtlKnobs().to_dict() and "default" in r["rtl"]["knobs_note"]
     assert (tmp_path / "bench" / "bench.png").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench", "model.pt"]
 
 
-def test_existing_dir_needs_force(ran, model, exported, tmp_path, cycle_model):
+def test_existing_dir_needs_force(ran, model, exported, tmp_path):
     out = tmp_path / "b"
     out.mkdir()
     (out / "bench.json").write_text((ran[0] / "bench.json").read_text())
@@ -171,7 +149,7 @@ def test_existing_dir_needs_force(ran, model, exported, tmp_path, cycle_model):
     assert leftovers(out) == []
 
 
-def test_force_never_replaces_a_foreign_dir(model, exported, tmp_path, cycle_model):
+def test_force_never_replaces_a_foreign_dir(model, exported, tmp_path):
     out = tmp_path / "results"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
@@ -181,7 +159,7 @@ def test_force_never_replaces_a_foreign_dir(model, exported, tmp_path, cycle_mod
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "not-an-export", "cuda"])
-def test_bad_input_exit_2_nothing_written(case, model, tmp_path, cycle_model):
+def test_bad_input_exit_2_nothing_written(case, model, tmp_path):
     out, path, extra = tmp_path / "b", model, []
     if case == "missing":
         path = tmp_path / "nope.pt"
@@ -203,7 +181,7 @@ def test_bad_input_exit_2_nothing_written(case, model, tmp_path, cycle_model):
     assert not out.exists() and leftovers(out) == []
 
 
-def test_export_of_another_model_refused(exported, tmp_path, cycle_model):
+def test_export_of_another_model_refused(exported, tmp_path):
     """A one-task model against the two-task export."""
     m = trained_model()
     path = tmp_path / "one.pt"
@@ -213,10 +191,25 @@ def test_export_of_another_model_refused(exported, tmp_path, cycle_model):
     assert not (tmp_path / "b").exists()
 
 
-def test_missing_cycle_model_is_one_line_error(model, exported, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "hrn_hw.rtl.latency", None)      # import fails
-    code, _, err = cli(["bench", model, "--export", exported, "-o", tmp_path / "b"])
-    assert code == 2 and "RTL cycle model is not available" in error_line(err)
+def test_knobs_of_the_exports_rtl(model, exported, tmp_path, monkeypatch):
+    """--export OUT with OUT/rtl/rtl.json: the cycle model gets the knobs the RTL was generated with."""
+    out = tmp_path / "export"
+    shutil.copytree(exported, out)
+    (out / "rtl").mkdir()
+    knobs = RtlKnobs(conv_lanes=2)
+    (out / "rtl" / "rtl.json").write_text(json.dumps({"knobs": knobs.to_dict()}))
+    seen = []
+
+    def stand_in(qm, routes, knobs=None, tasks=None):
+        seen.append((knobs, None if tasks is None else list(tasks)))
+        return fake_cycles(qm, routes)
+
+    monkeypatch.setattr(hrn_hw.rtl.latency, "sample_cycles", stand_in)
+    code, _, err = cli(["bench", model, "--export", out, "-o", tmp_path / "b", "--n", 4])
+    assert code == 0, err
+    assert seen == [(knobs, [0, 1, 0, 1])]
+    r = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert r["rtl"]["knobs"] == knobs.to_dict() and "rtl.json" in r["rtl"]["knobs_note"]
 
 
 @pytest.mark.parametrize("argv", [["--clock-mhz", "0"], ["--clock-mhz", "-5"], ["--clock-mhz", "nan"],

@@ -25,12 +25,14 @@ class CsimOutputs:
     logits: np.ndarray      # [N, max_classes] raw integers
 
 
-def require_tool(name: str, env_var: str | None = None) -> str:
-    """Path of an external tool, or ToolError naming what to install."""
+def require_tool(name: str, env_var: str | None = None, *, purpose: str = "the C simulation needs it",
+                 install: str = "apt-get install g++ make", error: type[ToolError] = ToolError) -> str:
+    """Path of an external tool ($env_var, else `name`), or `error` (ToolError) saying what needs
+    it and how to install it."""
     exe = os.environ.get(env_var, name) if env_var else name
     path = shutil.which(exe)
     if path is None:
-        raise ToolError(f"{exe} not found on PATH: the C simulation needs it (apt-get install g++ make)")
+        raise error(f"{exe} not found on PATH: {purpose} ({install})")
     return path
 
 

@@ -42,12 +42,9 @@ class YosysError(ToolError):
 
 def find_yosys() -> str:
     """Path of the yosys binary ($HRN_YOSYS, else `yosys` on PATH), or YosysError."""
-    try:   # an empty $HRN_YOSYS counts as unset
-        return require_tool("yosys", YOSYS_ENV if os.environ.get(YOSYS_ENV) else None)
-    except ToolError:
-        exe = os.environ.get(YOSYS_ENV) or "yosys"
-        raise YosysError(f"{exe} not found: resource counts need the system Yosys (make setup, or "
-                         f"apt-get install yosys; ${YOSYS_ENV} names another binary)") from None
+    return require_tool("yosys", YOSYS_ENV if os.environ.get(YOSYS_ENV) else None,   # empty counts as unset
+                        purpose="resource counts need the system Yosys", error=YosysError,
+                        install=f"make setup, or apt-get install yosys; ${YOSYS_ENV} names another binary")
 
 
 def _quote(path: Path) -> str:
