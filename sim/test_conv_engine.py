@@ -117,7 +117,7 @@ def small_export(root: Path | None = None) -> Path:
     model = root / "model.pt"
     assert main(["train", "--scenario", "pairwise-mnist", "--limit", "200", "--epochs", "1",
                  "--out", str(model)]) == 0
-    export(model, out, force=True, golden_per_task=10, eval_limit=50, calib=64, quiet=True)
+    export(model, out, force=True, golden_per_task=10, eval_limit=50, calib=64, quiet=True, rtl=False)
     return out
 
 

@@ -46,7 +46,7 @@ def fixture_export() -> Path:
                         "--out", str(ckpt)], check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     from hrn_hw.export.pipeline import export
 
-    export(ckpt, out, force=True, golden_per_task=10, eval_limit=50, calib=64, quiet=True)
+    export(ckpt, out, force=True, golden_per_task=10, eval_limit=50, calib=64, quiet=True, rtl=False)
     return out
 
 

@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (a top level built only for its interface, or whose Verilog comes from the cache, is never elaborated)
 """Top level (hrn_hw/rtl/top.py) on Verilator: embedding, route and logits of whole samples
 bit-exact with `hrn_hw.golden.run`, and the measured cycles of every sample equal to the cycle
 model `hrn_hw.rtl.latency.sample_cycles`.

@@ -30,11 +30,12 @@ import hrn_hw.export.pipeline as pipeline
 from hrn_hw.cli import main
 from conftest import ROOT
 
-QUICK = ["--golden", "4", "--eval-limit", "20", "--calib", "16"]     # exports that are meant to finish fast
+QUICK = ["--golden", "4", "--eval-limit", "20", "--calib", "16", "--no-rtl"]   # exports meant to finish fast
 ARTIFACTS = ("manifest.json", "weights.npz", "golden/vectors.npz", "golden/inputs.bin", "report.md",
              "export.json", "hls/Makefile", "hls/csim_main.cpp", "hls/build_prj.tcl",
              "hls/firmware/hrn_top.cpp", "hls/firmware/hrn_top.h", "hls/firmware/parameters.h",
              "hls/firmware/weights.h")
+RTL_ARTIFACTS = ("rtl/hrn_top.v", "rtl/rtl.json")        # not written with --no-rtl
 GOLDEN_PER_TASK, TASKS = 40, 5
 
 
@@ -125,13 +126,13 @@ def test_export_exit_0_and_summary_line(exported):
     assert "Traceback" not in stderr
     assert stdout.startswith(f"exported to {out} in ")
     assert "worst float-to-fixed accuracy drop" in stdout and str(out / "report.md") in stdout
-    assert "[5/5]" in stderr
+    assert "[6/6] generating the RTL" in stderr
     assert leftovers(out) == []
 
 
 def test_export_writes_every_artifact(exported):
     out = exported[0]
-    for rel in ARTIFACTS:
+    for rel in ARTIFACTS + RTL_ARTIFACTS:
         assert (out / rel).is_file() and (out / rel).stat().st_size > 0, rel
 
 
@@ -402,7 +403,7 @@ def test_console_entry_corrupt_model_one_line(model, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hrn_hw.cli", "export", str(bad), "-o", str(out)],
                           capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 2
-    assert proc.stderr.splitlines() == [f"[1/5] loading {bad}",
+    assert proc.stderr.splitlines() == [f"[1/6] loading {bad}",
                                         f"hrn-hw: error: {bad}: corrupt or truncated checkpoint "
                                         "(incomplete zip archive)"]
     assert proc.stdout == ""

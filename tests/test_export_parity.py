@@ -25,7 +25,7 @@ def exported(tmp_path_factory):
                  "--out", str(model)]) == 0
     out = root / "export"
     assert main(["export", str(model), "-o", str(out), "--golden", "60", "--eval-limit", "300",
-                 "--calib", "128"]) == 0
+                 "--calib", "128", "--no-rtl"]) == 0
     return out
 
 

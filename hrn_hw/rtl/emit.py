@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (a top level built only for its interface, or whose Verilog comes from the cache, is never elaborated)
 """`OUT/rtl/` of an export: the top level's Verilog, its knobs and its interface."""
 
 from __future__ import annotations

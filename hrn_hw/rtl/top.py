@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (a top level built only for its interface, or whose Verilog comes from the cache, is never elaborated)
 """Top level of the routed dataflow: one sample at a time through the RTL blocks (docs/rtl.md,
 "Top level").
 
