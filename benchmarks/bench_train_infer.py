@@ -52,6 +52,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from hrn_hw.bench import cpu_name  # noqa: E402
 from hrn_hw.config import builtin_config_path, load_config  # noqa: E402
 from hrn_hw.evaluate import evaluate_task  # noqa: E402
 from hrn_hw.scenarios import TaskData, load_tasks, scenario_tasks  # noqa: E402
@@ -69,16 +70,6 @@ class FixedOrder:
     @staticmethod
     def permutation(n: int) -> np.ndarray:
         return np.arange(n)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def git_state() -> dict:
@@ -387,7 +378,7 @@ def run_bench(args) -> dict:
         "cwd": os.getcwd(),
         "env": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
                 "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
-                "cpu_model": cpu_model(), "nproc": os.cpu_count(), "platform": platform.platform(),
+                "cpu_model": cpu_name(), "nproc": os.cpu_count(), "platform": platform.platform(),
                 "loadavg_start": load_start, "loadavg_end": loadavg()},
         "config": {"name": cfg.name, "batch_size": bs, "optimizer": cfg.training.optimizer, "lr": cfg.training.lr,
                    "depth": cfg.hrn.depth, "hash_size": cfg.hrn.hash_size, "units": len(hrn.units),
@@ -565,7 +556,7 @@ def main(argv=None) -> int:
     if args.profile:
         res = run_profile(args)
         res["command"] = shlex.join([sys.executable, *sys.argv])
-        res["env"] = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_model": cpu_model(),
+        res["env"] = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_model": cpu_name(),
                       "loadavg": loadavg()}
     else:
         res = run_bench(args)

@@ -187,6 +187,7 @@ def rtl_summary(cycles: np.ndarray, routes: np.ndarray, clock: float, knobs, kno
 
 
 def cpu_name() -> str:
+    """The processor model name (/proc/cpuinfo), for benchmark records."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -32,7 +32,7 @@ def demo_export() -> Path:
 
     if not (DEMO_EXPORT / "rtl" / "hrn_top.v").is_file() or \
             DEMO_EXPORT.stat().st_mtime < DEMO_MODEL.stat().st_mtime:
-        export(DEMO_MODEL, DEMO_EXPORT, force=True, golden_per_task=20, eval_limit=500, calib=128)
+        export(DEMO_MODEL, DEMO_EXPORT, force=True, golden_per_task=10, eval_limit=500, calib=128)
     return DEMO_EXPORT
 
 
