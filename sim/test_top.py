@@ -138,7 +138,7 @@ def simulate_top(qm, cases: dict, build_dir, verilog=None, knobs=None, stalled: 
     from hrn_hw.rtl.top import HrnTop
     from simlib import write_if_changed
 
-    build_dir = Path(build_dir)
+    build_dir = Path(build_dir).resolve()      # the simulator runs in it: no relative paths
     build_dir.mkdir(parents=True, exist_ok=True)
     np.savez(build_dir / "cases.npz", **cases)
     outputs = build_dir / "outputs.npz"
