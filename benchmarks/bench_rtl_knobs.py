@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -98,51 +97,14 @@ def fixed_blocks(qm) -> dict:
     }
 
 
-INIT_BEGIN = re.compile(r"^(\s*)initial begin\s*$")
-INIT_WORD = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_$]*)\[(\d+)\] = \d+'s?h([0-9a-fA-F]+);\s*$")
-
-
-def readmem_inits(path: Path) -> int:
-    """Rewrite every `initial begin mem[0] = W'hV; mem[1] = ...; end` block that Amaranth writes
-    for a memory's contents as `initial $readmemh("<file>", mem);` (the same words, from a hex
-    file beside the Verilog). Yosys 0.23's Verilog frontend spent over 10 minutes on the head
-    engine's ~94k per-word assignments; $readmemh is read in seconds. Returns the blocks
-    rewritten."""
-    lines = path.read_text().splitlines(keepends=True)
-    out, i, n = [], 0, 0
-    while i < len(lines):
-        m = INIT_BEGIN.match(lines[i])
-        if m:
-            words, j, name = [], i + 1, None
-            while j < len(lines):
-                w = INIT_WORD.match(lines[j])
-                if not w or (name is not None and w.group(1) != name) or int(w.group(2)) != len(words):
-                    break
-                name = w.group(1)
-                words.append(w.group(3))
-                j += 1
-            if words and j < len(lines) and lines[j].strip() == "end":
-                hex_path = path.with_name(f"{path.stem}.{name}.hex")
-                hex_path.write_text("\n".join(words) + "\n")
-                out.append(f'{m.group(1)}initial $readmemh("{hex_path}", {name});\n')
-                i, n = j + 1, n + 1
-                continue
-        out.append(lines[i])
-        i += 1
-    path.write_text("".join(out))
-    return n
-
-
 def synth_one(name: str, build, work: Path, timeout: float, rom_style) -> dict:
     t0 = time.monotonic()
     path = write_verilog(build(), name, work / f"{name}.v")
     gen = time.monotonic() - t0
     lines = sum(1 for _ in path.open())
-    inits = readmem_inits(path)
-    res = synth_resources(path, name, timeout=timeout, rom_style=rom_style)
+    res = synth_resources(path, name, timeout=timeout, rom_style=rom_style)   # ROMs read as $readmemh images
     res["verilog_seconds"] = round(gen, 2)
     res["verilog_lines"] = lines
-    res["readmemh_blocks"] = inits
     for f in work.glob(f"{name}.*"):
         f.unlink()
     return res

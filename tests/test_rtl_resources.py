@@ -140,3 +140,16 @@ def test_count_cells_and_table():
     assert lines[2] == "| hash unit | 5 | 5 | 2 | 2.5 | 1 | 3 | 3 | 1 | 5 | 2 |"
     assert lines[3] == "| empty | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 |"
     assert len({line.count("|") for line in lines}) == 1
+
+
+def test_memory_images_rewrite_inits(tmp_path):
+    """Amaranth's per-word memory initialisers become $readmemh images with the same words;
+    anything else (another memory's block, a partial block) is left as it was."""
+    from hrn_hw.rtl.resources import memory_images
+
+    text = ("module m;\n  reg [7:0] rom [2:0];\n  initial begin\n    rom[0] = 8'h0a;\n    rom[1] = 8'sh1b;\n"
+            "    rom[2] = 8'hff;\n  end\n  initial begin\n    x = 1;\n  end\nendmodule\n")
+    out, n = memory_images(text, tmp_path, "src0")
+    assert n == 1
+    assert f'initial $readmemh("{tmp_path / "src0.rom.hex"}", rom);' in out and "x = 1;" in out
+    assert (tmp_path / "src0.rom.hex").read_text().split() == ["0a", "1b", "ff"]

@@ -101,6 +101,40 @@ def _log_tail(log: Path) -> str:
     return "\n".join(lines[-LOG_TAIL:])
 
 
+INIT_BEGIN = re.compile(r"^(\s*)initial begin\s*$")
+INIT_WORD = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_$]*)\[(\d+)\] = \d+'s?h([0-9a-fA-F]+);\s*$")
+
+
+def memory_images(text: str, directory: Path, stem: str) -> tuple[str, int]:
+    """Rewrite every `initial begin mem[0] = W'hV; mem[1] = ...; end` block Amaranth writes for
+    a memory's contents as `initial $readmemh("<directory>/<stem>.<mem>.hex", mem);` with the
+    same words in that file. Yosys 0.23's Verilog reader takes minutes on the tens of thousands
+    of per-word assignments of a real model's ROMs (over 9 minutes for the head engine alone)
+    and seconds on $readmemh; the netlist is the same. Returns (text, blocks rewritten)."""
+    lines = text.splitlines(keepends=True)
+    out, i, n = [], 0, 0
+    while i < len(lines):
+        m = INIT_BEGIN.match(lines[i])
+        if m:
+            words, j, name = [], i + 1, None
+            while j < len(lines):
+                w = INIT_WORD.match(lines[j])
+                if not w or (name is not None and w.group(1) != name) or int(w.group(2)) != len(words):
+                    break
+                name = w.group(1)
+                words.append(w.group(3))
+                j += 1
+            if words and j < len(lines) and lines[j].strip() == "end":
+                hex_path = directory / f"{stem}.{name}.hex"
+                hex_path.write_text("\n".join(words) + "\n")
+                out.append(f'{m.group(1)}initial $readmemh({_quote(hex_path)}, {name});\n')
+                i, n = j + 1, n + 1
+                continue
+        out.append(lines[i])
+        i += 1
+    return "".join(out), n
+
+
 def synth_resources(verilog_paths, top: str, timeout: float = DEFAULT_TIMEOUT,
                     family: str = "xc7", rom_style: str | None = None) -> dict:
     """Synthesise `verilog_paths` (one path or several) with Yosys `synth_xilinx -top top
@@ -131,8 +165,13 @@ def synth_resources(verilog_paths, top: str, timeout: float = DEFAULT_TIMEOUT,
 
     with tempfile.TemporaryDirectory(prefix="hrn-yosys-") as tmp:
         tmp = Path(tmp)
+        sources = []
+        for k, p in enumerate(paths):      # memory contents as $readmemh images (fast to read)
+            text, _ = memory_images(p.read_text(), tmp, f"src{k}")
+            sources.append(tmp / f"src{k}.v")
+            sources[-1].write_text(text)
         script = tmp / "synth.ys"
-        script.write_text("".join(f"read_verilog {_quote(p)}\n" for p in paths)
+        script.write_text("".join(f"read_verilog {_quote(p)}\n" for p in sources)
                           + (f'setattr -set rom_style "{rom_style}" m:*\n' if rom_style else "")
                           + f"synth_xilinx -top {top} -family {family} -flatten -noiopad -noclkbuf\n"
                           + f"tee -q -o stat.json stat -json -top {top}\n")
