@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hrn_hw.bench import machine_record  # noqa: E402
 from hrn_hw.export.pipeline import export  # noqa: E402
 from hrn_hw.hls import csim  # noqa: E402
 from hrn_hw.verify import verify_csim  # noqa: E402
@@ -37,12 +35,7 @@ def main() -> int:
     args = ap.parse_args()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="hrn-bench-export-"))
     work.mkdir(parents=True, exist_ok=True)
-    res: dict = {"model": args.model, "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine()}
-    try:
-        res["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                       text=True).stdout.strip()
-    except OSError:
-        pass
+    res: dict = {"model": args.model, **machine_record(ROOT)}
 
     t0 = time.perf_counter()
     s = export(args.model, work / "default", force=True)

@@ -28,9 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hrn_hw.bench import machine_record  # noqa: E402
 from hrn_hw.export import vectors  # noqa: E402
 from hrn_hw.export.ir import QuantModel  # noqa: E402
 from hrn_hw.rtl.conv_engine import ConvEngine, conv_engine_params  # noqa: E402
@@ -240,13 +238,7 @@ def main() -> int:
                  else str(export_dir), "samples": int(len(vec["routes"])),
                  "s": int(qm.s), "M": int(qm.num_units), "d": int(qm.d), "conv_engines": len(engines),
                  "default_knobs": {"conv_lanes": int(qm.units[0].layers[0].out_channels), "head_lanes": HEAD_DEFAULT},
-                 "rom_style": args.rom_style, "family": "xc7", "cpu_count": os.cpu_count(),
-                 "machine": platform.processor() or platform.machine()}
-    try:
-        out["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                       text=True).stdout.strip()
-    except OSError:
-        pass
+                 "rom_style": args.rom_style, "family": "xc7", **machine_record(ROOT)}
     t0 = time.perf_counter()
     out["cycles"] = cycle_grid(qm, vec, CYCLE_CONV_LANES, CYCLE_HEAD_LANES)
     out["cycle_model_seconds"] = round(time.perf_counter() - t0, 2)

@@ -186,6 +186,21 @@ def rtl_summary(cycles: np.ndarray, routes: np.ndarray, clock: float, knobs, kno
             "latency_us_nominal": med / clock, "samples_per_s_nominal": clock * 1e6 / med}
 
 
+def machine_record(root: str | Path) -> dict:
+    """CPU, core count and the git commit of `root` (when it is a checkout), for benchmark files."""
+    import subprocess
+
+    out = {"cpu_count": os.cpu_count(), "machine": cpu_name()}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    if commit:
+        out["commit"] = commit
+    return out
+
+
 def cpu_name() -> str:
     """The processor model name (/proc/cpuinfo), for benchmark records."""
     try:
