@@ -139,7 +139,7 @@ def run_dut(component, toplevel: str, test_module: str, params: dict, build_name
     _keep_runtime(build_dir, cache)
     records = build_dir / "records.json"
     records.unlink(missing_ok=True)
-    params = {**params, "records": str(records), "dut": build_name or toplevel}
+    params = {**params, "records": str(records), "dut": Path(build_name).name if build_name else toplevel}
     return runner.test(hdl_toplevel=toplevel, hdl_toplevel_lang="verilog", test_module=test_module, build_dir=build_dir,
                        test_dir=build_dir, testcase=testcase,
                        extra_env={PARAMS_ENV: json.dumps(params), "PYTHONPATH": os.pathsep.join(sys.path)},
