@@ -111,12 +111,11 @@ async def top_run(dut):
 def build_cases(qm, pixels: np.ndarray, tasks: np.ndarray, names: list, knobs=None) -> dict:
     """Golden outputs and modelled cycles of the samples, as the simulation reads them."""
     from hrn_hw import golden
-    from hrn_hw.rtl.latency import sample_cycles
+    from hrn_hw.rtl.rtlsim import make_cases
 
     res = golden.run(qm, pixels, tasks)
-    return {"pixels": pixels.reshape(len(pixels), -1), "tasks": np.asarray(tasks, dtype=np.int64),
-            "names": np.array(names), "embedding": res.embedding, "route": res.routes,
-            "logits": res.logits, "model_cycles": sample_cycles(qm, res.routes, knobs, tasks)}
+    return make_cases(qm, pixels, tasks, names, {"embedding": res.embedding, "routes": res.routes,
+                                                 "logits": res.logits}, knobs)
 
 
 def extreme_inputs(qm) -> tuple[np.ndarray, list]:

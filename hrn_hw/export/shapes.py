@@ -66,6 +66,11 @@ def reachable_calls(qm: QuantModel, exact_limit: int = 10) -> list[dict]:
     return sorted(calls.values(), key=lambda c: (c["unit"], str(c["source"]), c["in_shape"]))
 
 
+def unit_calls(qm: QuantModel, unit: int) -> list[dict]:
+    """Unit `unit`'s entries of the reachable calls, in order: a call's id is its position here."""
+    return [c for c in qm.reachable if int(c["unit"]) == int(unit)]
+
+
 def hash_sources(qm: QuantModel) -> list[dict]:
     """Every (hash index, map shape, map format) the hash unit can see."""
     seen = {(0, tuple(qm.input_shape), INPUT_FMT.frac, 8)}

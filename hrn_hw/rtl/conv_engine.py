@@ -51,7 +51,7 @@ from amaranth import Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hrn_hw.export.shapes import layer_out_hw
+from hrn_hw.export.shapes import layer_out_hw, unit_calls
 
 LOAD, COMPUTE, DRAIN, OUT = range(4)
 DRAIN_CYCLES = 3       # accumulate, convert, activate + write after the last tap's address
@@ -74,7 +74,7 @@ def unit_layers(unit):
 def conv_engine_params(qm, unit: int) -> dict:
     """ConvEngine arguments for unit `unit` of a QuantModel: the unit and its reachable calls
     (call_id = position in this list, the order of the manifest's `reachable`)."""
-    calls = [dict(c) for c in qm.reachable if int(c["unit"]) == int(unit)]
+    calls = [dict(c) for c in unit_calls(qm, unit)]
     if not calls:
         raise ValueError(f"unit {unit} has no reachable call")
     return {"unit": qm.units[unit], "calls": calls}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hrn_hw.export.ir import INPUT_FMT
+from hrn_hw.export.shapes import unit_calls
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,6 @@ class RoutingTable:
         return self.transitions[(state, unit)]
 
 
-def _calls_of(qm, unit: int) -> list:
-    return [c for c in qm.reachable if int(c["unit"]) == int(unit)]
-
-
 def routing_table(qm) -> RoutingTable:
     """The crossbar table of a QuantModel, from its `reachable` calls."""
     states = [MapState("input", tuple(int(v) for v in qm.input_shape), INPUT_FMT.width, False, 0)]
@@ -60,13 +57,10 @@ def routing_table(qm) -> RoutingTable:
 
     transitions = {}
     for unit in range(qm.num_units):
-        for call_id, call in enumerate(_calls_of(qm, unit)):
+        for call_id, call in enumerate(unit_calls(qm, unit)):
             src = call["source"]
-            src_key = ("input" if src == "input" else int(src), tuple(int(v) for v in call["in_shape"]))
-            if src_key not in index:
-                state_of(*src_key)
-            nxt = state_of(unit, call["out_shape"])
-            transitions[(index[src_key], unit)] = (call_id, nxt)
+            src_state = state_of("input" if src == "input" else int(src), call["in_shape"])
+            transitions[(src_state, unit)] = (call_id, state_of(unit, call["out_shape"]))
     return RoutingTable(tuple(states), transitions)
 
 

@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from hrn_hw.export.shapes import unit_calls
 from hrn_hw.rtl.conv_engine import conv_engine_cycles
 from hrn_hw.rtl.crossbar import routing_table
 from hrn_hw.rtl.cycles import hash_unit_cycles, normaliser_cycles, projection_cycles, residue_cycles
-from hrn_hw.rtl.head import head_cycles
+from hrn_hw.rtl.head import head_cycles, head_layers
 from hrn_hw.rtl.knobs import RtlKnobs
 
 READ_LATENCY = 1        # a buffer's synchronous read before its first word
-
-
-def _head_sizes(qm, task: int) -> list:
-    return [(int(l.weight.shape[0]), int(l.weight.shape[1])) for l in qm.heads[task].layers]
 
 
 def sample_phases(qm, route, task: int = 0, knobs: RtlKnobs | dict | None = None, table=None) -> dict:
@@ -47,7 +44,7 @@ def sample_phases(qm, route, task: int = 0, knobs: RtlKnobs | dict | None = None
     conv, state = 0, 0
     for unit in units[:-1]:
         call_id, nxt = table.call(state, unit)
-        call = [c for c in qm.reachable if int(c["unit"]) == unit][call_id]
+        call = unit_calls(qm, unit)[call_id]
         conv += conv_engine_cycles(qm.units[unit], call, knobs.lanes_of(qm.units[unit])) + READ_LATENCY
         state = nxt
     return {
@@ -56,7 +53,8 @@ def sample_phases(qm, route, task: int = 0, knobs: RtlKnobs | dict | None = None
         "residue": (residue_cycles(s) + READ_LATENCY) * len(units),
         "conv": conv,
         "finish": 1 + READ_LATENCY,
-        "head": head_cycles(s, _head_sizes(qm, task), qm.max_classes, knobs.head_lanes),
+        "head": head_cycles(s, [(l["n_in"], l["n_out"]) for l in head_layers([qm.heads[task]])[0]],
+                            qm.max_classes, knobs.head_lanes),
     }
 
 

@@ -35,15 +35,21 @@ def testbench():
     return importlib.import_module("test_top")
 
 
-def golden_cases(qm, vec: dict, knobs=None) -> dict:
-    """Cases of the testbench from an export's golden vectors (expected outputs as stored)."""
+def make_cases(qm, pixels: np.ndarray, tasks, names: list, expected: dict, knobs=None) -> dict:
+    """The testbench's cases: pixels, task ids, names, the expected embedding / routes / logits
+    (golden model outputs) and the cycle model's count per sample."""
     from hrn_hw.rtl.latency import sample_cycles
 
-    n = len(vec["pixels"])
-    return {"pixels": vec["pixels"].reshape(n, -1), "tasks": vec["tasks"].astype(np.int64),
-            "names": np.array([f"golden vector {i} (task {int(t)})" for i, t in enumerate(vec["tasks"])]),
-            "embedding": vec["embedding"], "route": vec["routes"], "logits": vec["logits"],
-            "model_cycles": sample_cycles(qm, vec["routes"], knobs, vec["tasks"])}
+    tasks = np.asarray(tasks, dtype=np.int64)
+    return {"pixels": pixels.reshape(len(pixels), -1), "tasks": tasks, "names": np.array(names),
+            "embedding": expected["embedding"], "route": expected["routes"], "logits": expected["logits"],
+            "model_cycles": sample_cycles(qm, expected["routes"], knobs, tasks)}
+
+
+def golden_cases(qm, vec: dict, knobs=None) -> dict:
+    """Cases of the testbench from an export's golden vectors (expected outputs as stored)."""
+    names = [f"golden vector {i} (task {int(t)})" for i, t in enumerate(vec["tasks"])]
+    return make_cases(qm, vec["pixels"], vec["tasks"], names, vec, knobs)
 
 
 def simulate_export(export_dir: Path, qm, cases: dict, knobs=None, stalled: int = 0) -> dict:

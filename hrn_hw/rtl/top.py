@@ -34,6 +34,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hrn_hw.export.ir import INPUT_FMT
+from hrn_hw.export.shapes import unit_calls
 from hrn_hw.rtl.conv_engine import ConvEngine, _pick, conv_engine_params
 from hrn_hw.rtl.crossbar import routing_table
 from hrn_hw.rtl.hash_unit import HashUnit
@@ -86,7 +87,7 @@ class HrnTop(wiring.Component):
         self.head = HeadEngine(**head_params(qm, lanes=self.knobs.head_lanes))
         self.engines = {}
         for unit in qm.units:
-            if any(int(c["unit"]) == unit.index for c in qm.reachable):
+            if unit_calls(qm, unit.index):
                 params = conv_engine_params(qm, unit.index)
                 self.engines[unit.index] = ConvEngine(**params, lanes=self.knobs.lanes_of(unit))
         emb_fmt = qm.emb_fmt
