@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hrn_hw.bench import DEFAULT_CLOCK_MHZ as NOMINAL_CLOCK_MHZ
 from hrn_hw.rtl.emit import TOP_NAME, VERILOG, write_rtl
 from hrn_hw.rtl.latency import sample_cycles, sample_phases
-
-NOMINAL_MHZ = 200.0
 
 
 def rtl_report_data(qm, rtl_dir: Path, knobs, routes: np.ndarray, tasks: np.ndarray, synth: bool) -> dict:
@@ -38,9 +37,9 @@ def rtl_report_lines(rtl: dict) -> list[str]:
              f"{rtl['crossbar_calls']} crossbar calls. {rtl['memories']}.", ""]
     pc = rtl.get("predicted_cycles")
     if pc:
-        us = pc["median"] / NOMINAL_MHZ
+        us = pc["median"] / NOMINAL_CLOCK_MHZ
         lines += [f"Cycle model on the {pc['samples']} golden vectors: min {pc['min']}, median {pc['median']:g}, "
-                  f"max {pc['max']} cycles per sample ({us:.1f} us at {NOMINAL_MHZ:g} MHz, nominal). Phases of "
+                  f"max {pc['max']} cycles per sample ({us:.1f} us at {NOMINAL_CLOCK_MHZ:g} MHz, nominal). Phases of "
                   f"the median sample: " + ", ".join(f"{k} {v}" for k, v in pc["median_sample_phases"].items()) + ".",
                   "", "Check the RTL with `hrn-hw verify OUT --against rtl` (Verilator, bit-exact, cycles).", ""]
     res = rtl.get("resources")
