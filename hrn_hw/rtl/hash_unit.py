@@ -43,6 +43,24 @@ def _mul32(x, c):
     return (x * c)[:32]
 
 
+def hash_unit_phases(n: int, s: int, lanes: int = 1) -> dict:
+    """Cycles per phase of the hash unit for a map of n elements into s buckets."""
+    if lanes != 1:
+        raise NotImplementedError("hash unit: only lanes = 1 so far")
+    return {
+        "in": n,                    # one element per cycle
+        "pipeline": HASH_STAGES,    # index, 2 x fmix32 (two multiply stages each), bucket, RMW
+        "drain": 1,                 # the phase FSM sees the empty pipeline
+        "read_latency": 1,          # synchronous phi memory read before the first word
+        "out": s,                   # phi[0..s-1], one per cycle (cleared as read)
+    }
+
+
+def hash_unit_cycles(n: int, s: int, lanes: int = 1) -> int:
+    """Hash unit latency: n + s + 9 (lanes = 1)."""
+    return sum(hash_unit_phases(n, s, lanes).values())
+
+
 class HashUnit(wiring.Component):
     """Streamed index hash into s buckets (lanes = 1).
 

@@ -33,6 +33,23 @@ MAC_STAGES = 2        # phi register, square register; E is updated one cycle la
 OUT_STAGES = 3        # memory read, product register, output register
 
 
+def normaliser_phases(s: int, norm_k: int) -> dict:
+    """Cycles per phase of the normaliser for s entries and K = norm_k."""
+    return {
+        "load": s,                  # phi in, stored, squared
+        "flush": MAC_STAGES + 1,    # square and accumulate drain; the FSM sees it empty
+        "div": 2 * norm_k + 1,      # restoring division 2^(2K) / E, one quotient bit per cycle
+        "sqrt": norm_k + 1,         # isqrt of the (2K+1)-bit quotient, two bits per cycle
+        "out_pipeline": OUT_STAGES, # memory read, product, round/saturate registers
+        "out": s,                   # h_0 .. h_{s-1}, one per cycle
+    }
+
+
+def normaliser_cycles(s: int, norm_k: int) -> int:
+    """Normaliser latency: 2 s + 3 K + 8."""
+    return sum(normaliser_phases(s, norm_k).values())
+
+
 class Normaliser(wiring.Component):
     """Parameters: s, norm_k (K of the manifest), h_fmt (signed), phi_width (32 by contract),
     e_width (bits of the largest energy, <= 63 by the export's check; 64 default)."""

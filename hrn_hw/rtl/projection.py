@@ -30,6 +30,23 @@ ACC, FLUSH, CONV, SQUARE, SCAN, DONE = range(6)
 MAC_STAGES = 2        # ROM read / h register, then the accumulate
 
 
+def projection_phases(s: int, num_units: int) -> dict:
+    """Cycles per phase of the projection comparator (M * m MAC lanes) for s entries of h."""
+    return {
+        "in": s,                    # h_j into every lane, one per cycle
+        "flush": 2,                 # ROM read / h register, accumulate; the FSM sees it empty
+        "convert": 1,               # every c_ui rounded and saturated at once
+        "square": 1,                # e_u = sum_i c_ui^2 for every unit at once
+        "scan": num_units,          # masked argmax, one unit per cycle
+        "out": 1,                   # the result handshake
+    }
+
+
+def projection_cycles(s: int, num_units: int) -> int:
+    """Projection comparator latency: s + M + 5."""
+    return sum(projection_phases(s, num_units).values())
+
+
 class ProjectionComparator(wiring.Component):
     """Parameters: bases [M, m, s] integers in b_fmt (zero rows for missing vectors), and the
     h, basis and coefficient formats."""
