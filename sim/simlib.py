@@ -189,6 +189,25 @@ def to_unsigned(handle) -> int:
     return int(handle.value)
 
 
+def pack_beats(words, per_beat: int, width: int) -> list:
+    """A frame's words as beats of `per_beat` words (docs/rtl.md "Multi-word streams"): word i
+    of a beat at bits [i*width, (i+1)*width), two's complement; the last beat zero-padded."""
+    mask, beats = (1 << width) - 1, []
+    words = [int(w) for w in words]
+    for b in range(0, len(words), per_beat):
+        beats.append(sum((w & mask) << (i * width) for i, w in enumerate(words[b:b + per_beat])))
+    return beats
+
+
+def unpack_beat(value: int, per_beat: int, width: int, signed: bool = True) -> list:
+    """The `per_beat` words of one beat (inverse of `pack_beats`)."""
+    mask, out = (1 << width) - 1, []
+    for i in range(per_beat):
+        w = (int(value) >> (i * width)) & mask
+        out.append(w - (1 << width) if signed and w >> (width - 1) else w)
+    return out
+
+
 async def stream_frame(dut, inputs, n_out: int, rng=None, in_gap: float = 0.0, out_stall: float = 0.0, *,
                        in_port: str = "in", out_port: str = "out", in_last: bool = False,
                        out_last: bool = True, read_output=None, on_cycle=None,
