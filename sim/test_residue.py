@@ -1,6 +1,8 @@
 """Residue + stop + embedding accumulator (hrn_hw/rtl/residue.py) on Verilator: residues, sum
 r^2, the stop decision and the embedding bit-exact with `hrn_hw.fixedpoint.ops.residue` and
-`hrn_hw.golden.run`, cycles equal to `residue_cycles` / `embedding_cycles`.
+`hrn_hw.golden.run`, cycles equal to `residue_cycles` / `embedding_cycles`, at W = 1 and at
+W words per beat (`test_residue(words)`: h beats carry non-zero junk past s, which the block
+must ignore; the monitor's and the embedding's words past s must be zero).
 
 Real data: a small Pairwise-MNIST export (`fixture_export`, cached under sim/build/_fixture/);
 the pytest side replays the golden model step by step on the golden vectors' pixels and hands
@@ -20,7 +22,7 @@ import numpy as np
 
 import cocotb
 
-from simlib import params, record, run_dut, start, stream_frame, to_signed, to_unsigned
+from simlib import pack_beats, params, record, run_dut, start, stream_frame, to_unsigned, unpack_beat
 
 P = params()
 N_REAL = 8            # golden-vector samples replayed in the simulation
@@ -93,33 +95,52 @@ def fmts():
 
 
 def pack(words, width: int) -> int:
-    return sum((int(w) & ((1 << width) - 1)) << (k * width) for k, w in enumerate(words))
+    """Words side by side in one value (the coefficient bus)."""
+    return pack_beats(words, len(words), width)[0]
+
+
+def row_padded(words, fill: int) -> np.ndarray:
+    """A frame's words padded to whole beats with `fill` (the block must ignore it)."""
+    W, s = P["words"], len(words)
+    return np.concatenate([np.asarray(words, dtype=np.int64), np.full(-(-s // W) * W - s, fill, dtype=np.int64)])
 
 
 async def residue_frame(dut, h, sel, coef, rng=None, in_gap=0.0, out_stall=0.0):
-    """Stream one step's h with (sel, coef); return (r [s], stop, energy, cycles)."""
-    s = P["s"]
+    """Stream one step's h (W words per beat, non-zero junk past s) with (sel, coef); return
+    (r [s], stop, energy, cycles); the residue monitor's positions past s must be zero."""
+    s, W = P["s"], P["words"]
     F = fmts()
+    hw, rw = F["h_fmt"].width, F["r_fmt"].width
     dut.sel.value = int(sel)
     dut.coef.value = pack(coef, F["c_fmt"].width)
-    r = np.full(s, 1 << 40, dtype=np.int64)
+    r = np.full(-(-s // W) * W, 1 << 40, dtype=np.int64)
 
     def each_cycle(i):
         if i >= 1:      # sel / coef are sampled with the first h only: scramble them afterwards
             dut.sel.value = (int(sel) + 1) % max(2, P["M"])
             dut.coef.value = pack([~int(c) for c in coef], F["c_fmt"].width)
         if to_unsigned(dut.r_valid):
-            r[to_unsigned(dut.r_index)] = to_signed(dut.r_data)
+            row = to_unsigned(dut.r_index)
+            r[row * W:(row + 1) * W] = unpack_beat(to_unsigned(dut.r_data), W, rw)
 
-    (res,), cyc = await stream_frame(dut, h, 1, rng, in_gap, out_stall, out_last=False, on_cycle=each_cycle,
+    (res,), cyc = await stream_frame(dut, pack_beats(row_padded(h, F["h_fmt"].qmax), W, hw), 1, rng, in_gap,
+                                     out_stall, out_last=False, on_cycle=each_cycle,
                                      read_output=lambda: (r, bool(to_unsigned(dut.stop)), to_unsigned(dut.energy)))
-    return (*res, cyc)
+    assert not r[s:].any(), f"residue monitor: non-zero words past s: {r[s:].tolist()}"
+    return (r[:s], *res[1:], cyc)
 
 
 async def finish(dut, rng=None, out_stall=0.0):
-    """The finish command, then the s embedding words; returns (emb [s], cycles)."""
-    out, cyc = await stream_frame(dut, 1, P["s"], rng, 0.0, out_stall, in_port="fin", out_port="emb")
-    return np.array(out, dtype=np.int64), cyc
+    """The finish command, then the embedding beats; returns (emb [s], cycles); the words past
+    s must be zero."""
+    s, W = P["s"], P["words"]
+    F = fmts()
+    ef = F["emb_fmt"]
+    out, cyc = await stream_frame(dut, 1, -(-s // W), rng, 0.0, out_stall, in_port="fin", out_port="emb",
+                                  read_output=lambda: unpack_beat(to_unsigned(dut.emb_data), W, ef.width, ef.signed))
+    emb = np.array(out, dtype=np.int64).reshape(-1)
+    assert not emb[s:].any(), f"embedding: non-zero words past s: {emb[s:].tolist()}"
+    return emb[:s], cyc
 
 
 def golden_frame(h, sel, coef):
@@ -152,7 +173,7 @@ async def run_sample(dut, name, frames, rng=None, in_gap=0.0, out_stall=0.0, wan
         e_gold = int(gold @ gold)
         assert energy == e_gold, f"{name} step {k}: sum r^2 {energy} != golden {e_gold}"
         assert stop == (e_gold < T), f"{name} step {k}: stop {stop}, golden sum r^2 {e_gold} vs T {T}"
-        model = residue_cycles(s) if timed else None
+        model = residue_cycles(s, P["words"]) if timed else None
         record(f"{name} step {k}", True, cyc if timed else None, model)
         if timed:
             assert cyc == model, f"{name} step {k}: cycles {cyc} != model {model}"
@@ -165,7 +186,7 @@ async def run_sample(dut, name, frames, rng=None, in_gap=0.0, out_stall=0.0, wan
         assert np.array_equal(e_gold, want_emb), f"{name}: replayed golden embedding disagrees with golden.run"
     bad = np.nonzero(emb != e_gold)[0]
     assert not len(bad), f"{name}: {len(bad)} embedding words differ, first j={bad[0]}: rtl {emb[bad[0]]} golden {e_gold[bad[0]]}"
-    model = embedding_cycles(s) if timed else None
+    model = embedding_cycles(s, P["words"]) if timed else None
     record(f"{name} embedding", True, cyc if timed else None, model)
     if timed:
         assert cyc == model, f"{name}: embedding cycles {cyc} != model {model}"
@@ -250,17 +271,18 @@ async def residue_backpressure(dut):
         await run_sample(dut, f"stalled: {name}", fr, rng, 0.3, 0.5)
 
 
-def test_residue():
+def test_residue(words: int = 1):
     """pytest: the fixture export's bases and formats (s = 300, m = 3, h/basis/coef/residue
-    18 bits, embedding s16)."""
+    18 bits, embedding s16), `words` per beat (a build of its own for W > 1)."""
     from hrn_hw.export.ir import QuantModel
     from hrn_hw.rtl.residue import Residue, residue_params
     from simlib import BUILD_DIR
 
     qm = QuantModel.load(fixture_export())
     z = np.load(fixture_export() / "golden" / "vectors.npz")
-    rp = residue_params(qm)
-    build = BUILD_DIR / "residue"
+    rp = residue_params(qm, words)
+    name = "residue" if words == 1 else f"residue_w{words}"
+    build = BUILD_DIR / name
     build.mkdir(parents=True, exist_ok=True)
     np.save(build / "bases.npy", qm.bases)
     data = {}
@@ -276,6 +298,6 @@ def test_residue():
     np.savez(build / "real.npz", **data)
     dut = Residue(**rp)
     run_dut(dut, "residue", "test_residue",
-            {"M": qm.num_units, "m": qm.m, "s": qm.s, "stop_threshold": rp["stop_threshold"],
+            {"M": qm.num_units, "m": qm.m, "s": qm.s, "words": words, "stop_threshold": rp["stop_threshold"],
              **{k: rp[k].to_dict() for k in ("h_fmt", "b_fmt", "c_fmt", "r_fmt", "emb_fmt")},
-             "bases": str(build / "bases.npy"), "real": str(build / "real.npz")})
+             "bases": str(build / "bases.npy"), "real": str(build / "real.npz")}, build_name=name)

@@ -5,23 +5,28 @@ r_j = convert(h_j << (fb + fc - fh) - sum_i B_uij c_i, frac fb + fc -> residue f
 E_r = sum_j r_j^2 (exact), stop = E_r < stop_threshold, emb_acc_j += r_j (exact, per sample),
 and on a finish command the embedding convert(emb_acc_j, frac_r -> emb_fmt), s words.
 
+Parameter `words` W (docs/rtl.md "Multi-word streams"): h, the residue monitor and the
+embedding move W words per beat (ceil(s / W) beats a frame, positions past s zero), every
+position has its own m multipliers, and the memories hold rows of W words. W = 1 is the
+one-word block.
+
 Interface (clock `clk`, synchronous reset `rst`):
 - `sel` (the selected unit) and `coef` (its m coefficients, flat, word i is c_i, c_fmt):
   sampled with the frame's first h.
 - input stream `in_valid` / `in_ready` / `in_data`: h_0 .. h_{s-1} (the h format), one
-  frame per routing step.
+  frame per routing step (positions past s are ignored).
 - result handshake `out_valid` / `out_ready` with `stop` and `energy` (sum r^2, frac
   2 frac_r), held until the handshake, one per frame.
-- `r_valid` / `r_data` / `r_index`: a monitor of every residue as it is computed (no
-  back-pressure; for tests and probes).
+- `r_valid` / `r_data` / `r_index`: a monitor of every residue beat as it is computed
+  (`r_index` the beat's row; no back-pressure; for tests and probes).
 - finish command `fin_valid` / `fin_ready` (accepted only between frames), then the
   embedding stream `emb_valid` / `emb_ready` / `emb_data` / `emb_last` (s words, emb_fmt,
   with back-pressure). Each accumulator word is written back to zero as it is read out, so
   the next sample starts from a zero memory (the memory is zero after reset).
 
 The basis ROMs have the projection comparator's layout (`hrn_hw/rtl/projection.py`): one
-synchronous ROM of s raw integers per basis vector, lane u*m + i holding B_ui; the residue
-reads all of them at address j and keeps the selected unit's m words (a mux), so a top level
+synchronous ROM per basis vector, lane u*m + i holding B_ui in rows of W words (row r =
+B_ui[rW .. rW + W - 1], zero past s); the residue reads all of them at the beat's row and keeps the selected unit's m words (a mux), so a top level
 can share the ROMs between the two blocks (the projection reads them while h streams in, the
 residue while h is replayed).
 
@@ -56,41 +61,90 @@ def convert_expr(value, acc_frac: int, fmt: Fmt):
     return Mux(q > fmt.qmax, fmt.qmax, Mux(q < fmt.qmin, fmt.qmin, q))
 
 
-def residue_params(qm) -> dict:
+# ---- rows of W words (docs/rtl.md "Multi-word streams") -------------------------------------
+
+def beats(n: int, words: int) -> int:
+    """Beats (rows) of an n-word frame at W words per beat: ceil(n / W)."""
+    return -(-n // words)
+
+
+def row_shape(width: int, words: int, is_signed: bool = True):
+    """Shape of a row of W words: the word's own shape for W = 1 (the one-word block), else
+    W * width unsigned bits, word i at [i*width, (i+1)*width)."""
+    if words == 1:
+        return signed(width) if is_signed else width
+    return words * width
+
+
+def row_init(values, width: int, words: int) -> list:
+    """Memory contents of a word sequence as rows of W words (zero past its end)."""
+    values = [int(v) for v in values]
+    if words == 1:
+        return values
+    mask = (1 << width) - 1
+    return [sum((v & mask) << (i * width) for i, v in enumerate(values[r * words:(r + 1) * words]))
+            for r in range(beats(len(values), words))]
+
+
+def row_words(row, width: int, words: int, is_signed: bool = True) -> list:
+    """The W words of a row value, each as_signed when is_signed."""
+    out = [row.word_select(i, width) for i in range(words)]
+    return [w.as_signed() for w in out] if is_signed else out
+
+
+def pack_words(mod: Module, values, width: int, is_signed: bool = True, name: str = "w"):
+    """A row from W word expressions, each truncated or extended to width (via a signal)."""
+    sigs = []
+    for i, v in enumerate(values):
+        sig = Signal(signed(width) if is_signed else width, name=f"{name}{i}")
+        mod.d.comb += sig.eq(v)
+        sigs.append(sig)
+    return Cat(*sigs)
+
+
+def tree_sum(terms):
+    """A balanced adder tree of the terms."""
+    terms = list(terms)
+    while len(terms) > 1:
+        terms = [a + b for a, b in zip(terms[::2], terms[1::2])] + terms[len(terms) - len(terms) % 2:]
+    return terms[0]
+
+
+def residue_params(qm, words: int = 1) -> dict:
     """Residue parameters of a QuantModel (the export's bases, formats, threshold and depth)."""
     return {"bases": qm.bases, "h_fmt": qm.h_fmt, "b_fmt": qm.basis_fmt, "c_fmt": qm.coef_fmt,
             "r_fmt": qm.residue_fmt, "emb_fmt": qm.emb_fmt, "stop_threshold": int(qm.stop_threshold),
-            "max_steps": int(qm.d)}
+            "max_steps": int(qm.d), "words": int(words)}
 
 
-def residue_phases(s: int) -> dict:
+def residue_phases(s: int, words: int = 1) -> dict:
     """Cycles per phase of one residue frame (first h handshake to the result handshake)."""
     return {
-        "in": s,                    # h_j, one per cycle
+        "in": beats(s, words),      # h, one beat (W words) per cycle
         "pipeline": PIPE_STAGES,    # ROM read, difference, convert; then the accumulate
         "drain": 1,                 # the last square-accumulate; the FSM sees the pipeline empty
         "out": 1,                   # the result handshake (stop, energy)
     }
 
 
-def residue_cycles(s: int) -> int:
-    """Residue frame latency: s + 5."""
-    return sum(residue_phases(s).values())
+def residue_cycles(s: int, words: int = 1) -> int:
+    """Residue frame latency: ceil(s / W) + 5 (s + 5 at W = 1)."""
+    return sum(residue_phases(s, words).values())
 
 
-def embedding_cycles(s: int) -> int:
-    """Finish command handshake to the last embedding word, inclusive: s + 2 (one cycle to
-    enter the read-out, one memory read latency, s words)."""
-    return s + 2
+def embedding_cycles(s: int, words: int = 1) -> int:
+    """Finish command handshake to the last embedding beat, inclusive: ceil(s / W) + 2 (one
+    cycle to enter the read-out, one memory read latency, ceil(s / W) beats)."""
+    return beats(s, words) + 2
 
 
 class Residue(wiring.Component):
     """Parameters: bases [M, m, s] raw integers in b_fmt; the h, basis, coefficient, residue
     and embedding formats; stop_threshold (T: stop iff sum r^2 < T); max_steps (d, sizes the
-    embedding accumulator: |emb_acc| <= d * 2^(w_r - 1))."""
+    embedding accumulator: |emb_acc| <= d * 2^(w_r - 1)); words (W per beat, default 1)."""
 
     def __init__(self, bases: np.ndarray, h_fmt: Fmt, b_fmt: Fmt, c_fmt: Fmt, r_fmt: Fmt,
-                 emb_fmt: Fmt, stop_threshold: int, max_steps: int):
+                 emb_fmt: Fmt, stop_threshold: int, max_steps: int, words: int = 1):
         bases = np.asarray(bases, dtype=np.int64)
         M, m, s = bases.shape
         if bases.min(initial=0) < b_fmt.qmin or bases.max(initial=0) > b_fmt.qmax:
@@ -99,41 +153,52 @@ class Residue(wiring.Component):
             raise ValueError("basis + coefficient fraction bits must cover the hash's")
         if not (h_fmt.signed and r_fmt.signed):
             raise ValueError("residue: h and residue formats must be signed")
+        if int(words) < 1:
+            raise ValueError("words must be >= 1")
         self.bases, self.M, self.m, self.s = bases, M, m, s
+        self.words, self.rows = int(words), beats(s, int(words))
         self.h_fmt, self.b_fmt, self.c_fmt, self.r_fmt, self.emb_fmt = h_fmt, b_fmt, c_fmt, r_fmt, emb_fmt
         self.stop_threshold, self.max_steps = int(stop_threshold), int(max_steps)
         self.acc_width = r_fmt.width + max(1, self.max_steps.bit_length())
         self.e_width = 2 * r_fmt.width + max(1, s.bit_length())
+        W = self.words
         super().__init__({
             "sel": In(range(max(2, M))),
             "coef": In(m * c_fmt.width),
             "in_valid": In(1),
             "in_ready": Out(1),
-            "in_data": In(signed(h_fmt.width)),
+            "in_data": In(row_shape(h_fmt.width, W)),
             "out_valid": Out(1),
             "out_ready": In(1),
             "stop": Out(1),
             "energy": Out(self.e_width),
             "r_valid": Out(1),
-            "r_data": Out(signed(r_fmt.width)),
-            "r_index": Out(range(max(2, s))),
+            "r_data": Out(row_shape(r_fmt.width, W)),
+            "r_index": Out(range(max(2, self.rows))),
             "fin_valid": In(1),
             "fin_ready": Out(1),
             "emb_valid": Out(1),
             "emb_ready": In(1),
-            "emb_data": Out(signed(emb_fmt.width) if emb_fmt.signed else emb_fmt.width),
+            "emb_data": Out(row_shape(emb_fmt.width, W, emb_fmt.signed)),
             "emb_last": Out(1),
         })
 
+    def _h_row(self, j):
+        """The input beat's h words, those past s (last row) forced to zero."""
+        W, hw = self.words, self.h_fmt.width
+        tail = self.s - (self.rows - 1) * W          # valid words of the last row
+        return [Mux(j == self.rows - 1, 0, h) if i >= tail else h
+                for i, h in enumerate(row_words(self.in_data, hw, W))]
+
     def elaborate(self, platform):
         mod = Module()
-        M, m, s = self.M, self.m, self.s
+        M, m, W, rows = self.M, self.m, self.words, self.rows
         hf, bf, cf, rf = self.h_fmt, self.b_fmt, self.c_fmt, self.r_fmt
         frac = bf.frac + cf.frac
-        ab = max(1, s.bit_length())
+        ab = max(1, rows.bit_length())
 
         phase = Signal(range(4))
-        j = Signal(ab)
+        j = Signal(ab)                         # the beat (row) of h
         take = self.in_valid & self.in_ready
         mod.d.comb += self.in_ready.eq(phase == RUN)
 
@@ -144,14 +209,15 @@ class Residue(wiring.Component):
         with mod.If(take & (j == 0)):
             mod.d.sync += [sel_r.eq(self.sel), coef_r.eq(self.coef)]
 
-        # stage 1: ROM read (projection layout: ROM u*m + i holds B_ui) and h register
-        h1 = Signal(signed(hf.width))
+        # stage 1: ROM read (projection layout: ROM u*m + i holds B_ui, rows of W) and h register
+        h1 = Signal(row_shape(hf.width, W))
         v1, j1 = Signal(), Signal(ab)
-        mod.d.sync += [h1.eq(self.in_data), v1.eq(take), j1.eq(j)]
+        mod.d.sync += [h1.eq(pack_words(mod, self._h_row(j), hf.width, name="h_in")), v1.eq(take), j1.eq(j)]
         rom_data = []
         for lane in range(M * m):
             u, i = divmod(lane, m)
-            rom = memory.Memory(shape=signed(bf.width), depth=s, init=[int(x) for x in self.bases[u, i]])
+            rom = memory.Memory(shape=row_shape(bf.width, W), depth=rows,
+                                init=row_init(self.bases[u, i], bf.width, W))
             mod.submodules[f"rom{lane}"] = rom
             rd = rom.read_port()
             mod.d.comb += [rd.addr.eq(j), rd.en.eq(take)]
@@ -159,30 +225,38 @@ class Residue(wiring.Component):
         sel1 = Signal.like(self.sel)
         mod.d.sync += sel1.eq(sel_now)
 
-        # stage 2: diff = h << (frac - fh) - sum_i B_i c_i (exact)
-        recon = None
-        for i in range(m):
-            b_i = _select([rom_data[u * m + i] for u in range(M)], sel1) if M > 1 else rom_data[i]
-            b_i = b_i.as_signed()
-            c_i = coef_r.word_select(i, cf.width).as_signed()
-            recon = b_i * c_i if recon is None else recon + b_i * c_i
+        # stage 2: diff = h << (frac - fh) - sum_i B_i c_i (exact), per position
+        b_rows = [_select([rom_data[u * m + i] for u in range(M)], sel1) if M > 1 else rom_data[i]
+                  for i in range(m)]
+        b_words = [row_words(b, bf.width, W) for b in b_rows]
+        c = [coef_r.word_select(i, cf.width).as_signed() for i in range(m)]
         dw = max(hf.width + frac - hf.frac, bf.width + cf.width + max(1, m.bit_length())) + 2
-        diff = Signal(signed(dw))
+        diffs = []
+        for p, h in enumerate(row_words(h1, hf.width, W)):
+            recon = tree_sum(b_words[i][p] * c[i] for i in range(m))
+            diff = Signal(signed(dw), name=f"diff{p}")
+            mod.d.sync += diff.eq((h << (frac - hf.frac)) - recon)
+            diffs.append(diff)
         v2, j2 = Signal(), Signal(ab)
-        mod.d.sync += [diff.eq((h1 << (frac - hf.frac)) - recon), v2.eq(v1), j2.eq(j1)]
+        mod.d.sync += [v2.eq(v1), j2.eq(j1)]
 
         # stage 3: r = convert(diff, frac -> r_fmt)
-        r = Signal(signed(rf.width))
+        rs = []
+        for p, diff in enumerate(diffs):
+            r = Signal(signed(rf.width), name=f"r{p}")
+            mod.d.sync += r.eq(convert_expr(diff, frac, rf))
+            rs.append(r)
         v3, j3 = Signal(), Signal(ab)
-        mod.d.sync += [r.eq(convert_expr(diff, frac, rf)), v3.eq(v2), j3.eq(j2)]
-        mod.d.comb += [self.r_valid.eq(v3), self.r_data.eq(r), self.r_index.eq(j3)]
+        mod.d.sync += [v3.eq(v2), j3.eq(j2)]
+        mod.d.comb += [self.r_valid.eq(v3), self.r_data.eq(Cat(*rs)), self.r_index.eq(j3)]
 
         # stage 4: sum r^2 and emb_acc[j] += r (the accumulator is read at stage 3's address)
         energy = Signal(self.e_width)
-        emb = memory.Memory(shape=signed(self.acc_width), depth=s, init=[])
+        emb = memory.Memory(shape=row_shape(self.acc_width, W), depth=rows, init=[])
         mod.submodules.emb = emb
         ewr = emb.write_port()
         erd = emb.read_port()
+        acc = row_words(erd.data, self.acc_width, W)
 
         # read-out: address counter, memory read latency with hold (en) under back-pressure
         a = Signal(ab)
@@ -193,15 +267,19 @@ class Residue(wiring.Component):
         with mod.Else():
             mod.d.comb += [erd.addr.eq(j2), erd.en.eq(1)]
         with mod.If(v3):
-            mod.d.sync += energy.eq(energy + r * r)
-            mod.d.comb += [ewr.addr.eq(j3), ewr.data.eq(erd.data + r), ewr.en.eq(1)]
+            mod.d.sync += energy.eq(energy + tree_sum(r * r for r in rs))
+            mod.d.comb += [ewr.addr.eq(j3), ewr.en.eq(1),
+                           ewr.data.eq(pack_words(mod, [x + r for x, r in zip(acc, rs)], self.acc_width,
+                                                  name="acc_new"))]
         with mod.Elif(va & self.emb_ready):
             mod.d.comb += [ewr.addr.eq(aa), ewr.data.eq(0), ewr.en.eq(1)]
 
+        ef = self.emb_fmt
+        emb_row = pack_words(mod, [convert_expr(x, rf.frac, ef) for x in acc], ef.width, ef.signed, "emb_out")
         mod.d.comb += [
             self.emb_valid.eq(va),
-            self.emb_data.eq(convert_expr(erd.data, rf.frac, self.emb_fmt)),
-            self.emb_last.eq(va & (aa == s - 1)),
+            self.emb_data.eq(emb_row),
+            self.emb_last.eq(va & (aa == rows - 1)),
             self.fin_ready.eq((phase == RUN) & (j == 0)),
             self.out_valid.eq(phase == DONE),
             self.stop.eq(energy < self.stop_threshold),
@@ -211,7 +289,7 @@ class Residue(wiring.Component):
         with mod.If(phase == RUN):
             with mod.If(take):
                 mod.d.sync += j.eq(j + 1)
-                with mod.If(j == s - 1):
+                with mod.If(j == rows - 1):
                     mod.d.sync += phase.eq(FLUSH)
             with mod.Elif(self.fin_valid & (j == 0)):
                 mod.d.sync += [phase.eq(EMB), a.eq(0), va.eq(0)]
@@ -223,13 +301,14 @@ class Residue(wiring.Component):
                 mod.d.sync += [phase.eq(RUN), j.eq(0), energy.eq(0)]
         with mod.Elif(phase == EMB):
             with mod.If(advance):
-                mod.d.sync += [va.eq(a < s), aa.eq(a)]
-                with mod.If(a < s):
+                mod.d.sync += [va.eq(a < rows), aa.eq(a)]
+                with mod.If(a < rows):
                     mod.d.sync += a.eq(a + 1)
-            with mod.If(va & self.emb_ready & (aa == s - 1)):
+            with mod.If(va & self.emb_ready & (aa == rows - 1)):
                 mod.d.sync += [phase.eq(RUN), va.eq(0)]
         return mod
 
 
 __all__ = ["Residue", "convert_expr", "residue_params", "residue_phases", "residue_cycles",
-           "embedding_cycles", "PIPE_STAGES"]
+           "embedding_cycles", "PIPE_STAGES", "beats", "row_shape", "row_init", "row_words",
+           "pack_words", "tree_sum"]
