@@ -1,5 +1,7 @@
 """Hash unit (hrn_hw/rtl/hash_unit.py) on Verilator: phi bit-exact with the golden
-`hrn_hw.golden.feature_hash`, cycles equal to `hrn_hw.rtl.cycles.hash_unit_cycles`.
+`hrn_hw.golden.feature_hash`, cycles equal to `hrn_hw.rtl.cycles.hash_unit_cycles`, at W = 1
+and at W words per beat (`test_hash_unit(words)`: maps zero-padded to whole beats, phi words
+past s must be zero).
 
 cocotb tests (run inside the simulator) and `test_hash_unit` (pytest: generate, build, run).
 Inputs are driven on the falling edge; the handshakes happen on the next rising edge.
@@ -11,17 +13,22 @@ import numpy as np
 
 import cocotb
 
-from simlib import params, record, run_dut, start, stream_frame
+from simlib import pack_beats, params, record, run_dut, start, stream_frame, to_unsigned, unpack_beat
 
 P = params()
 
 
 async def hash_frame(dut, y, seed, rng=None, in_gap=0.0, out_stall=0.0):
-    """Stream map `y` (flat integers) with `seed`; return (phi [s], cycles from the first input
-    handshake to the last output handshake, inclusive)."""
+    """Stream map `y` (flat integers, W per beat, zero past n) with `seed`; return (phi [s],
+    cycles from the first input handshake to the last output handshake, inclusive); phi words
+    past s must be zero."""
+    s, W, width = P["s"], P["words"], P["in_width"]
     dut.seed.value = int(seed)
-    out, cyc = await stream_frame(dut, y, P["s"], rng, in_gap, out_stall, in_last=True)
-    return np.array(out, dtype=np.int64), cyc
+    out, cyc = await stream_frame(dut, pack_beats(y, W, width), -(-s // W), rng, in_gap, out_stall, in_last=True,
+                                  read_output=lambda: unpack_beat(to_unsigned(dut.out_data), W, 32))
+    phi = np.array(out, dtype=np.int64).reshape(-1)
+    assert not phi[s:].any(), f"phi words past s not zero: {phi[s:].tolist()}"
+    return phi[:s], cyc
 
 
 def load_cases(group):
@@ -49,7 +56,7 @@ async def timed_cases(dut, group, describe):
     for name, y, seed, want in load_cases(group):
         phi, cyc = await hash_frame(dut, y, seed)
         check(phi, want, name)
-        model = hash_unit_cycles(len(y), P["s"])
+        model = hash_unit_cycles(len(y), P["s"], P["words"])
         record(f"{name} (n={len(y)})", True, cyc, model)
         assert cyc == model, f"{name}: cycles {cyc} != model {model}"
         dut._log.info("%s: bit-exact, %d cycles", describe(name, y, seed), cyc)
@@ -81,8 +88,9 @@ async def hash_backpressure(dut):
 
 # ---- pytest side ------------------------------------------------------------------------------
 
-def make_cases(s, max_n, image_n, lo, hi):
-    """[(group, name, y, seed)]: the maps every cocotb test above streams."""
+def make_cases(s, max_n, image_n, lo, hi, words=1):
+    """[(group, name, y, seed)]: the maps every cocotb test above streams; with W = `words` > 1
+    also maps of W - 1, W + 1 and image_n + 1 elements (a last beat part full)."""
     rng = np.random.default_rng(1)
     cases = []
     seeds = [0, 0xFFFFFFFF, 1, 0x80000000] + [int(x) for x in rng.integers(0, 2**32, 4)]
@@ -106,6 +114,9 @@ def make_cases(s, max_n, image_n, lo, hi):
     for t in range(4):
         n = int(rng.integers(1, max_n + 1))
         cases.append(("stalled", f"stalled{t}", rng.integers(lo, hi + 1, n), int(rng.integers(0, 2**32))))
+    if words > 1:
+        cases += [("extremes", f"partial{n}", rng.integers(lo, hi + 1, n), int(rng.integers(0, 2**32)))
+                  for n in (words - 1, words + 1, image_n + 1)]
     return cases
 
 
@@ -124,17 +135,20 @@ def write_vectors(path, cases, s):
     return path
 
 
-def test_hash_unit():
+def test_hash_unit(words: int = 1):
     """pytest: the hash unit at the paper config's s = 300, 16-bit signed maps of up to 1024
-    elements (a unit output; u8 pixels are a subset), against the golden hash."""
+    elements (a unit output; u8 pixels are a subset), `words` per beat (a build of its own for
+    W > 1), against the golden hash."""
     from hrn_hw.fixedpoint.fmt import Fmt
     from hrn_hw.rtl import HashUnit
 
     from simlib import BUILD_DIR
 
     s, fmt, max_n = 300, Fmt(16, 10), 1024
-    cases = make_cases(s, max_n, 784, fmt.qmin, fmt.qmax)
-    vectors = write_vectors(BUILD_DIR / "hash_unit" / "vectors.npz", cases, s)
-    dut = HashUnit(s=s, in_width=fmt.width, in_signed=True, max_n=max_n)
+    name = "hash_unit" if words == 1 else f"hash_unit_w{words}"
+    cases = make_cases(s, max_n, 784, fmt.qmin, fmt.qmax, words)
+    vectors = write_vectors(BUILD_DIR / name / "vectors.npz", cases, s)
+    dut = HashUnit(s=s, in_width=fmt.width, in_signed=True, max_n=max_n, words=words)
     run_dut(dut, "hash_unit", "test_hash_unit",
-            {"s": s, "vectors": str(vectors), "cases": [(g, name) for g, name, _, _ in cases]})
+            {"s": s, "words": words, "in_width": fmt.width, "vectors": str(vectors),
+             "cases": [(g, n) for g, n, _, _ in cases]}, build_name=name)

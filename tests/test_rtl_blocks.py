@@ -20,6 +20,13 @@ def test_hash_unit_rtl():
     test_hash_unit.test_hash_unit()
 
 
+def test_hash_unit_words_rtl():
+    """The hash unit at W = 8 words per beat (s = 300: the last output beat is part full)."""
+    import test_hash_unit
+
+    test_hash_unit.test_hash_unit(8)
+
+
 def test_normaliser_rtl():
     import test_normaliser
 
@@ -45,6 +52,8 @@ def test_cycle_formulas():
     for n in (1, 300, 784, 1024):
         for s in (1, 300, 2800):
             assert hash_unit_cycles(n, s) == n + s + 9
+            for w in (1, 4, 8):
+                assert hash_unit_cycles(n, s, w) == -(-n // w) + -(-s // w) + 9
     for s in (16, 300, 2800):
         for k in (20, 48):
             assert normaliser_cycles(s, k) == 2 * s + 3 * k + 8

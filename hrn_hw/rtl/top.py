@@ -80,7 +80,7 @@ class HrnTop(wiring.Component):
         self.route_width = max(2, (M - 1).bit_length() + 1)
         self.init_mask = sum(1 << u.index for u in qm.units if u.initialised)
 
-        self.hash_unit = HashUnit(s, self.map_width, True, self.map_depth, lanes=self.knobs.hash_lanes)
+        self.hash_unit = HashUnit(s, self.map_width, True, self.map_depth, words=self.knobs.hash_lanes)
         self.normaliser = Normaliser(s, int(qm.norm_k), qm.h_fmt)
         self.projection = ProjectionComparator(qm.bases, qm.h_fmt, qm.basis_fmt, qm.coef_fmt)
         self.residue = Residue(**residue_params(qm))
