@@ -102,10 +102,14 @@ class HashUnit(wiring.Component):
             "busy": Out(1),
         })
 
-    def _index_hash(self, m: Module, j1, name: str):
-        """Stages 2..6 of one position: fmix32(fmix32(j) ^ seed) in four multiply stages, then
-        the registered bucket (u * s) >> 32 and sign (bit 0 of u)."""
+    def _index_hash(self, m: Module, i: int, jb1):
+        """Stages 2..7 of position i (flat index jb1 * W + i, jb1 the beat index at stage 1):
+        fmix32(fmix32(j) ^ seed) in four multiply stages, then bucket (u * s) >> 32 and sign
+        (bit 0 of u) at stage 6, both again at stage 7. Returns (bucket6, bucket7, neg7)."""
+        name = f"h{i}_"
+        j1 = Signal(32, name=f"{name}j1")
         p2, p3, p4, p5 = (Signal(32, name=f"{name}p{k}") for k in (2, 3, 4, 5))
+        m.d.comb += j1.eq(Cat(Const(i, self.words.bit_length() - 1), jb1))
         m.d.sync += [
             p2.eq(_mul32(_xs(j1, 16), C1)),
             p3.eq(_mul32(_xs(p2, 13), C2)),
@@ -113,11 +117,11 @@ class HashUnit(wiring.Component):
             p5.eq(_mul32(_xs(p4, 13), C2)),
         ]
         u = Signal(32, name=f"{name}u")
-        bucket6 = Signal(max(1, (self.s - 1).bit_length()), name=f"{name}bucket6")
-        neg6 = Signal(name=f"{name}neg6")
+        bucket6, bucket7 = (Signal(max(1, (self.s - 1).bit_length()), name=f"{name}bucket{k}") for k in (6, 7))
+        neg6, neg7 = Signal(name=f"{name}neg6"), Signal(name=f"{name}neg7")
         m.d.comb += u.eq(_xs(p5, 16))
-        m.d.sync += [bucket6.eq((u * self.s)[32:]), neg6.eq(u[0])]
-        return bucket6, neg6
+        m.d.sync += [bucket6.eq((u * self.s)[32:]), neg6.eq(u[0]), bucket7.eq(bucket6), neg7.eq(neg6)]
+        return bucket6, bucket7, neg7
 
     def _bank(self, m: Module, name: str, depth: int):
         """One phi bank (depth x acc_width, zero at reset): its write port and a read port
@@ -153,14 +157,7 @@ class HashUnit(wiring.Component):
         for k in range(1, HASH_STAGES):
             m.d.sync += [v[k].eq(v[k - 1]), y[k].eq(y[k - 1])]
         y7 = row_words(y[6], self.in_width, W, self.in_signed)
-        lanes = []               # per position: bucket at stage 6 and 7, sign at stage 7
-        for i in range(W):
-            j1 = Signal(32, name=f"j1_{i}")      # flat index jb * W + i
-            m.d.comb += j1.eq(Cat(Const(i, lw), jb1))
-            bucket6, neg6 = self._index_hash(m, j1, f"h{i}_")
-            bucket7, neg7 = Signal.like(bucket6, name=f"h{i}_bucket7"), Signal(name=f"h{i}_neg7")
-            m.d.sync += [bucket7.eq(bucket6), neg7.eq(neg6)]
-            lanes.append((bucket6, bucket7, neg7))
+        hashes = [self._index_hash(m, i, jb1) for i in range(W)]
 
         # ---- read-out registers ------------------------------------------------------------------
         ra = Signal(bw)          # next row to read
@@ -190,7 +187,7 @@ class HashUnit(wiring.Component):
         with m.Else():
             # hashing: stage 6 addresses the position's banks, stage 7 writes phi[bucket] +- y
             # into the bank of bucket mod W
-            for (bucket6, bucket7, neg7), bank, yi in zip(lanes, ports, y7):
+            for (bucket6, bucket7, neg7), bank, yi in zip(hashes, ports, y7):
                 for b, (wr, rd) in enumerate(bank):
                     m.d.comb += [rd.addr.eq(bucket6[lw:]), rd.en.eq(1)]
                     m.d.comb += [wr.addr.eq(bucket7[lw:]), wr.en.eq(v[6] & (bucket7[:lw] == b)),
