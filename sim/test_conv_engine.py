@@ -24,21 +24,34 @@ import numpy as np
 
 import cocotb
 
-from simlib import BUILD_DIR, params, record, run_dut, start, stream_frame, to_unsigned
+from simlib import (BUILD_DIR, pack_beats, params, record, run_dut, start, stream_frame, to_signed,
+                    to_unsigned, unpack_beat)
 
 P = params()
 
 
 async def conv_frame(dut, call_id, x, n_out, rng=None, in_gap=0.0, out_stall=0.0):
-    """Stream map x (flat CHW integers) for call `call_id`; return (output [n_out], cycles from
-    the first input handshake to the last output handshake, inclusive)."""
+    """Stream map x (flat CHW integers, `words` per beat) for call `call_id`; return (output
+    [n_out], cycles from the first input handshake to the last output handshake, inclusive).
+    The positions past the frame's end in the last output beat must be zero."""
+    words = P.get("words", 1)
+
     def drive_call(_):
         dut.call_id.value = int(call_id)
 
-    out, cyc = await stream_frame(dut, x, n_out, rng, in_gap, out_stall, on_cycle=drive_call,
-                                  max_cycles=20 * (len(x) + n_out) + 100000)
+    def read_beat():
+        if words == 1:
+            return [to_signed(dut.out_data)]
+        return unpack_beat(to_unsigned(dut.out_data), words, P["out_width"])
+
+    beats = -(-n_out // words)
+    data = x if words == 1 else pack_beats(x, words, P["in_width"])
+    out, cyc = await stream_frame(dut, data, beats, rng, in_gap, out_stall, on_cycle=drive_call,
+                                  read_output=read_beat, max_cycles=20 * (len(x) + n_out) + 100000)
     assert not to_unsigned(dut.busy), "busy after the last output"
-    return np.array(out, dtype=np.int64), cyc
+    out = np.array(out, dtype=np.int64).reshape(-1)
+    assert not out[n_out:].any(), "non-zero words past the frame's end"
+    return out[:n_out], cyc
 
 
 def load_cases():
@@ -89,6 +102,14 @@ def _golden(qm, unit: int, x: np.ndarray, frac: int):
     return y.reshape(-1), sat.total_events()
 
 
+def _run(dut, build: str, cases: list, stall_every: int) -> None:
+    """Simulate `dut` (a ConvEngine) on cases (name, call_id, x, y, cycles) in sim/build/<build>."""
+    params_ = _write_cases(BUILD_DIR / build, cases)
+    params_.update(stall_every=stall_every, words=dut.words, in_width=dut.in_width,
+                   out_width=dut.conv.out_fmt.width)
+    run_dut(dut, "conv_engine", "test_conv_engine", params_, build_name=build)
+
+
 def _write_cases(build: Path, cases: list) -> dict:
     """cases: (name, call_id, x, y, cycles) -> the runner's params (vectors in an .npz)."""
     build.mkdir(parents=True, exist_ok=True)
@@ -121,9 +142,10 @@ def small_export(root: Path | None = None) -> Path:
     return out
 
 
-def real_cases(qm, unit: int, calls: list, images: np.ndarray, lanes=None) -> list:
+def real_cases(qm, unit: int, calls: list, images: np.ndarray, lanes=None, words=1, pixel_lanes=1) -> list:
     """Real and extreme inputs for every reachable call of `unit` of a QuantModel; `images`
-    are uint8 test images [N, 1, 28, 28] (the export's golden vectors)."""
+    are uint8 test images [N, 1, 28, 28] (the export's golden vectors); the cycles of an engine
+    with `lanes`, `words` and `pixel_lanes`."""
     from hrn_hw.export.ir import INPUT_FMT
     from hrn_hw.rtl.conv_engine import conv_engine_cycles
 
@@ -133,7 +155,7 @@ def real_cases(qm, unit: int, calls: list, images: np.ndarray, lanes=None) -> li
     cases, sats = [], 0
     for cid, call in enumerate(calls):
         shape = tuple(call["in_shape"])
-        cyc = conv_engine_cycles(u, call, lanes)
+        cyc = conv_engine_cycles(u, call, lanes, words, pixel_lanes)
         if call["source"] == "input":
             lo, hi, frac = 0, INPUT_FMT.qmax, INPUT_FMT.frac
             bright = np.zeros(shape, dtype=np.int64)
@@ -161,21 +183,20 @@ def real_cases(qm, unit: int, calls: list, images: np.ndarray, lanes=None) -> li
     return cases
 
 
-def test_conv_engine(export_dir: Path | None = None):
-    """pytest: unit 0 of a small real export, all its reachable calls, default lanes."""
+def test_conv_engine(export_dir: Path | None = None, lanes=None, words=1, pixel_lanes=1,
+                     build: str = "conv_engine"):
+    """pytest: unit 0 of a small real export, all its reachable calls (default: all lanes, one
+    word per beat, one pixel per cycle)."""
     from hrn_hw.export.ir import QuantModel
     from hrn_hw.rtl.conv_engine import ConvEngine, conv_engine_params
 
     export_dir = export_dir or small_export()
     qm = QuantModel.load(export_dir)
     p = conv_engine_params(qm, 0)
-    dut = ConvEngine(**p)
+    dut = ConvEngine(**p, lanes=lanes, words=words, pixel_lanes=pixel_lanes)
     with np.load(export_dir / "golden" / "vectors.npz") as data:
         images = data["pixels"]
-    cases = real_cases(qm, 0, p["calls"], images)
-    params_ = _write_cases(BUILD_DIR / "conv_engine", cases)
-    params_["stall_every"] = 4
-    run_dut(dut, "conv_engine", "test_conv_engine", params_)
+    _run(dut, build, real_cases(qm, 0, p["calls"], images, lanes, words, pixel_lanes), 4)
 
 
 def synthetic_unit(seed: int = 7):
@@ -202,12 +223,24 @@ def synthetic_unit(seed: int = 7):
     return SimpleNamespace(units=[unit]), unit, calls
 
 
-def test_conv_engine_pool():
-    """pytest: the synthetic unit with maxpool, 2 lanes, maps smaller than the kernel."""
+# Small planes for multi-word streams: with 8 words per beat one beat spans several channel
+# groups (a 7x3x3 map folds 18-word groups, a 6x1x1 map 2-word ones), so consecutive runs of a
+# beat and consecutive beats fold into the same words.
+SMALL_PLANE_CALLS = [
+    {"unit": 0, "source": "e", "in_shape": [7, 3, 3], "in_frac": 1, "in_width": 8},
+    {"unit": 0, "source": "f", "in_shape": [6, 1, 1], "in_frac": 0, "in_width": 5},
+]
+
+
+def test_conv_engine_pool(words=1, pixel_lanes=1, build: str = "conv_engine_pool"):
+    """pytest: the synthetic unit with maxpool, 2 lanes, maps smaller than the kernel; with
+    more than one word per beat also the small-plane calls."""
     from hrn_hw.export.shapes import unit_out_shape
     from hrn_hw.rtl.conv_engine import ConvEngine, call_geometry, conv_engine_cycles
 
     qm, unit, calls = synthetic_unit()
+    if words > 1:
+        calls += [dict(c) for c in SMALL_PLANE_CALLS]
     for c in calls:
         c["out_shape"] = list(unit_out_shape(unit, tuple(c["in_shape"])))
     lanes = 2
@@ -217,7 +250,7 @@ def test_conv_engine_pool():
     for cid, c in enumerate(calls):
         shape, w = tuple(c["in_shape"]), c["in_width"]
         lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
-        cyc = conv_engine_cycles(unit, c, lanes)
+        cyc = conv_engine_cycles(unit, c, lanes, words, pixel_lanes)
         one = np.zeros(shape, np.int64)
         one[0, 0, -1] = hi
         for what, x in [("random", rng.integers(lo, hi + 1, shape)), ("random small", rng.integers(-3, 4, shape)),
@@ -228,8 +261,6 @@ def test_conv_engine_pool():
             cases.append((f"call {cid} ({'x'.join(map(str, shape))} -> {'x'.join(map(str, c['out_shape']))}, "
                            f"frac {c['in_frac']}): {what}" + (f" [{s} saturated]" if s else ""), cid, x, y, cyc))
     assert sats, "no case saturated the conv output"
-    dut = ConvEngine(unit, calls, lanes=lanes)
-    params_ = _write_cases(BUILD_DIR / "conv_engine_pool", cases)
-    params_["stall_every"] = 3
-    run_dut(dut, "conv_engine", "test_conv_engine", params_, build_name="conv_engine_pool")
+    dut = ConvEngine(unit, calls, lanes=lanes, words=words, pixel_lanes=pixel_lanes)
+    _run(dut, build, cases, 3)
 

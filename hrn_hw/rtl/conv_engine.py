@@ -16,38 +16,47 @@ has its own input shape, width and fraction bits, hence its own accumulator alig
 output shift; those are per-call constants (a mux on the latched call id; the bias ROM holds
 the aligned bias plus the rounding half-LSB per call).
 
-Interface (clock `clk`, synchronous reset `rst`):
+Interface (clock `clk`, synchronous reset `rst`), streams of WORDS words per beat (docs/rtl.md
+"Multi-word streams"; with WORDS = 1 `in_data` / `out_data` are the signed words themselves):
 - `call_id`: index into `calls`; sampled with the frame's first input handshake.
-- input stream `in_valid` / `in_ready` / `in_data` (signed, the widest call's width; pixels
-  are sent as their non-negative values): the map's raw integers in flat CHW order, exactly
-  C * H * W of them for the call. The engine stores them (channel-folded) in its own map memory.
-- output stream `out_valid` / `out_ready` / `out_data` (signed, out format width) /
-  `out_last`: the unit's output map in flat CHW order.
+- input stream `in_valid` / `in_ready` / `in_data` (words of the widest call's width; pixels
+  are sent as their non-negative values): the map's raw integers in flat CHW order, C H W of
+  them, ceil(C H W / WORDS) beats. The engine folds them into its own map memory.
+- output stream `out_valid` / `out_ready` / `out_data` (out format words) / `out_last`: the
+  unit's output map in flat CHW order; `out_last` marks the last beat.
 - `busy`: a frame is in flight (not waiting for its first input).
 
 Phases (no overlap between frames):
-1. LOAD (C H W cycles): element (c, y, x) is added into map word (c mod IC, y, x) by a
-   read-modify-write (the read port is transparent to the write port, so a 1x1 map folds too);
-   the first IC channels overwrite, so no clearing pass is needed. A call with C < IC reads its
-   missing channels as zero in COMPUTE.
-2. COMPUTE (G Ho Wo IC K K cycles, G = ceil(O / LANES)): for each channel group, output pixel
-   and tap, one map word is read and broadcast to LANES multiply-accumulate lanes, each with
-   its own weight ROM (and bias ROM); out-of-bounds taps multiply zero. Pipeline: address /
-   ROM read, accumulate, convert + saturate, LeakyReLU + write into the lane's bank of the
-   output memory.
-3. DRAIN (3 cycles): the pipeline empties into the output memory.
-4. OUT (O Ph Pw kp kp + 2 cycles): for each output element, kp * kp reads of the output
-   memory (kp = 1 without pooling) with a running max, then the output register. Back-pressure
-   stalls this pipeline only.
+1. LOAD (ceil(C H W / WORDS) + fold splits cycles): element j (flat CHW) is added into folded
+   word a = j mod S (S = IC H W: channel c goes into c mod IC) by a read-modify-write; the map
+   memory is WORDS banks (word a in bank a mod WORDS, row a // WORDS), so a run of at most
+   WORDS consecutive folded words is one row access per bank. A beat is one such run unless a
+   channel group ends inside it (a wrap of a to 0): it then takes one cycle per run ("fold
+   split", in_ready low meanwhile). The read ports are transparent to the write ports, so
+   back-to-back runs on the same rows fold exactly; the first group overwrites (no clearing
+   pass). A call with C < IC reads its missing channels as zero in COMPUTE.
+2. COMPUTE (G ceil(Ho Wo / PIXELS) max(IC K K, PIXELS) cycles, G = ceil(O / LANES)): for each
+   channel group and chunk of PIXELS output pixels (raster order), one tap per cycle: each pixel
+   lane reads its map word from its own copy of the map memory (every copy is written alike)
+   and multiplies it with the LANES weights of the tap (LANES x PIXELS multipliers);
+   out-of-bounds taps multiply zero. Pipeline: address / ROM read, accumulate, then a
+   serialiser hands the chunk's PIXELS accumulator sets, one per cycle, to LANES converters
+   (convert + saturate, LeakyReLU + write into the lane's bank of the output memory).
+3. DRAIN (3 + PIXELS - 1 cycles): the pipeline and the serialiser empty into the output memory.
+4. OUT (ceil(O Ph Pw / WORDS) kp kp + 2 cycles): for each beat, kp * kp reads per word (kp = 1
+   without pooling) with a running max, each word slot reading its own copy of the output
+   memory, then the output register. Back-pressure stalls this pipeline only.
 
-LANES (the parallelism knob): output channels computed in parallel, one multiplier each;
-default all out_channels (one MAC per output channel per cycle). Fewer lanes take
-G = ceil(O / LANES) passes over the map.
+LANES (`lanes`, default all out_channels) output channels, PIXELS (`pixel_lanes`, default 1)
+output pixels and WORDS (`words`, a power of two, default 1) stream words per cycle; the
+defaults are the one-word engine.
 """
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Mux, Signal, signed
+from types import SimpleNamespace
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -80,7 +89,12 @@ def conv_engine_params(qm, unit: int) -> dict:
     return {"unit": qm.units[unit], "calls": calls}
 
 
-def call_geometry(unit, call: dict, lanes: int | None = None) -> dict:
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def call_geometry(unit, call: dict, lanes: int | None = None, words: int = 1, pixel_lanes: int = 1) -> dict:
     """Shapes and per-call constants of one call (everything the engine and the cycle model use)."""
     conv, act, pool = unit_layers(unit)
     c, h, w = (int(v) for v in call["in_shape"])
@@ -95,28 +109,36 @@ def call_geometry(unit, call: dict, lanes: int | None = None) -> dict:
     shift = top - conv.out_fmt.frac
     half = (1 << (shift - 1)) if (conv.out_fmt.rounding == "rnd" and shift > 0) else 0
     groups = -(-c // ic)
+    s = ic * h * w
     return {"C": c, "H": h, "W": w, "IC": ic, "O": o, "K": k, "lanes": lanes,
             "G": -(-o // lanes), "Ho": ho, "Wo": wo, "kp": kp, "sp": sp, "Ph": ph, "Pw": pw,
             "n_in": c * h * w, "n_out": o * ph * pw, "taps": ic * k * k,
             "align": top - f, "top": top, "shift": shift, "half": half, "fold_groups": groups,
-            "x_max": groups * (1 << (int(call["in_width"]) - 1))}
+            "x_max": groups * (1 << (int(call["in_width"]) - 1)),
+            # multi-word streams and pixel lanes
+            "S": s, "words": words, "P": pixel_lanes, "Q": _cdiv(ho * wo, pixel_lanes),
+            "T": max(ic * k * k, pixel_lanes), "in_beats": _cdiv(c * h * w, words),
+            "out_beats": _cdiv(o * ph * pw, words),
+            "fold_splits": sum(1 for g in range(1, groups) if g * s % words)}
 
 
-def conv_engine_phases(unit, call: dict, lanes: int | None = None) -> dict:
+def conv_engine_phases(unit, call: dict, lanes: int | None = None, words: int = 1, pixel_lanes: int = 1) -> dict:
     """Cycles per phase of one call (first input handshake to last output handshake)."""
-    g = call_geometry(unit, call, lanes)
+    g = call_geometry(unit, call, lanes, words, pixel_lanes)
     return {
-        "load": g["n_in"],                                   # one input element per cycle
-        "compute": g["G"] * g["Ho"] * g["Wo"] * g["taps"],  # one tap per cycle, LANES channels
-        "drain": DRAIN_CYCLES,                               # accumulate, convert, act + write
-        "out": g["n_out"] * g["kp"] * g["kp"],               # kp*kp reads per output element
-        "out_pipeline": OUT_OVERHEAD,                        # memory read, output register
+        "load": g["in_beats"] + g["fold_splits"],       # one beat per cycle, + group ends inside beats
+        "compute": g["G"] * g["Q"] * g["T"],            # one tap per cycle, LANES x PIXELS MACs
+        "drain": DRAIN_CYCLES + g["P"] - 1,             # accumulate, serialise, convert, act + write
+        "out": g["out_beats"] * g["kp"] * g["kp"],      # kp*kp reads per output beat
+        "out_pipeline": OUT_OVERHEAD,                   # memory read, output register
     }
 
 
-def conv_engine_cycles(unit, call: dict, lanes: int | None = None) -> int:
-    """Conv engine latency of one call: C H W + G Ho Wo IC K^2 + O Ph Pw kp^2 + 5."""
-    return sum(conv_engine_phases(unit, call, lanes).values())
+def conv_engine_cycles(unit, call: dict, lanes: int | None = None, words: int = 1, pixel_lanes: int = 1) -> int:
+    """Conv engine latency of one call, W = words, P = pixel_lanes:
+    ceil(C H W / W) + splits + G ceil(Ho Wo / P) max(IC K^2, P) + ceil(O Ph Pw / W) kp^2 + P + 4
+    (splits: channel groups ending inside a beat); W = P = 1: C H W + G Ho Wo IC K^2 + O Ph Pw kp^2 + 5."""
+    return sum(conv_engine_phases(unit, call, lanes, words, pixel_lanes).values())
 
 
 def _pick(index, values, shape):
@@ -127,6 +149,11 @@ def _pick(index, values, shape):
     return out
 
 
+def _span(values):
+    """A shape holding every one of `values` (and 0, 1)."""
+    return range(min(0, *values), max(1, *values) + 1)
+
+
 def _sat(q, fmt):
     return Mux(q > fmt.qmax, fmt.qmax, Mux(q < fmt.qmin, fmt.qmin, q))
 
@@ -135,11 +162,27 @@ def _shift(value, amount: int):
     return value >> amount if amount > 0 else value << -amount
 
 
+def _select(index, values):
+    """values[index] over a run-time index (a mux chain; values[0] when out of range)."""
+    out = values[0]
+    for k, v in enumerate(values[1:], start=1):
+        out = Mux(index == k, v, out)
+    return out
+
+
+def _word(data, i, width: int):
+    """Word i (an int or a run-time index) of a packed beat, signed."""
+    if isinstance(i, int):
+        return data[i * width:(i + 1) * width].as_signed()
+    return data.word_select(i, width).as_signed()
+
+
 class ConvEngine(wiring.Component):
     """Parameters: `unit` (UnitQ), `calls` (its entries of QuantModel.reachable; call_id is the
-    position), `lanes` (output channels in parallel; default all)."""
+    position), `lanes` (output channels in parallel; default all), `words` (stream words per
+    beat, a power of two; default 1), `pixel_lanes` (output pixels in parallel; default 1)."""
 
-    def __init__(self, unit, calls: list, lanes: int | None = None):
+    def __init__(self, unit, calls: list, lanes: int | None = None, words: int = 1, pixel_lanes: int = 1):
         conv, act, pool = unit_layers(unit)
         self.unit, self.conv, self.act, self.pool = unit, conv, act, pool
         self.calls = [dict(c) for c in calls]
@@ -149,7 +192,12 @@ class ConvEngine(wiring.Component):
         self.lanes = o if lanes is None else int(lanes)
         if not 1 <= self.lanes <= o:
             raise ValueError(f"lanes must be in [1, {o}]")
-        self.geo = [call_geometry(unit, c, self.lanes) for c in self.calls]
+        self.words, self.pixel_lanes = int(words), int(pixel_lanes)
+        if self.words < 1 or self.words & (self.words - 1):
+            raise ValueError("words must be a power of two")
+        if self.pixel_lanes < 1:
+            raise ValueError("pixel_lanes must be at least 1")
+        self.geo = [call_geometry(unit, c, self.lanes, self.words, self.pixel_lanes) for c in self.calls]
         for c, g in zip(self.calls, self.geo):
             if "out_shape" in c and list(c["out_shape"]) != [g["O"], g["Ph"], g["Pw"]]:
                 raise ValueError(f"call {c}: out_shape disagrees with the unit's layers")
@@ -165,94 +213,200 @@ class ConvEngine(wiring.Component):
         bound = max((g["x_max"] * wsum << g["align"]) + max(abs(v) for v in init)
                     for g, init in zip(self.geo, self.inits))
         self.acc_width = bound.bit_length() + 2
+        W, ow = self.words, conv.out_fmt.width
         super().__init__({
             "call_id": In(range(max(2, len(self.calls)))),
             "in_valid": In(1),
             "in_ready": Out(1),
-            "in_data": In(signed(self.in_width)),
+            "in_data": In(signed(self.in_width) if W == 1 else W * self.in_width),
             "out_valid": Out(1),
             "out_ready": In(1),
-            "out_data": Out(signed(conv.out_fmt.width)),
+            "out_data": Out(signed(ow) if W == 1 else W * ow),
             "out_last": Out(1),
             "busy": Out(1),
         })
 
+    # ---- helpers of elaborate ---------------------------------------------------------------
+
+    def _per_call(self, idx, key):
+        """The per-call constant `key` (a geometry entry, or a function of it) at call `idx`."""
+        values = [key(g) if callable(key) else g[key] for g in self.geo]
+        return _pick(idx, values, _span(values))
+
+    def _map_memory(self, m):
+        """PIXELS copies (one per pixel lane) of WORDS banks (folded word a: bank a mod WORDS,
+        row a // WORDS); returns [copy][bank] = (write port, read port transparent to it)."""
+        rows = max(2, _cdiv(max(g["S"] for g in self.geo), self.words))
+        copies = []
+        for p in range(self.pixel_lanes):
+            banks = []
+            for k in range(self.words):
+                mem = memory.Memory(shape=signed(self.x_width), depth=rows, init=[])
+                m.submodules[f"map{p}_{k}"] = mem
+                wr = mem.write_port()
+                banks.append((wr, mem.read_port(transparent_for=(wr,))))
+            copies.append(banks)
+        return copies
+
+    def _load(self, m, s, copies):
+        """LOAD: fold each beat's words into the map memory, one run of consecutive folded words
+        (a beat, or its part before / after a channel group's end) per cycle."""
+        W, lw = self.words, self.words.bit_length() - 1
+        iw = self.in_width
+        take = self.in_valid & self.in_ready
+        m.d.comb += self.in_ready.eq((s.phase == LOAD) & ~s.extra)
+        held = Signal(len(self.in_data))             # the beat whose runs are not all folded yet
+        pos = Signal(range(max(2, W)))               # its next word
+        ja = Signal(range(max(g["S"] for g in self.geo) + 1))   # folded address of word jn
+        add = Signal()                               # past the first channel group: add, not overwrite
+        src = Mux(s.extra, held, self.in_data[:len(held)])
+        p0 = Mux(s.extra, pos, 0)
+        S_c, n_c = self._per_call(s.cur, "S"), self._per_call(s.cur, "n_in")
+        run = Signal(range(W + 1))
+        room_s, room_n = S_c - ja, n_c - s.jn
+        m.d.comb += run.eq(W - p0)                   # run = min(W - p0, room_s, room_n)
+        with m.If(room_s < W - p0):
+            m.d.comb += run.eq(room_s)
+        with m.If((room_n < room_s) & (room_n < W - p0)):
+            m.d.comb += run.eq(room_n)
+        active = s.extra | take
+        lo = ja[:lw] if lw else Const(0, 1)
+        for k, (wr_k, rd_k) in enumerate(copies[0]):
+            d = (k - lo)[:lw] if lw else Const(0, 1)
+            row = (ja >> lw) + (lo > k) if k < W - 1 else ja >> lw   # the run wraps past bank W-1
+            wv, wrow = Signal(name=f"wv{k}"), Signal.like(wr_k.addr, name=f"wrow{k}")
+            wd = Signal(signed(iw), name=f"wd{k}")
+            word = _word(src, (k + p0 - lo)[:lw], iw) if lw else _word(src, 0, iw)
+            m.d.sync += [wv.eq(active & (d < run)), wrow.eq(row), wd.eq(word)]
+            m.d.comb += rd_k.addr.eq(Mux(s.phase == LOAD, row, s.crow[0]))
+            for banks in copies:
+                wr = banks[k][0]
+                m.d.comb += [wr.en.eq(wv), wr.addr.eq(wrow), wr.data.eq(Mux(s.wadd, rd_k.data, 0) + wd)]
+        m.d.sync += s.wadd.eq(add)
+        last = s.jn + run == n_c
+        with m.If((s.phase == LOAD) & active):
+            with m.If(s.first_in):
+                m.d.sync += s.cid.eq(self.call_id)
+            with m.If(~s.extra):
+                m.d.sync += held.eq(src)
+            done = (p0 + run == W) | last
+            m.d.sync += [s.jn.eq(s.jn + run), ja.eq(ja + run), s.extra.eq(~done), pos.eq(p0 + run)]
+            with m.If(ja + run == S_c):
+                m.d.sync += [ja.eq(0), add.eq(1)]
+            with m.If(last):
+                m.d.sync += [s.jn.eq(0), ja.eq(0), add.eq(0), s.extra.eq(0), s.phase.eq(COMPUTE)]
+                s.start_compute(s.cur)
+
     def elaborate(self, platform):
         m = Module()
-        conv, geo, L = self.conv, self.geo, self.lanes
+        conv, geo, L, W, P = self.conv, self.geo, self.lanes, self.words, self.pixel_lanes
         of = conv.out_fmt
         O, K, st, pad, IC = conv.out_channels, conv.kernel, conv.stride, conv.padding, self.unit.in_channels
         G, N = -(-O // L), IC * K * K
+        T = max(N, P)
+        lw = W.bit_length() - 1
         kp, sp = geo[0]["kp"], geo[0]["sp"]
         Hm, Wm = max(g["H"] for g in geo), max(g["W"] for g in geo)
         Hom, Wom = max(g["Ho"] for g in geo), max(g["Wo"] for g in geo)
-        map_depth, bank_depth = IC * Hm * Wm, G * Hom * Wom
+        bank_depth = G * Hom * Wom
         dim = range(max(Hm, Wm, Hom, Wom, K) + 2)
-        sdim = signed(max(Hm, Wm, Hom, Wom, K, st * Hom + pad).bit_length() + 2)
+        pdim = range(max(Hom, Wom) + P + 2)
+        sdim = signed(((max(Hom, Wom) + P + 2) * st + pad + K + max(Hm, Wm)).bit_length() + 2)
+        amax = ((Hom + P + 1) * st + pad + K) * (Wm + 1) + max(g["S"] for g in geo) + (Wom + 1) * st + pad + K
+        sadr = signed(amax.bit_length() + 2)
 
-        phase = Signal(range(4))
-        cid = Signal(range(max(2, len(self.calls))))
-        lcount = Signal(range(max(g["n_in"] for g in geo) + 1))
-        m.d.comb += self.busy.eq((phase != LOAD) | (lcount != 0))
-        first_in = (phase == LOAD) & (lcount == 0)
-        cur = Mux(first_in, self.call_id, cid)
+        s = SimpleNamespace()
+        s.phase = phase = Signal(range(4))
+        s.cid = cid = Signal(range(max(2, len(self.calls))))
+        s.jn = Signal(range(max(g["n_in"] for g in geo) + 1))   # input words folded so far
+        s.extra = Signal()                                       # a held beat has runs left
+        s.wadd = Signal()
+        m.d.comb += self.busy.eq((phase != LOAD) | (s.jn != 0))
+        s.first_in = (phase == LOAD) & (s.jn == 0) & ~s.extra
+        s.cur = Mux(s.first_in, self.call_id, cid)
+        pc = self._per_call
 
-        def per_call(key, shape=dim, idx=None):
-            return _pick(cur if idx is None else idx, [g[key] for g in geo], shape)
+        copies = self._map_memory(m)
 
-        # ---- map memory (channel-folded input) ---------------------------------------------
-        m.submodules.map = mmem = memory.Memory(shape=signed(self.x_width), depth=map_depth, init=[])
-        mwr = mmem.write_port()
-        mrd = mmem.read_port(transparent_for=(mwr,))
-
-        # ---- LOAD ---------------------------------------------------------------------------
-        take = self.in_valid & self.in_ready
-        m.d.comb += self.in_ready.eq(phase == LOAD)
-        lx, ly, lc = Signal(dim), Signal(dim), Signal(range(max(2, IC)))
-        lgrp = Signal()
-        laddr = lc * (Hm * Wm) + ly * Wm + lx
-        wv, wa, wadd = Signal(), Signal(range(map_depth)), Signal()
-        wd = Signal(signed(self.in_width))
-        m.d.sync += [wv.eq(take), wa.eq(laddr), wadd.eq(lgrp), wd.eq(self.in_data)]
-        m.d.comb += [mwr.en.eq(wv), mwr.addr.eq(wa), mwr.data.eq(Mux(wadd, mrd.data, 0) + wd)]
-
-        # ---- COMPUTE: address stage --------------------------------------------------------
-        g_, oy, ox = Signal(range(max(2, G))), Signal(dim), Signal(dim)
+        # ---- COMPUTE: address stage (shared tap counters, per pixel lane window origin) -----
+        g_, q = Signal(range(max(2, G))), Signal(range(max(2, max(g["Q"] for g in geo))))
         ci, ky, kx = Signal(range(max(2, IC))), Signal(range(max(2, K))), Signal(range(max(2, K)))
-        t = Signal(range(max(2, N)))
-        yb, xb = Signal(sdim), Signal(sdim)
-        iy, ix = Signal(sdim), Signal(sdim)
-        m.d.comb += [iy.eq(yb + ky), ix.eq(xb + kx)]
-        H_c, W_c = per_call("H", idx=cid), per_call("W", idx=cid)
-        Ho_c, Wo_c = per_call("Ho", idx=cid), per_call("Wo", idx=cid)
-        C_c = per_call("C", range(max(g["C"] for g in geo) + 1), idx=cid)
-        # a channel the call does not have (C < IC) folds to zero: its map words are stale
-        inb = (iy >= 0) & (iy < H_c) & (ix >= 0) & (ix < W_c) & (ci < C_c)
-        caddr = Signal(range(map_depth))
-        m.d.comb += caddr.eq(ci * (Hm * Wm) + iy * Wm + ix)
-        m.d.comb += [mrd.addr.eq(Mux(phase == LOAD, laddr, caddr)), mrd.en.eq(1)]
-        computing = phase == COMPUTE
-        tap_end = (kx == K - 1) & (ky == K - 1) & (ci == IC - 1)
-        last_px = tap_end & (ox == Wo_c - 1) & (oy == Ho_c - 1)
-        oaddr = Signal(range(bank_depth))
-        m.d.comb += oaddr.eq(g_ * (Hom * Wom) + oy * Wom + ox)
+        t = Signal(range(max(2, T)))
+        toff = Signal(sadr)                          # ci * H W + ky * W + kx of the call
+        ox = [Signal(pdim, name=f"ox{p}") for p in range(P)]
+        oy = [Signal(pdim, name=f"oy{p}") for p in range(P)]
+        base = [Signal(sadr, name=f"base{p}") for p in range(P)]   # (oy st - pad) W + ox st - pad
 
-        # stage 1 (accumulate), stage 2 (convert), stage 3 (activate + write)
-        v1, first1, last1, inb1 = Signal(), Signal(), Signal(), Signal()
-        oa1, oa2, oa3 = Signal.like(oaddr), Signal.like(oaddr), Signal.like(oaddr)
-        v2, v3 = Signal(), Signal()
-        m.d.sync += [v1.eq(computing), first1.eq(t == 0), last1.eq(tap_end), inb1.eq(inb), oa1.eq(oaddr),
-                     v2.eq(v1 & last1), oa2.eq(oa1), v3.eq(v2), oa3.eq(oa2)]
-        x1 = Mux(inb1, mrd.data, 0)
+        def lane_init(idx):
+            """Pixel lane p starts at pixel p of the call's raster."""
+            stmts = []
+            for p in range(P):
+                stmts += [ox[p].eq(pc(idx, lambda g, p=p: p % g["Wo"])),
+                          oy[p].eq(pc(idx, lambda g, p=p: p // g["Wo"])),
+                          base[p].eq(pc(idx, lambda g, p=p: (p // g["Wo"] * st - pad) * g["W"] + p % g["Wo"] * st - pad))]
+            return stmts
+
+        H_c, W_c, C_c = pc(cid, "H"), pc(cid, "W"), pc(cid, "C")
+        tap_ok = (t < N) if T > N else Const(1, 1)
+        s.crow, bsel, inb = [], [], []
+        for p in range(P):
+            iy = Signal(sdim, name=f"iy{p}")
+            ix = Signal(sdim, name=f"ix{p}")
+            a = Signal(sadr, name=f"a{p}")
+            m.d.comb += [iy.eq(oy[p] * st - pad + ky), ix.eq(ox[p] * st - pad + kx), a.eq(base[p] + toff)]
+            # a channel the call does not have (C < IC) folds to zero: its map words are stale
+            inb.append((iy >= 0) & (iy < H_c) & (ix >= 0) & (ix < W_c) & (ci < C_c) & tap_ok)
+            s.crow.append(a[lw:])
+            bsel.append(a[:lw] if lw else Const(0, 1))
+        for p, banks in enumerate(copies[1:], start=1):
+            for _, rd in banks:
+                m.d.comb += rd.addr.eq(s.crow[p])
+        for banks in copies:
+            for _, rd in banks:
+                m.d.comb += rd.en.eq(1)
+
+        computing = phase == COMPUTE
+        tap_end = t == T - 1
+        # stage 1 (accumulate); v2: the chunk's sums are final
+        v1, first1, last1, tv1, v2 = Signal(), Signal(), Signal(), Signal(), Signal()
+        inb1 = [Signal(name=f"inb1_{p}") for p in range(P)]
+        bsel1 = [Signal(len(b), name=f"bsel1_{p}") for p, b in enumerate(bsel)]
+        m.d.sync += [v1.eq(computing), first1.eq(t == 0), last1.eq(tap_end), tv1.eq(tap_ok), v2.eq(v1 & last1)]
+        m.d.sync += [x.eq(y) for x, y in zip(inb1 + bsel1, inb + bsel)]
+        x1 = [Mux(inb1[p], _select(bsel1[p], [rd.data for _, rd in copies[p]]), 0) for p in range(P)]
 
         aligns = sorted({g["align"] for g in geo})
         shifts = sorted({g["shift"] for g in geo})
         w_all = conv.weight.reshape(O, -1).astype(int)
         align_c = Signal(range(max(aligns) + 2))
         shift_c = Signal(signed(max(abs(v) for v in shifts).bit_length() + 2))
-        m.d.comb += [align_c.eq(_pick(cid, [g["align"] for g in geo], range(max(aligns) + 2))),
-                     shift_c.eq(_pick(cid, [g["shift"] for g in geo], shift_c.shape()))]
-        banks = []
+        m.d.comb += [align_c.eq(pc(cid, "align")), shift_c.eq(pc(cid, "shift"))]
+
+        # serialiser: the chunk's P accumulator sets, one per cycle, to the converters
+        scnt = Signal(range(max(2, P)))              # sets left after the current one
+        sv = v2 | (scnt != 0)
+        with m.If(v2):
+            m.d.sync += scnt.eq(P - 1)
+        with m.Elif(scnt != 0):
+            m.d.sync += scnt.eq(scnt - 1)
+        sg, spix = Signal(range(max(2, G))), Signal(range(max(g["Q"] for g in geo) * P + 1))
+        soy, sox = Signal(pdim), Signal(dim)
+        Ho_c, Wo_c = pc(cid, "Ho"), pc(cid, "Wo")
+        oa3, v3 = Signal(range(bank_depth)), Signal()
+        m.d.sync += [oa3.eq(sg * (Hom * Wom) + soy * Wom + sox), v3.eq(sv & (soy < Ho_c))]
+        with m.If(sv):
+            m.d.sync += [sox.eq(sox + 1), spix.eq(spix + 1)]
+            with m.If(sox == Wo_c - 1):
+                m.d.sync += [sox.eq(0), soy.eq(soy + 1)]
+            with m.If(spix == pc(cid, lambda g: g["Q"] * P) - 1):
+                m.d.sync += [sox.eq(0), soy.eq(0), spix.eq(0), sg.eq(sg + 1)]
+
+        def start_compute(idx):
+            m.d.sync += [g_.eq(0), q.eq(0), ci.eq(0), ky.eq(0), kx.eq(0), t.eq(0), toff.eq(0), *lane_init(idx),
+                         scnt.eq(0), sg.eq(0), spix.eq(0), soy.eq(0), sox.eq(0)]
+        s.start_compute = start_compute
+
+        out_banks = [[] for _ in range(W)]
         for lane in range(L):
             chans = [gi * L + lane for gi in range(G)]
             winit = [int(w_all[o, tt]) if o < O else 0 for o in chans for tt in range(N)]
@@ -267,20 +421,29 @@ class ConvEngine(wiring.Component):
             brd = brom.read_port()
             m.d.comb += brd.addr.eq(cid * G + g_)
 
-            prod = x1 * wrd.data
-            sprod = prod << aligns[0]
-            for a in aligns[1:]:
-                sprod = Mux(align_c == a, prod << a, sprod)
-            acc = Signal(signed(self.acc_width), name=f"acc{lane}")
-            with m.If(v1):
-                m.d.sync += acc.eq(Mux(first1, brd.data, acc) + sprod)
+            accs = []
+            for p in range(P):
+                prod = x1[p] * wrd.data
+                sprod = prod << aligns[0]
+                for a in aligns[1:]:
+                    sprod = Mux(align_c == a, prod << a, sprod)
+                acc = Signal(signed(self.acc_width), name=f"acc{lane}_{p}")
+                with m.If(v1 & tv1):
+                    m.d.sync += acc.eq(Mux(first1, brd.data, acc) + sprod)
+                accs.append(acc)
+            hold = [Signal(signed(self.acc_width), name=f"hold{lane}_{p}") for p in range(P - 1)]
+            with m.If(v2):
+                m.d.sync += [h.eq(a) for h, a in zip(hold, accs[1:])]
+            with m.Else():
+                m.d.sync += [h.eq(n) for h, n in zip(hold, hold[1:])]
+            src = Mux(v2, accs[0], hold[0]) if hold else accs[0]
 
             # convert: (acc + half, folded into the bias ROM) >> shift, saturate
-            q = _shift(acc, shifts[0])
-            for s in shifts[1:]:
-                q = Mux(shift_c == s, _shift(acc, s), q)
+            qv = _shift(src, shifts[0])
+            for sh in shifts[1:]:
+                qv = Mux(shift_c == sh, _shift(src, sh), qv)
             y2 = Signal(signed(of.width), name=f"y{lane}")
-            m.d.sync += y2.eq(_sat(q, of))
+            m.d.sync += y2.eq(_sat(qv, of))
 
             # LeakyReLU in the out format: y > 0 ? y : convert(alpha * y, frac + alpha_frac)
             if self.act is not None:
@@ -291,104 +454,122 @@ class ConvEngine(wiring.Component):
                 z = Mux(y2 > 0, y2, neg)
             else:
                 z = y2
-            bank = memory.Memory(shape=signed(of.width), depth=bank_depth, init=[])
-            m.submodules[f"bank{lane}"] = bank
-            bwr = bank.write_port()
-            m.d.comb += [bwr.en.eq(v3), bwr.addr.eq(oa3), bwr.data.eq(z)]
-            banks.append(bank.read_port())
+            for slot in range(W):        # one copy of the lane's output bank per word slot
+                bank = memory.Memory(shape=signed(of.width), depth=bank_depth, init=[])
+                m.submodules[f"bank{lane}" + (f"_{slot}" if W > 1 else "")] = bank
+                bwr = bank.write_port()
+                m.d.comb += [bwr.en.eq(v3), bwr.addr.eq(oa3), bwr.data.eq(z)]
+                out_banks[slot].append(bank.read_port())
 
-        # ---- OUT: kp*kp reads per element, running max, output register ---------------------
-        oo = Signal(range(max(2, O)))
-        og, ob = Signal(range(max(2, G))), Signal(range(max(2, L)))
-        py, px = Signal(dim), Signal(dim)
-        dy, dx = Signal(range(max(2, kp))), Signal(range(max(2, kp)))
-        pyb, pxb = Signal(range(sp * Hom + kp + 2)), Signal(range(sp * Wom + kp + 2))
-        Ph_c, Pw_c = per_call("Ph", idx=cid), per_call("Pw", idx=cid)
-        va = Signal()
-        cy, cx = pyb + dy, pxb + dx
-        inb_a = (cy < Ho_c) & (cx < Wo_c)
-        raddr = Signal(range(bank_depth))
-        m.d.comb += raddr.eq(og * (Hom * Wom) + cy * Wom + cx)
-        el_end = (dx == kp - 1) & (dy == kp - 1)
-        final_a = el_end & (px == Pw_c - 1) & (py == Ph_c - 1) & (oo == O - 1)
-        vb, firstb, lastb, inbb, finalb = Signal(), Signal(), Signal(), Signal(), Signal()
-        bankb = Signal.like(ob)
-        out_free = ~self.out_valid | self.out_ready
-        adv = ~(vb & lastb & ~out_free)
-        for rp in banks:
-            m.d.comb += [rp.addr.eq(raddr), rp.en.eq(adv)]
-        data_b = banks[0].data
-        for lane in range(1, L):
-            data_b = Mux(bankb == lane, banks[lane].data, data_b)
-        val = Mux(inbb, data_b, 0)
-        mx = Signal(signed(of.width))
-        mx_c = Mux(firstb | (val > mx), val, mx)
+        self._load(m, s, copies)
+        o_reset = self._out(m, s, out_banks, dim)
 
-        with m.If(adv):
-            m.d.sync += [vb.eq(va & (phase == OUT)), firstb.eq((dx == 0) & (dy == 0)), lastb.eq(el_end),
-                         inbb.eq(inb_a), finalb.eq(final_a), bankb.eq(ob)]
-        with m.If(self.out_valid & self.out_ready):
-            m.d.sync += self.out_valid.eq(0)
-        with m.If(adv & vb):
-            with m.If(lastb):
-                m.d.sync += [self.out_data.eq(mx_c), self.out_valid.eq(1), self.out_last.eq(finalb)]
-            with m.Else():
-                m.d.sync += mx.eq(mx_c)
-
-        # ---- phase machine and counters -----------------------------------------------------
-        drain = Signal(range(DRAIN_CYCLES + 1))
-        with m.If(phase == LOAD):
-            with m.If(take):
-                with m.If(first_in):
-                    m.d.sync += cid.eq(self.call_id)
-                m.d.sync += [lcount.eq(lcount + 1), lx.eq(lx + 1)]
-                with m.If(lx == per_call("W") - 1):
-                    m.d.sync += [lx.eq(0), ly.eq(ly + 1)]
-                    with m.If(ly == per_call("H") - 1):
-                        m.d.sync += [ly.eq(0), lc.eq(lc + 1)]
-                        with m.If(lc == IC - 1):
-                            m.d.sync += [lc.eq(0), lgrp.eq(1)]
-                with m.If(lcount == per_call("n_in", range(max(g["n_in"] for g in geo) + 1)) - 1):
-                    m.d.sync += [phase.eq(COMPUTE), lcount.eq(0), lx.eq(0), ly.eq(0), lc.eq(0), lgrp.eq(0),
-                                 g_.eq(0), oy.eq(0), ox.eq(0), ci.eq(0), ky.eq(0), kx.eq(0), t.eq(0),
-                                 yb.eq(-pad), xb.eq(-pad)]
-        with m.Elif(phase == COMPUTE):
-            m.d.sync += [kx.eq(kx + 1), t.eq(t + 1)]
+        # ---- phase machine and compute counters -----------------------------------------------
+        drain = Signal(range(DRAIN_CYCLES + P))
+        with m.If(phase == COMPUTE):
+            m.d.sync += [kx.eq(kx + 1), t.eq(t + 1), toff.eq(toff + 1)]
             with m.If(kx == K - 1):
-                m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
+                m.d.sync += [kx.eq(0), ky.eq(ky + 1), toff.eq(toff + pc(cid, lambda g: g["W"] - K + 1))]
                 with m.If(ky == K - 1):
-                    m.d.sync += [ky.eq(0), ci.eq(ci + 1)]
+                    m.d.sync += [ky.eq(0), ci.eq(ci + 1),
+                                 toff.eq(toff + pc(cid, lambda g: g["H"] * g["W"] - (K - 1) * g["W"] - K + 1))]
                     with m.If(ci == IC - 1):
-                        m.d.sync += [ci.eq(0), t.eq(0), ox.eq(ox + 1), xb.eq(xb + st)]
-                        with m.If(ox == Wo_c - 1):
-                            m.d.sync += [ox.eq(0), xb.eq(-pad), oy.eq(oy + 1), yb.eq(yb + st)]
-                            with m.If(oy == Ho_c - 1):
-                                m.d.sync += [oy.eq(0), yb.eq(-pad), g_.eq(g_ + 1)]
-            with m.If(last_px & (g_ == G - 1)):
-                m.d.sync += [phase.eq(DRAIN), drain.eq(0)]
+                        m.d.sync += [ci.eq(0), toff.eq(0)]
+            with m.If(tap_end):
+                m.d.sync += [ci.eq(0), ky.eq(0), kx.eq(0), t.eq(0), toff.eq(0), q.eq(q + 1)]
+                self._next_chunk(m, cid, ox, oy, base)
+                with m.If(q == pc(cid, "Q") - 1):
+                    m.d.sync += [q.eq(0), g_.eq(g_ + 1), *lane_init(cid)]
+                    with m.If(g_ == G - 1):
+                        m.d.sync += [phase.eq(DRAIN), drain.eq(0)]
         with m.Elif(phase == DRAIN):
             m.d.sync += drain.eq(drain + 1)
-            with m.If(drain == DRAIN_CYCLES - 1):
-                m.d.sync += [phase.eq(OUT), va.eq(1), oo.eq(0), og.eq(0), ob.eq(0), py.eq(0), px.eq(0),
-                             dy.eq(0), dx.eq(0), pyb.eq(0), pxb.eq(0)]
+            with m.If(drain == DRAIN_CYCLES + P - 2):
+                m.d.sync += [phase.eq(OUT), *o_reset]
         with m.Elif(phase == OUT):
-            with m.If(adv & va):
-                m.d.sync += dx.eq(dx + 1)
-                with m.If(dx == kp - 1):
-                    m.d.sync += [dx.eq(0), dy.eq(dy + 1)]
-                    with m.If(dy == kp - 1):
-                        m.d.sync += [dy.eq(0), px.eq(px + 1), pxb.eq(pxb + sp)]
-                        with m.If(px == Pw_c - 1):
-                            m.d.sync += [px.eq(0), pxb.eq(0), py.eq(py + 1), pyb.eq(pyb + sp)]
-                            with m.If(py == Ph_c - 1):
-                                m.d.sync += [py.eq(0), pyb.eq(0), oo.eq(oo + 1), ob.eq(ob + 1)]
-                                with m.If(ob == L - 1):
-                                    m.d.sync += [ob.eq(0), og.eq(og + 1)]
-                with m.If(final_a):
-                    m.d.sync += va.eq(0)
             with m.If(self.out_valid & self.out_ready & self.out_last):
                 m.d.sync += [phase.eq(LOAD), self.out_last.eq(0)]
         return m
+
+
+    def _next_chunk(self, m, cid, ox, oy, base):
+        """Each pixel lane moves P pixels on in the call's raster (dx = P mod Wo, dy = P // Wo,
+        plus a row wrap), its window origin address with it."""
+        P, st, pc = self.pixel_lanes, self.conv.stride, self._per_call
+        dx, dy, Wo_c = pc(cid, lambda g: P % g["Wo"]), pc(cid, lambda g: P // g["Wo"]), pc(cid, "Wo")
+        inc = pc(cid, lambda g: st * (P % g["Wo"]) + st * (P // g["Wo"]) * g["W"])
+        inc_wrap = pc(cid, lambda g: st * (P % g["Wo"] - g["Wo"]) + st * (P // g["Wo"] + 1) * g["W"])
+        for x, y, b in zip(ox, oy, base):
+            nx = x + dx
+            wrap = nx >= Wo_c
+            m.d.sync += [x.eq(Mux(wrap, nx - Wo_c, nx)), y.eq(y + dy + wrap), b.eq(b + Mux(wrap, inc_wrap, inc))]
+
+    def _out(self, m, s, out_banks, dim):
+        """OUT: WORDS word slots, each reading its own copy of the output banks: kp*kp reads per
+        beat with a running max per slot, then the output register (back-pressure stalls only
+        this pipeline). Returns the statements that start it."""
+        geo, L, W, O = self.geo, self.lanes, self.words, self.conv.out_channels
+        kp, sp, ow = geo[0]["kp"], geo[0]["sp"], self.conv.out_fmt.width
+        Hom, Wom = max(g["Ho"] for g in geo), max(g["Wo"] for g in geo)
+        pc, cid = self._per_call, s.cid
+        Ph_c, Pw_c, Ho_c, Wo_c = pc(cid, "Ph"), pc(cid, "Pw"), pc(cid, "Ho"), pc(cid, "Wo")
+        dO = pc(cid, lambda g: W // (g["Ph"] * g["Pw"]))              # a beat moves W elements on
+        dY = pc(cid, lambda g: W % (g["Ph"] * g["Pw"]) // g["Pw"])
+        dX = pc(cid, lambda g: W % g["Pw"])
+        dy, dx = Signal(range(max(2, kp))), Signal(range(max(2, kp)))
+        beat = Signal(range(max(g["out_beats"] for g in geo) + 1))
+        va = Signal()
+        el_end = (dx == kp - 1) & (dy == kp - 1)
+        final_a = el_end & (beat == pc(cid, "out_beats") - 1)
+        step = (s.phase == OUT) & va
+        vb, firstb, lastb, finalb = Signal(), Signal(), Signal(), Signal()
+        out_free = ~self.out_valid | self.out_ready
+        adv = ~(vb & lastb & ~out_free)
+        words, start = [], [va.eq(1), dy.eq(0), dx.eq(0), beat.eq(0)]
+        for i, banks in enumerate(out_banks):
+            so = Signal(range(O + 2 * W + 2), name=f"so{i}")     # slot i's element (so, spy, spx)
+            spy, spx = Signal(dim, name=f"spy{i}"), Signal(dim, name=f"spx{i}")
+            start += [so.eq(pc(cid, lambda g, i=i: i // (g["Ph"] * g["Pw"]))),
+                      spy.eq(pc(cid, lambda g, i=i: i % (g["Ph"] * g["Pw"]) // g["Pw"])),
+                      spx.eq(pc(cid, lambda g, i=i: i % g["Pw"]))]
+            cy, cx = spy * sp + dy, spx * sp + dx
+            raddr = Signal(range(max(2, -(-O // L) * Hom * Wom)), name=f"raddr{i}")
+            og = _pick(so, [o // L for o in range(O)], _span([o // L for o in range(O)]))
+            m.d.comb += raddr.eq(og * (Hom * Wom) + cy * Wom + cx)
+            for rp in banks:
+                m.d.comb += [rp.addr.eq(raddr), rp.en.eq(adv)]
+            inbb, okb, bankb = Signal(name=f"inbb{i}"), Signal(name=f"okb{i}"), Signal(range(max(2, L)), name=f"bankb{i}")
+            with m.If(adv):
+                m.d.sync += [inbb.eq((cy < Ho_c) & (cx < Wo_c)), okb.eq(so < O),
+                             bankb.eq(_pick(so, [o % L for o in range(O)], _span([o % L for o in range(O)])))]
+            val = Mux(inbb, _select(bankb, [rp.data for rp in banks]), 0)
+            mx = Signal(signed(ow), name=f"mx{i}")
+            mx_c = Mux(firstb | (val > mx), val, mx)
+            with m.If(adv & vb & ~lastb):
+                m.d.sync += mx.eq(mx_c)
+            words.append(Mux(okb, mx_c, 0).as_signed()[:ow] if W > 1 else mx_c)
+            with m.If(step & adv & el_end):
+                nx = spx + dX
+                wx = nx >= Pw_c
+                ny = spy + dY + wx
+                wy = ny >= Ph_c
+                m.d.sync += [spx.eq(Mux(wx, nx - Pw_c, nx)), spy.eq(Mux(wy, ny - Ph_c, ny)), so.eq(so + dO + wy)]
+        with m.If(adv):
+            m.d.sync += [vb.eq(step), firstb.eq((dx == 0) & (dy == 0)), lastb.eq(el_end), finalb.eq(final_a)]
+        with m.If(self.out_valid & self.out_ready):
+            m.d.sync += self.out_valid.eq(0)
+        with m.If(adv & vb & lastb):
+            m.d.sync += [self.out_data.eq(Cat(*words) if W > 1 else words[0]), self.out_valid.eq(1),
+                         self.out_last.eq(finalb)]
+        with m.If(step & adv):
+            m.d.sync += dx.eq(dx + 1)
+            with m.If(dx == kp - 1):
+                m.d.sync += [dx.eq(0), dy.eq(dy + 1)]
+                with m.If(dy == kp - 1):
+                    m.d.sync += [dy.eq(0), beat.eq(beat + 1)]
+            with m.If(final_a):
+                m.d.sync += va.eq(0)
+        return start
 
 
 __all__ = ["ConvEngine", "conv_engine_params", "conv_engine_cycles", "conv_engine_phases",
