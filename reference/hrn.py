@@ -322,11 +322,114 @@ class HRN(nn.Module):
         return self.route_batched(x)
 
     def _route_inference(self, x: torch.Tensor) -> Routing:
-        """Eval without autograd: the batched path (the per-sample one for a single sample) in
+        """Eval without autograd: `route_frozen` (the per-sample path for a single sample) in
         inference mode (no version counters or view tracking), returning ordinary tensors."""
+        if x.shape[0] == 1:
+            with torch.inference_mode():
+                routing = self.route_single_eval(x)
+            return Routing(*(t.clone() for t in vars(routing).values()))
+        # the outputs are made outside inference mode (ordinary tensors) and filled inside it
+        B, dev = x.shape[0], x.device
+        routing = Routing(torch.zeros(B, self.s, device=dev), torch.full((B, self.d), -1, device=dev),
+                          torch.zeros(B, self.d, device=dev), torch.zeros(B, device=dev))
         with torch.inference_mode():
-            routing = self.route_single_eval(x) if x.shape[0] == 1 else self.route_batched(x)
-        return Routing(*(t.clone() for t in vars(routing).values()))
+            self.route_frozen(x, routing)
+        return routing
+
+    @torch.no_grad()
+    def route_frozen(self, x: torch.Tensor, out: Routing | None = None) -> Routing:
+        """`route_batched` in eval mode without autograd (frozen bases), with fewer tensor ops and
+        the same arithmetic (identical routes, bit-identical embeddings; tested): every sample
+        starts with the same selectable units and drops one per step, so every sample still
+        routing has a candidate (no `ok` masks); one hash buffer per step (no concatenation);
+        normalisation, projection and residue in place; the selection of `BasisPool.select_frozen`
+        written out; each step's residues, routes and norms scattered into `out` (zero / -1
+        filled, [B, s], [B, d], [B, d], [B]) as they come."""
+        assert not self.training
+        B, dev = x.shape[0], x.device
+        if out is None:
+            out = Routing(torch.zeros(B, self.s, device=dev), torch.full((B, self.d), -1, device=dev),
+                          torch.zeros(B, self.d, device=dev), torch.zeros(B, device=dev))
+        # pixels_to_input, dividing the fresh copy in place (never the caller's tensor)
+        x = x.to(torch.float32).div_(256.0) if x.dtype == torch.uint8 else x.to(torch.float32)
+        M, m, s, d = self.num_units, self.pool.m, self.s, self.d
+        init = self.pool.initialised()
+        n_free = int(init.sum())
+        if n_free == 0:                      # nothing selectable: no route (as route_batched)
+            return out
+        flat_bases = self.pool.bases.flatten(0, 1)
+        flat_bases_t = flat_bases.T
+        unit_ids = torch.arange(M, device=dev)
+        blocked = init.logical_not().expand(B, M).clone()    # ~selectable, per sample
+        seeds = self.hash_seeds.tolist()
+        units = list(self.units._modules.values())
+        idx = torch.arange(B, device=dev)     # the step's samples, in the order of its rows
+        groups = [(x, 0, B)]                  # (maps, hash index, rows), in row order
+        for k in range(d):
+            n = idx.shape[0]
+            h = x.new_zeros(n, s)
+            offset = 0
+            for y, hid, rows in groups:       # feature_hash of every group into its rows of h
+                flat = y.reshape(rows, -1)
+                buckets, signs = hash_tables(seeds[hid], flat.shape[1], s, dev)
+                (h if rows == n else h.narrow(0, offset, rows)).index_add_(1, buckets, flat * signs)
+                offset += rows
+            norm = h.norm(dim=1, keepdim=True)                  # normalise, in place
+            h.div_(torch.where(norm > 0, norm, 1.0))
+            # BasisPool.select_frozen (every row has n_free - k > 0 candidates) and _residue
+            coef = (h @ flat_bases_t).view(n, M, m)
+            energy = coef.square().sum(-1).masked_fill_(blocked if k == 0 else blocked[idx], -1.0)
+            sel = energy.max(dim=1)[1]                          # first (lowest) index on ties
+            mine = sel[:, None] == unit_ids
+            r = h.sub_(coef.mul_(mine[..., None]).flatten(1) @ flat_bases)
+            rn = r.norm(dim=1)
+            out.embedding.index_add_(0, idx, r)
+            out.residue_l1.index_add_(0, idx, r.abs().sum(1))
+            out.routes[idx, k] = sel
+            out.residue_norms[idx, k] = rn
+            if k == d - 1 or k + 1 >= n_free:
+                break
+            blocked[idx, sel] = True
+            groups, idx = self._regroup_frozen(groups, idx, torch.where(rn >= self.tau_d, sel, M), units)
+            if not groups:
+                break
+        return out
+
+    def _regroup_frozen(self, groups, idx, key, units):
+        """`_run_units` for `route_frozen`: the same groups (rows by selected unit, in sample
+        order; buckets by (unit, map shape), ordered by unit) and unit calls; returns the next
+        groups and their samples. `key` per row: the selected unit, M where the sample stops."""
+        M = len(units)
+        buckets: dict[tuple, list] = {}
+        offset = 0
+        for y, _, n in groups:
+            g_key = key if n == key.shape[0] else key.narrow(0, offset, n)
+            g_idx = idx if n == idx.shape[0] else idx.narrow(0, offset, n)
+            offset += n
+            counts = torch.bincount(g_key, minlength=M + 1).tolist()
+            present = [u for u in range(M) if counts[u]]
+            if not present:
+                continue
+            in_ch = {units[u].in_channels for u in present}
+            shape = tuple(y.shape[1:])     # the grouping key stays the map's shape
+            if len(in_ch) == 1:   # fold the channels before the copy (per sample, so the same sums)
+                y = fold_channels(y, in_ch.pop())
+            if counts[present[0]] == n:     # one unit takes the whole group: no reordering
+                buckets.setdefault((present[0], shape), []).append((g_idx, y))
+                continue
+            rows = torch.argsort(g_key, stable=True)
+            if counts[M]:
+                rows = rows[:n - counts[M]]
+            sizes = [counts[u] for u in present]
+            for unit, *part in zip(present, g_idx.index_select(0, rows).split(sizes),
+                                   y.index_select(0, rows).split(sizes)):
+                buckets.setdefault((unit, shape), []).append(part)
+        out, ids = [], []
+        for (unit, _), parts in sorted(buckets.items(), key=lambda kv: kv[0][0]):
+            ids += [p[0] for p in parts]
+            maps = _cat([p[1] for p in parts])
+            out.append((units[unit](maps), unit + 1, maps.shape[0]))
+        return out, (_cat(ids) if ids else idx[:0])
 
     def forward(self, x: torch.Tensor, task: int, oracle: bool = False):
         """Logits of task `task`'s head and the routing record."""

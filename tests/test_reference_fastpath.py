@@ -130,3 +130,77 @@ def test_inference_mode_routing_leaks_no_inference_tensors(n):
     logits, routing = model(random_images(16, 5), 0)
     (logits.logsumexp(1).mean() + routing.residue_l1.mean()).backward()   # saves the hash signs
     assert all(p.grad is not None for p in model.heads[0].parameters())
+
+
+# ---- route_frozen (eval inference of a batch) == route_batched, bit for bit --------------------
+
+def assert_identical(a, b):
+    for key in vars(a):
+        ta, tb = getattr(a, key), getattr(b, key)
+        assert ta.dtype == tb.dtype and not ta.is_inference() and torch.equal(ta, tb), key
+        # bit for bit (torch.equal takes -0.0 == 0.0): compare the raw bits too
+        if ta.is_floating_point():
+            assert torch.equal(ta.view(torch.int32), tb.view(torch.int32)), key
+
+
+def frozen_paths(model, x):
+    """route() of an eval batch without autograd (route_frozen in inference mode) and
+    route_batched (the training path's arithmetic) on the same model."""
+    with torch.no_grad():
+        return model.route(x), model.route_batched(x)
+
+
+@pytest.mark.parametrize("n", [2, 7, 33, 100])
+@pytest.mark.parametrize("spec", ["paper", "8units", "aged"])
+def test_route_frozen_is_route_batched_bit_for_bit(spec, n):
+    from test_routing import MODELS, batch_for, frozen, tau_d_stopper
+    model = frozen(MODELS[["paper", "8units", "aged"].index(spec)])
+    x = batch_for(n, seed=300 + n)                  # (sample 1 all-zero: stops at step 0)
+    if n >= 4:
+        t0 = tau_d_stopper(model, x[2:3], at_step=0)
+        tau_d_stopper(model, x[3:4], at_step=1, avoid={t0})
+    fast, ref = frozen_paths(model, x)
+    assert_identical(fast, ref)
+    if n >= 4:
+        lengths = (fast.routes >= 0).sum(1).tolist()
+        assert lengths[1] == 1 and lengths[2] == 1 and lengths[3] == 2 and max(lengths) == model.d
+    with torch.no_grad():                           # and the same logits through the head
+        assert torch.equal(model(x, 0)[0], model.heads[0](ref.embedding))
+
+
+@pytest.mark.parametrize("alive", [[], [5], [2, 6], [0, 1, 7]])
+def test_route_frozen_with_few_initialised_units(alive):
+    """Fewer selectable units than the depth (routes end when none is left), or none at all."""
+    from test_routing import MODELS, frozen, wipe
+    model = frozen(MODELS[1])
+    wipe(model, [u for u in range(model.num_units) if u not in alive])
+    x = random_images(20, 8)
+    fast, ref = frozen_paths(model, x)
+    assert_identical(fast, ref)
+    assert int((fast.routes >= 0).sum(1).max()) == min(len(alive), model.d)
+
+
+@pytest.mark.parametrize("where", ["step0", "step1"])
+def test_route_frozen_when_samples_stop_early(where):
+    """tau_d above every residue norm: every sample stops after step 0 (no unit runs); at the
+    median step-1 norm: about half of the samples stop after step 1."""
+    model = trained_model(seed=1, extra_units=4).eval()
+    x = random_images(40, 12)
+    with torch.no_grad():
+        norms = model.route(x).residue_norms
+    model.tau_d = 10.0 if where == "step0" else float(norms[:, 1].median())
+    fast, ref = frozen_paths(model, x)
+    assert_identical(fast, ref)
+    lengths = (fast.routes >= 0).sum(1).tolist()
+    assert set(lengths) == {1} if where == "step0" else {2, model.d} <= set(lengths)
+
+
+def test_route_frozen_float_input_is_not_modified():
+    model = trained_model(seed=0).eval()
+    x = random_images(9, 3)
+    xf = x.to(torch.float32) / 256.0
+    keep = xf.clone()
+    with torch.no_grad():
+        a, b = model.route(xf), model.route(x)
+    assert torch.equal(xf, keep)
+    assert_identical(a, b)
