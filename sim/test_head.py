@@ -1,5 +1,7 @@
 """Head engine (hrn_hw/rtl/head.py) on Verilator: logits bit-exact with `hrn_hw.golden.run_head`
-(zero-padded as in `hrn_hw.golden.run`), cycles equal to `head_cycles`.
+(zero-padded as in `hrn_hw.golden.run`), cycles equal to `head_cycles`, at W = 1 and at W
+words per beat (`test_head(words)`: the embedding beats carry non-zero junk past s, which the
+engine must ignore).
 
 The build holds the fixture export's five heads (300-60-10-2, s16 formats; see
 sim/test_residue.py's `fixture_export`) plus one synthetic head (task 5: 300-23-3) with narrow,
@@ -17,20 +19,27 @@ import numpy as np
 
 import cocotb
 
-from simlib import params, record, run_dut, start, stream_frame
+from simlib import pack_beats, params, record, run_dut, start, stream_frame
 
 P = params()
 
 
+def embedding_beats(emb) -> list:
+    """The embedding as beats of W words, non-zero junk past s (the engine must ignore it)."""
+    s, W, width = P["s"], P["words"], P["emb_width"]
+    junk = np.full(-(-s // W) * W - s, (1 << (width - 1)) - 1, dtype=np.int64)
+    return pack_beats(np.concatenate([np.asarray(emb[:s], dtype=np.int64), junk]), W, width)
+
+
 async def head_run(dut, emb, task, rng=None, in_gap=0.0, out_stall=0.0):
-    """Stream one embedding with its task id; return (logits [C], cycles)."""
+    """Stream one embedding (W words per beat) with its task id; return (logits [C], cycles)."""
     dut.task.value = int(task)
 
     def scramble(i):
         if i >= 1:        # the task id is sampled with the first word only
             dut.task.value = (int(task) + 1) % P["tasks"]
 
-    out, cyc = await stream_frame(dut, emb[:P["s"]], P["C"], rng, in_gap, out_stall, on_cycle=scramble)
+    out, cyc = await stream_frame(dut, embedding_beats(emb), P["C"], rng, in_gap, out_stall, on_cycle=scramble)
     return np.array(out, dtype=np.int64), cyc
 
 
@@ -44,7 +53,7 @@ async def run_cases(dut, prefix, rng=None, in_gap=0.0, out_stall=0.0, every=1):
         logits, cyc = await head_run(dut, z[f"emb{n}"], task, rng, in_gap, out_stall)
         want = z[f"logits{n}"]
         assert np.array_equal(logits, want), f"{name}: logits rtl {logits.tolist()} golden {want.tolist()}"
-        model = head_cycles(P["s"], sizes[task], P["C"], P["lanes"]) if rng is None else None
+        model = head_cycles(P["s"], sizes[task], P["C"], P["lanes"], P["words"]) if rng is None else None
         record(name, True, cyc if rng is None else None, model)
         if rng is None:
             assert cyc == model, f"{name}: cycles {cyc} != model {model}"
@@ -81,8 +90,9 @@ def synthetic_head(s: int, seed: int = 7):
     return HeadQ(5, "synthetic", [0, 1, 2], [l0, l1])
 
 
-def test_head():
-    """pytest: the fixture export's heads plus the synthetic one, LANES lanes (default)."""
+def test_head(words: int = 1):
+    """pytest: the fixture export's heads plus the synthetic one, LANES lanes (default),
+    `words` per beat and memory row (a build of its own for W > 1)."""
     from test_residue import fixture_export
 
     from hrn_hw import golden
@@ -123,10 +133,12 @@ def test_head():
         data[f"name{n}"], data[f"emb{n}"], data[f"task{n}"], data[f"logits{n}"] = name, emb, t, padded
     data["count"] = len(cases)
     assert sat_logits > 0, "no case saturates the logits"
-    build = BUILD_DIR / "head"
+    name = "head" if words == 1 else f"head_w{words}"
+    build = BUILD_DIR / name
     build.mkdir(parents=True, exist_ok=True)
     np.savez(build / "cases.npz", **data)
     sizes = [[(int(l.weight.shape[0]), int(l.weight.shape[1])) for l in h.layers] for h in qm2.heads]
-    dut = HeadEngine(qm2.heads, ef, s, LANES)
+    dut = HeadEngine(qm2.heads, ef, s, LANES, words)
     run_dut(dut, "head", "test_head",
-            {"s": s, "C": C, "tasks": T, "lanes": LANES, "sizes": sizes, "cases": str(build / "cases.npz")})
+            {"s": s, "C": C, "tasks": T, "lanes": LANES, "words": words, "emb_width": ef.width, "sizes": sizes,
+             "cases": str(build / "cases.npz")}, build_name=name)

@@ -8,19 +8,23 @@ layer; the logits are the last layer's raw integers, padded with zeros to the la
 
 Interface (clock `clk`, synchronous reset `rst`):
 - `task`: the head, sampled with the first embedding word.
-- input stream `in_valid` / `in_ready` / `in_data`: the s embedding words (emb_fmt).
+- input stream `in_valid` / `in_ready` / `in_data`: the s embedding words (emb_fmt), W words
+  per beat (the residue block's read-out; positions past s are ignored).
 - output stream `out_valid` / `out_ready` / `out_data` / `out_last`: max_classes logits (raw
   integers of the head's last out format, sign-extended to `out_data`; zeros past the head's
   classes), with back-pressure.
 
-Datapath: two activation memories (ping-pong; the embedding goes into the first), LANES
-multiply-accumulate lanes, each with a weight ROM, computing LANES output neurons of a layer
-at once over n_in cycles (one x word read per cycle, broadcast to the lanes). The lanes' sums
-are then written back one per cycle through one converter (bias ROM read, align, add,
-convert, LeakyReLU: a two-stage pipeline) into the other memory. Layer formats differ per
-(head, layer): the converter is a case per global layer index. Weight ROM of lane l, for each
-global layer (heads in order, layers in order), group g, input k: W[k, g*LANES + l] (zero past
-n_out), at address w_base + g*n_in + k.
+Datapath (parameter `words` W, default 1): two activation memories of rows of W words
+(ping-pong; the embedding goes into the first, one beat per row), LANES multiply-accumulate
+lanes, each with a weight ROM of rows of W words, computing LANES output neurons of a layer at
+once over ceil(n_in / W) cycles (one x row read per cycle, broadcast to the lanes; W
+multipliers and an adder tree per lane). The lanes' sums are then written back one output
+row per cycle (the row's neurons of this group: up to W converters, each a bias read, align,
+add, convert, LeakyReLU; a two-stage pipeline) into the other memory, with a write enable per
+word. Layer formats differ per (head, layer): each converter is a case per global layer index.
+Weight ROM of lane l, for each global layer (heads in order, layers in order), group g, input
+row k: W[kW .. kW + W - 1, g*LANES + l] (zero past n_in and n_out), at row w_base +
+g*ceil(n_in / W) + k; the bias ROM holds each layer's biases as rows of W words.
 
 Parallelism knob `lanes` (MACs per cycle), default LANES = 10: for the paper heads
 (300-60-10-2) it divides 60 and 10, so no lane idles except in the 2-class layer.
@@ -29,13 +33,13 @@ Parallelism knob `lanes` (MACs per cycle), default LANES = 10: for the paper hea
 from __future__ import annotations
 
 import numpy as np
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hrn_hw.fixedpoint.fmt import Fmt
 from hrn_hw.rtl.projection import _select
-from hrn_hw.rtl.residue import convert_expr
+from hrn_hw.rtl.residue import beats, convert_expr, pack_words, row_init, row_shape, row_words, tree_sum
 
 LANES = 10
 LOAD, MAC, WB, WDRAIN, OUT = range(5)
@@ -54,38 +58,49 @@ def head_layers(heads) -> list:
     return out
 
 
-def head_params(qm, lanes: int = LANES) -> dict:
+def head_params(qm, lanes: int = LANES, words: int = 1) -> dict:
     """HeadEngine parameters of a QuantModel."""
-    return {"heads": qm.heads, "emb_fmt": qm.emb_fmt, "s": int(qm.s), "lanes": lanes}
+    return {"heads": qm.heads, "emb_fmt": qm.emb_fmt, "s": int(qm.s), "lanes": lanes, "words": words}
 
 
-def head_phases(s: int, layer_sizes, max_classes: int, lanes: int = LANES) -> dict:
+def write_back_rows(n_out: int, lanes: int, words: int) -> int:
+    """Write-back cycles of one layer: per group of `lanes` neurons, the output rows (of W
+    words) it touches; n_out at W = 1."""
+    total = 0
+    for lo in range(0, n_out, lanes):
+        hi = min(lo + lanes, n_out)
+        total += (hi - 1) // words - lo // words + 1
+    return total
+
+
+def head_phases(s: int, layer_sizes, max_classes: int, lanes: int = LANES, words: int = 1) -> dict:
     """Cycles per phase of one head run: layer_sizes [(n_in, n_out)] of the selected head."""
     mac = wb = drain = 0
     for n_in, n_out in layer_sizes:
-        groups = -(-n_out // lanes)
-        mac += groups * n_in          # one x word per cycle into all lanes
-        wb += n_out                   # one neuron per cycle through the converter
+        mac += beats(n_out, lanes) * beats(n_in, words)   # one x row per cycle into all lanes
+        wb += write_back_rows(n_out, lanes, words)         # one output row per cycle
         drain += WB_STAGES            # the last write lands before the next layer reads
-    return {"load": s, "mac": mac, "write_back": wb, "drain": drain,
+    return {"load": beats(s, words), "mac": mac, "write_back": wb, "drain": drain,
             "read_latency": 1, "out": max_classes}
 
 
-def head_cycles(s: int, layer_sizes, max_classes: int, lanes: int = LANES) -> int:
-    """Head latency (first embedding handshake to last logit handshake): s + sum over layers
-    of (ceil(n_out / lanes) * n_in + n_out + 2), + 1 + max_classes."""
-    return sum(head_phases(s, layer_sizes, max_classes, lanes).values())
+def head_cycles(s: int, layer_sizes, max_classes: int, lanes: int = LANES, words: int = 1) -> int:
+    """Head latency (first embedding handshake to last logit handshake): ceil(s / W) + sum
+    over layers of (ceil(n_out / lanes) * ceil(n_in / W) + write-back rows + 2), + 1 +
+    max_classes; at W = 1 the write-back is n_out."""
+    return sum(head_phases(s, layer_sizes, max_classes, lanes, words).values())
 
 
 class HeadEngine(wiring.Component):
     """Parameters: heads (QuantModel.heads: per task a list of DenseQ), emb_fmt (the input
-    format), s (embedding size), lanes (MAC lanes, LANES by default)."""
+    format), s (embedding size), lanes (MAC lanes, LANES by default), words (W per input beat
+    and per memory row, default 1)."""
 
-    def __init__(self, heads, emb_fmt: Fmt, s: int, lanes: int = LANES):
+    def __init__(self, heads, emb_fmt: Fmt, s: int, lanes: int = LANES, words: int = 1):
         self.layers = head_layers(heads)
-        self.emb_fmt, self.s, self.lanes = emb_fmt, int(s), int(lanes)
-        if self.lanes < 1:
-            raise ValueError("lanes must be >= 1")
+        self.emb_fmt, self.s, self.lanes, self.words = emb_fmt, int(s), int(lanes), int(words)
+        if self.lanes < 1 or self.words < 1:
+            raise ValueError("lanes and words must be >= 1")
         flat = [l for h in self.layers for l in h]
         for h in self.layers:
             if h[0]["n_in"] != s:
@@ -107,7 +122,7 @@ class HeadEngine(wiring.Component):
             "task": In(range(max(2, self.num_tasks))),
             "in_valid": In(1),
             "in_ready": Out(1),
-            "in_data": In(signed(emb_fmt.width) if emb_fmt.signed else emb_fmt.width),
+            "in_data": In(row_shape(emb_fmt.width, self.words, emb_fmt.signed)),
             "out_valid": Out(1),
             "out_ready": In(1),
             "out_data": Out(signed(self.out_width)),
@@ -115,33 +130,54 @@ class HeadEngine(wiring.Component):
         })
 
     def _tables(self):
-        """Global layer list with ROM bases, and the weight / bias ROM contents."""
-        L = self.lanes
+        """Global layer list with ROM bases (in rows), and the weight / bias ROM contents."""
+        L, W = self.lanes, self.words
         glayers, wroms, brom = [], [[] for _ in range(L)], []
         first = []
         for t, head in enumerate(self.layers):
             first.append(len(glayers))
             x_frac = self.emb_fmt.frac
             for p, l in enumerate(head):
-                groups = -(-l["n_out"] // L)
-                g = {**l, "task": t, "pos": p, "last": p == len(head) - 1, "groups": groups,
+                groups, rows_in = beats(l["n_out"], L), beats(l["n_in"], W)
+                g = {**l, "task": t, "pos": p, "last": p == len(head) - 1, "groups": groups, "rows_in": rows_in,
                      "w_base": len(wroms[0]), "b_base": len(brom), "x_frac": x_frac}
-                w = np.zeros((l["n_in"], groups * L), dtype=np.int64)
-                w[:, :l["n_out"]] = l["weight"]
+                w = np.zeros((rows_in * W, groups * L), dtype=np.int64)
+                w[:l["n_in"], :l["n_out"]] = l["weight"]
                 for lane in range(L):
                     for gg in range(groups):
-                        wroms[lane].extend(int(v) for v in w[:, gg * L + lane])
-                brom.extend(int(v) for v in l["bias"])
+                        wroms[lane].extend(row_init(w[:, gg * L + lane], self.w_width, W))
+                brom.extend(row_init(l["bias"], self.b_width, W))
                 glayers.append(g)
                 x_frac = l["out_fmt"].frac
         return glayers, first, wroms, brom
 
+    def _convert(self, mod: Module, glayers, gl, acc, bias, p: int):
+        """y = the layer's convert(acc + aligned bias), LeakyReLU unless last; a case per global
+        layer (gl), for output position p."""
+        ys = []
+        for kk, g in enumerate(glayers):
+            fxw = g["x_frac"] + g["w_fmt"].frac
+            fb = g["b_fmt"].frac
+            top = max(fxw, fb)
+            z = convert_expr((acc << (top - fxw)) + (bias << (top - fb)), top, g["out_fmt"])
+            if g["act"] is not None:
+                zs = Signal(signed(g["out_fmt"].width), name=f"z{kk}_{p}")
+                mod.d.comb += zs.eq(z)
+                neg = convert_expr(zs * g["act"].alpha, g["out_fmt"].frac + g["act"].alpha_frac, g["out_fmt"])
+                z = Mux(zs > 0, zs, neg)
+            yk = Signal(signed(self.x_width), name=f"y{kk}_{p}")
+            mod.d.comb += yk.eq(z)
+            ys.append(yk)
+        return _by_layer(gl, ys)
+
     def elaborate(self, platform):
         mod = Module()
-        L, s, depth = self.lanes, self.s, self.depth
+        L, W, s, depth = self.lanes, self.words, self.s, self.depth
+        xw = self.x_width
         glayers, first, wroms, brom = self._tables()
         NG = len(glayers)
         aw = max(1, depth.bit_length())
+        s_rows = beats(s, W)
 
         phase = Signal(range(5))
         gl = Signal(range(max(2, NG)))        # global layer index
@@ -149,148 +185,155 @@ class HeadEngine(wiring.Component):
         src = Signal()                         # activation memory read this layer (dst = ~src)
 
         # per-layer constants, selected by gl
-        n_in = Signal(aw + 1)
+        rows_in = Signal(aw + 1)
         n_out = Signal(aw + 1)
         last = Signal()
         w_base = Signal(max(1, len(wroms[0]).bit_length()))
         b_base = Signal(max(1, len(brom).bit_length()))
         # (If/Elif chains and Mux trees rather than Switch: Amaranth writes a Switch as
         # per-signal incomplete Verilog cases, which Verilator's CASEINCOMPLETE rejects)
-        for sig, key in ((n_in, "n_in"), (n_out, "n_out"), (last, "last"), (w_base, "w_base"),
+        for sig, key in ((rows_in, "rows_in"), (n_out, "n_out"), (last, "last"), (w_base, "w_base"),
                          (b_base, "b_base")):
             mod.d.comb += sig.eq(_by_layer(gl, [int(g[key]) for g in glayers]))
 
-        # activation memories
+        # activation memories: rows of W words, a write enable per word
         bufs = []
         for b in range(2):
-            mem = memory.Memory(shape=signed(self.x_width), depth=depth, init=[])
+            mem = memory.Memory(shape=row_shape(xw, W), depth=beats(depth, W), init=[])
             mod.submodules[f"act{b}"] = mem
-            bufs.append((mem.read_port(), mem.write_port()))
+            bufs.append((mem.read_port(), mem.write_port(granularity=xw if W > 1 else None)))
 
-        # ---- LOAD: the embedding into act0 ----
-        j = Signal(aw)
+        # ---- LOAD: the embedding into act0, one beat per row ----
+        j = Signal(aw)                         # LOAD's beat; WDRAIN's cycle
         take = self.in_valid & self.in_ready
         mod.d.comb += self.in_ready.eq(phase == LOAD)
+        ef = self.emb_fmt
+        emb_row = pack_words(mod, row_words(self.in_data, ef.width, W, ef.signed), xw, name="emb")
 
-        # ---- MAC ----
-        k = Signal(aw + 1)                    # input index
-        grp = Signal(aw + 1)                  # output group
-        wg = Signal.like(w_base)              # w_base + grp * n_in
+        # ---- MAC: acc += sum_p x_p w_p over one row per cycle ----
+        k = Signal(aw + 1)                    # input row
+        wg = Signal.like(w_base)              # group * rows_in
         issue = Signal()
         mod.d.comb += issue.eq(phase == MAC)
         v1, first1 = Signal(), Signal()
         mod.d.sync += [v1.eq(issue), first1.eq(issue & (k == 0))]
         src1 = Signal()
         mod.d.sync += src1.eq(src)
-        x_rd = Mux(src1, bufs[1][0].data, bufs[0][0].data)
+        x_rd = row_words(Mux(src1, bufs[1][0].data, bufs[0][0].data), xw, W)
         accs = []
         for lane in range(L):
-            rom = memory.Memory(shape=signed(self.w_width), depth=max(1, len(wroms[lane])),
+            rom = memory.Memory(shape=row_shape(self.w_width, W), depth=max(1, len(wroms[lane])),
                                 init=wroms[lane] or [0])
             mod.submodules[f"w{lane}"] = rom
             rd = rom.read_port()
             mod.d.comb += [rd.addr.eq(w_base + wg + k), rd.en.eq(issue)]
             acc = Signal(signed(self.acc_width), name=f"acc{lane}")
             with mod.If(v1):
-                mod.d.sync += acc.eq(Mux(first1, 0, acc) + x_rd * rd.data)
+                mod.d.sync += acc.eq(Mux(first1, 0, acc)
+                                     + tree_sum(x * w for x, w in zip(x_rd, row_words(rd.data, self.w_width, W))))
             accs.append(acc)
 
-        # ---- write-back: one neuron per cycle through the converter ----
-        wl = Signal(range(max(2, L + 1)))     # lane being written back
-        n_wb = Signal(aw + 1)                  # its neuron index grp * L + wl
-        brom_m = memory.Memory(shape=signed(self.b_width), depth=max(1, len(brom)), init=brom or [0])
+        # ---- write-back: one output row per cycle, the group's neurons in it ----
+        lo = Signal(aw + 2)                    # the group's first neuron group * L
+        row = Signal(aw)                       # output row being written
+        rs = Signal(aw + 2)                    # its first neuron row * W
+        hi = Signal(aw + 2)                    # one past the group's last neuron
+        mod.d.comb += hi.eq(Mux(lo + L < n_out, lo + L, n_out))
+        brom_m = memory.Memory(shape=row_shape(self.b_width, W), depth=max(1, len(brom)), init=brom or [0])
         mod.submodules.bias = brom_m
         b_rd = brom_m.read_port()
         wissue = Signal()
-        mod.d.comb += [wissue.eq((phase == WB) & (n_wb < n_out)),
-                       b_rd.addr.eq(b_base + n_wb), b_rd.en.eq(wissue)]
-        u1, wl1, n1 = Signal(), Signal.like(wl), Signal.like(n_wb)
-        mod.d.sync += [u1.eq(wissue), wl1.eq(wl), n1.eq(n_wb)]
-        acc_sel = _select(accs, wl1) if L > 1 else accs[0]
-        y = Signal(signed(self.x_width))
-        ys = []
-        for kk, g in enumerate(glayers):
-            fxw = g["x_frac"] + g["w_fmt"].frac
-            fb = g["b_fmt"].frac
-            top = max(fxw, fb)
-            total = (acc_sel << (top - fxw)) + (b_rd.data << (top - fb))
-            z = convert_expr(total, top, g["out_fmt"])
-            if g["act"] is not None:
-                zs = Signal(signed(g["out_fmt"].width), name=f"z{kk}")
-                mod.d.comb += zs.eq(z)
-                neg = convert_expr(zs * g["act"].alpha, g["out_fmt"].frac + g["act"].alpha_frac,
-                                   g["out_fmt"])
-                z = Mux(zs > 0, zs, neg)
-            yk = Signal(signed(self.x_width), name=f"y{kk}")
-            mod.d.comb += yk.eq(z)
-            ys.append(yk)
-        mod.d.comb += y.eq(_by_layer(gl, ys))
-        y2, u2, n2 = Signal.like(y), Signal(), Signal.like(n_wb)
-        mod.d.sync += [y2.eq(y), u2.eq(u1), n2.eq(n1)]
+        mod.d.comb += [wissue.eq(phase == WB), b_rd.addr.eq(b_base + row), b_rd.en.eq(wissue)]
+        row1, row2 = Signal.like(row), Signal.like(row)
+        en1, en2 = Signal(W), Signal(W)
+        lane1 = [Signal(range(max(2, L)), name=f"lane1_{p}") for p in range(W)]
+        for p in range(W):
+            n = rs + p
+            mod.d.sync += [en1[p].eq(wissue & (n >= lo) & (n < hi)), lane1[p].eq(n - lo)]
+        mod.d.sync += row1.eq(row)
+        biases = row_words(b_rd.data, self.b_width, W)
+        ys = [self._convert(mod, glayers, gl, _select(accs, lane1[p]) if L > 1 else accs[0], biases[p], p)
+              for p in range(W)]
+        y2 = Signal(row_shape(xw, W))
+        mod.d.sync += [y2.eq(pack_words(mod, ys, xw, name="y")), en2.eq(en1), row2.eq(row1)]
 
         # ---- OUT: logits from the last layer's memory (= ~src after the last layer flips) ----
-        a = Signal(aw + 1)
+        a = Signal(aw + 1)                     # logit index
+        a_row, a_pos = Signal(aw), Signal(range(max(2, W)))
         va, aa, pad = Signal(), Signal(aw + 1), Signal()
+        pa = Signal.like(a_pos)
         advance = ~va | self.out_ready
         C = self.max_classes
 
         for b, (rd, wr) in enumerate(bufs):
             # read: MAC reads src; OUT reads the last layer's output (src after the final flip)
             with mod.If(phase == OUT):
-                mod.d.comb += [rd.addr.eq(a), rd.en.eq(advance & (src == b))]
+                mod.d.comb += [rd.addr.eq(a_row), rd.en.eq(advance & (src == b))]
             with mod.Else():
                 mod.d.comb += [rd.addr.eq(k), rd.en.eq(issue & (src == b))]
             # write: LOAD into act0, write-back into ~src
+            wb = (en2 != 0) & (src != b)
+            write_back = [wr.addr.eq(row2), wr.data.eq(y2), wr.en.eq(en2)]
             if b == 0:
                 with mod.If(take):
-                    mod.d.comb += [wr.addr.eq(j), wr.data.eq(self.in_data), wr.en.eq(1)]
-                with mod.Elif(u2 & (src != b)):
-                    mod.d.comb += [wr.addr.eq(n2), wr.data.eq(y2), wr.en.eq(1)]
+                    mod.d.comb += [wr.addr.eq(j), wr.data.eq(emb_row), wr.en.eq(Const(-1, W))]
+                with mod.Elif(wb):
+                    mod.d.comb += write_back
             else:
-                with mod.If(u2 & (src != b)):
-                    mod.d.comb += [wr.addr.eq(n2), wr.data.eq(y2), wr.en.eq(1)]
+                with mod.If(wb):
+                    mod.d.comb += write_back
         out_rd = Mux(src, bufs[1][0].data, bufs[0][0].data)
+        out_word = row_words(out_rd, xw, W)[0] if W == 1 else out_rd.word_select(pa, xw).as_signed()
         mod.d.comb += [
             self.out_valid.eq(va),
-            self.out_data.eq(Mux(pad, 0, out_rd)),
+            self.out_data.eq(Mux(pad, 0, out_word)),
             self.out_last.eq(va & (aa == C - 1)),
         ]
 
         # ---- sequencing ----
+        layer_start = [k.eq(0), wg.eq(0), lo.eq(0), row.eq(0), rs.eq(0)]
         with mod.If(phase == LOAD):
             with mod.If(take):
                 mod.d.sync += j.eq(j + 1)
                 with mod.If(j == 0):
                     mod.d.sync += task_r.eq(self.task)
-                with mod.If(j == s - 1):
+                with mod.If(j == s_rows - 1):
                     mod.d.sync += gl.eq(_by_layer(Mux(j == 0, self.task, task_r), first))
-                    mod.d.sync += [phase.eq(MAC), j.eq(0), src.eq(0), k.eq(0), grp.eq(0), wg.eq(0)]
+                    mod.d.sync += [phase.eq(MAC), j.eq(0), src.eq(0), *layer_start]
         with mod.Elif(phase == MAC):
             mod.d.sync += k.eq(k + 1)
-            with mod.If(k == n_in - 1):
+            with mod.If(k == rows_in - 1):
                 # the write-back reads the lanes one cycle after its first issue, when the
                 # last product has landed: no flush cycle
-                mod.d.sync += [phase.eq(WB), wl.eq(0), n_wb.eq(grp * L)]
+                mod.d.sync += phase.eq(WB)
         with mod.Elif(phase == WB):
-            mod.d.sync += [wl.eq(wl + 1), n_wb.eq(n_wb + 1)]
-            with mod.If((wl == L - 1) | (n_wb == n_out - 1)):
-                with mod.If(n_wb == n_out - 1):
-                    mod.d.sync += [phase.eq(WDRAIN), wl.eq(0)]
+            next_row = [row.eq(row + 1), rs.eq(rs + W)]
+            with mod.If(rs + W >= hi):        # the group's last row
+                with mod.If(hi == n_out):
+                    mod.d.sync += phase.eq(WDRAIN)
                 with mod.Else():
-                    mod.d.sync += [phase.eq(MAC), k.eq(0), grp.eq(grp + 1), wg.eq(wg + n_in)]
+                    mod.d.sync += [phase.eq(MAC), k.eq(0), wg.eq(wg + rows_in), lo.eq(hi)]
+                    with mod.If(rs + W == hi):  # the next group starts on the next row
+                        mod.d.sync += next_row
+            with mod.Else():
+                mod.d.sync += next_row
         with mod.Elif(phase == WDRAIN):
-            mod.d.sync += wl.eq(wl + 1)
-            with mod.If(wl == WB_STAGES - 1):
-                mod.d.sync += [src.eq(~src), k.eq(0), grp.eq(0)]
+            mod.d.sync += j.eq(j + 1)
+            with mod.If(j == WB_STAGES - 1):
+                mod.d.sync += [src.eq(~src), j.eq(0), *layer_start]
                 with mod.If(last):
-                    mod.d.sync += [phase.eq(OUT), a.eq(0), va.eq(0)]
+                    mod.d.sync += [phase.eq(OUT), a.eq(0), a_row.eq(0), a_pos.eq(0), va.eq(0)]
                 with mod.Else():
-                    mod.d.sync += [phase.eq(MAC), gl.eq(gl + 1), wg.eq(0)]
+                    mod.d.sync += [phase.eq(MAC), gl.eq(gl + 1)]
         with mod.Else():                    # OUT
             with mod.If(advance):
-                mod.d.sync += [va.eq(a < C), aa.eq(a), pad.eq(a >= n_out)]
+                mod.d.sync += [va.eq(a < C), aa.eq(a), pa.eq(a_pos), pad.eq(a >= n_out)]
                 with mod.If(a < C):
                     mod.d.sync += a.eq(a + 1)
+                    with mod.If(a_pos == W - 1):
+                        mod.d.sync += [a_pos.eq(0), a_row.eq(a_row + 1)]
+                    with mod.Else():
+                        mod.d.sync += a_pos.eq(a_pos + 1)
             with mod.If(va & self.out_ready & (aa == C - 1)):
                 mod.d.sync += [phase.eq(LOAD), va.eq(0)]
         return mod
@@ -304,4 +347,5 @@ def _by_layer(index, values):
     return out
 
 
-__all__ = ["HeadEngine", "LANES", "head_layers", "head_params", "head_phases", "head_cycles"]
+__all__ = ["HeadEngine", "LANES", "head_layers", "head_params", "head_phases", "head_cycles",
+           "write_back_rows"]

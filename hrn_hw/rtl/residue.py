@@ -26,9 +26,9 @@ Interface (clock `clk`, synchronous reset `rst`):
 
 The basis ROMs have the projection comparator's layout (`hrn_hw/rtl/projection.py`): one
 synchronous ROM per basis vector, lane u*m + i holding B_ui in rows of W words (row r =
-B_ui[rW .. rW + W - 1], zero past s); the residue reads all of them at the beat's row and keeps the selected unit's m words (a mux), so a top level
-can share the ROMs between the two blocks (the projection reads them while h streams in, the
-residue while h is replayed).
+B_ui[rW .. rW + W - 1], zero past s); the residue reads all of them at the beat's row and
+keeps the selected unit's m rows (a mux), so a top level can share the ROMs between the two
+blocks (the projection reads them while h streams in, the residue while h is replayed).
 
 Pipeline (no stall inside a frame): ROM read and h register; m products, sum and the
 aligned difference (registered); convert (round, saturate; registered); square-accumulate
