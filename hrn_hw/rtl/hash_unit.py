@@ -31,7 +31,7 @@ the W positions' partials of each output word (an adder tree after the memories)
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -102,10 +102,11 @@ class HashUnit(wiring.Component):
             "busy": Out(1),
         })
 
-    def _index_hash(self, m: Module, i: int, jb1):
-        """Stages 2..7 of position i (flat index jb1 * W + i, jb1 the beat index at stage 1):
-        fmix32(fmix32(j) ^ seed) in four multiply stages, then bucket (u * s) >> 32 and sign
-        (bit 0 of u) at stage 6, both again at stage 7. Returns (bucket6, bucket7, neg7)."""
+    def _index_hash(self, m: Module, i: int, jb1, y6):
+        """Stages 2..7 of position i (flat index jb1 * W + i, jb1 the beat index at stage 1;
+        y6 its element at stage 6): fmix32(fmix32(j) ^ seed) in four multiply stages, bucket
+        (u * s) >> 32 and sign (bit 0 of u) at stage 6, the bucket and the signed element
+        -y6 / +y6 at stage 7. Returns (bucket6, bucket7, delta7)."""
         name = f"h{i}_"
         j1 = Signal(32, name=f"{name}j1")
         p2, p3, p4, p5 = (Signal(32, name=f"{name}p{k}") for k in (2, 3, 4, 5))
@@ -118,10 +119,12 @@ class HashUnit(wiring.Component):
         ]
         u = Signal(32, name=f"{name}u")
         bucket6, bucket7 = (Signal(max(1, (self.s - 1).bit_length()), name=f"{name}bucket{k}") for k in (6, 7))
-        neg6, neg7 = Signal(name=f"{name}neg6"), Signal(name=f"{name}neg7")
+        neg6 = Signal(name=f"{name}neg6")
+        delta7 = Signal(signed(self.in_width + 1), name=f"{name}delta7")
         m.d.comb += u.eq(_xs(p5, 16))
-        m.d.sync += [bucket6.eq((u * self.s)[32:]), neg6.eq(u[0]), bucket7.eq(bucket6), neg7.eq(neg6)]
-        return bucket6, bucket7, neg7
+        m.d.sync += [bucket6.eq((u * self.s)[32:]), neg6.eq(u[0]), bucket7.eq(bucket6),
+                     delta7.eq(Mux(neg6, -y6, y6))]
+        return bucket6, bucket7, delta7
 
     def _bank(self, m: Module, name: str, depth: int):
         """One phi bank (depth x acc_width, zero at reset): its write port and a read port
@@ -149,15 +152,17 @@ class HashUnit(wiring.Component):
         # ---- hash pipelines: valid bit and beat per stage, index hash per position ------------
         v = [Signal(name=f"v{k}") for k in range(1, HASH_STAGES + 1)]
         y = [Signal(row_shape(self.in_width, W, self.in_signed), name=f"y{k}")
-             for k in range(1, HASH_STAGES + 1)]
+             for k in range(1, HASH_STAGES)]
         jb1 = Signal(jw)
         take = self.in_valid & self.in_ready
         m.d.comb += self.in_ready.eq(phase == 0)
         m.d.sync += [v[0].eq(take), y[0].eq(self.in_data), jb1.eq(jb)]
         for k in range(1, HASH_STAGES):
-            m.d.sync += [v[k].eq(v[k - 1]), y[k].eq(y[k - 1])]
-        y7 = row_words(y[6], self.in_width, W, self.in_signed)
-        hashes = [self._index_hash(m, i, jb1) for i in range(W)]
+            m.d.sync += v[k].eq(v[k - 1])
+        for k in range(1, HASH_STAGES - 1):
+            m.d.sync += y[k].eq(y[k - 1])
+        y6 = row_words(y[5], self.in_width, W, self.in_signed)
+        hashes = [self._index_hash(m, i, jb1, y6[i]) for i in range(W)]
 
         # ---- read-out registers ------------------------------------------------------------------
         ra = Signal(bw)          # next row to read
@@ -186,12 +191,14 @@ class HashUnit(wiring.Component):
                 m.d.sync += [phase.eq(0), ra.eq(0), ov.eq(0)]
         with m.Else():
             # hashing: stage 6 addresses the position's banks, stage 7 writes phi[bucket] +- y
-            # into the bank of bucket mod W
-            for (bucket6, bucket7, neg7), bank, yi in zip(hashes, ports, y7):
+            # into the bank of bucket mod W (one adder per position)
+            for i, ((bucket6, bucket7, delta7), bank) in enumerate(zip(hashes, ports)):
+                cur = bank[0][1].data if W == 1 else Array(rd.data for _, rd in bank)[bucket7[:lw]]
+                acc = Signal(signed(self.acc_width), name=f"h{i}_acc")
+                m.d.comb += acc.eq(cur + delta7)
                 for b, (wr, rd) in enumerate(bank):
                     m.d.comb += [rd.addr.eq(bucket6[lw:]), rd.en.eq(1)]
-                    m.d.comb += [wr.addr.eq(bucket7[lw:]), wr.en.eq(v[6] & (bucket7[:lw] == b)),
-                                 wr.data.eq(Mux(neg7, rd.data - yi, rd.data + yi))]
+                    m.d.comb += [wr.addr.eq(bucket7[lw:]), wr.en.eq(v[6] & (bucket7[:lw] == b)), wr.data.eq(acc)]
 
         with m.If(phase == 0):
             with m.If(take):
