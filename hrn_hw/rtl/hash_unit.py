@@ -21,7 +21,10 @@ Interface (clock `clk`, synchronous reset `rst`):
 
 Pipeline (beat accepted at edge 0), one copy per position: index register (1), fmix32(j) in
 two multiply stages (2, 3), XOR with the seed and the outer fmix32 in two multiply stages
-(4, 5), bucket/sign (6, also the phi memory's read address), read-modify-write of phi (7).
+(4, 5), bucket/sign (6, also the phi memory's read address), read-modify-write of phi (7:
+the bucket and the element, negated when the sign is -1, are registered; one adder adds it to
+the word read from the bucket's bank).
+
 Each position has a private accumulator of s buckets, split into W banks by bucket mod W
 (bank b holds buckets b, b + W, ...; row r of bank b is bucket rW + b), so positions never
 conflict; a bank's read port is transparent to its write port, so back-to-back elements of
