@@ -363,6 +363,7 @@ class HRN(nn.Module):
         blocked = init.logical_not().expand(B, M).clone()    # ~selectable, per sample
         seeds = self.hash_seeds.tolist()
         units = list(self.units._modules.values())
+        runners: dict = {}                    # unit -> its frozen_runner, made when first needed
         idx = torch.arange(B, device=dev)     # the step's samples, in the order of its rows
         groups = [(x, 0, B)]                  # (maps, hash index, rows), in row order
         for k in range(d):
@@ -390,12 +391,13 @@ class HRN(nn.Module):
             if k == d - 1 or k + 1 >= n_free:
                 break
             blocked[idx, sel] = True
-            groups, idx = self._regroup_frozen(groups, idx, torch.where(rn >= self.tau_d, sel, M), units)
+            groups, idx = self._regroup_frozen(groups, idx, torch.where(rn >= self.tau_d, sel, M),
+                                               units, runners)
             if not groups:
                 break
         return out
 
-    def _regroup_frozen(self, groups, idx, key, units):
+    def _regroup_frozen(self, groups, idx, key, units, runners):
         """`_run_units` for `route_frozen`: the same groups (rows by selected unit, in sample
         order; buckets by (unit, map shape), ordered by unit) and unit calls; returns the next
         groups and their samples. `key` per row: the selected unit, M where the sample stops."""
@@ -428,7 +430,8 @@ class HRN(nn.Module):
         for (unit, _), parts in sorted(buckets.items(), key=lambda kv: kv[0][0]):
             ids += [p[0] for p in parts]
             maps = _cat([p[1] for p in parts])
-            out.append((units[unit](maps), unit + 1, maps.shape[0]))
+            run = runners.get(unit) or runners.setdefault(unit, units[unit].frozen_runner())
+            out.append((run(maps), unit + 1, maps.shape[0]))
         return out, (_cat(ids) if ids else idx[:0])
 
     def forward(self, x: torch.Tensor, task: int, oracle: bool = False):

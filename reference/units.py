@@ -261,6 +261,32 @@ class ConvUnit(nn.Module):
             cache = self._eval_cache = (sources, key, folded)
         return cache[2]
 
+    def frozen_runner(self):
+        """`forward` for a series of eval calls without autograd during which nothing changes
+        the unit (one inference routing pass, `HRN.route_frozen`): the checks of `forward` and
+        the BN-folded weights' lookup made once. Returns the unit itself (its __call__) where
+        that shortcut would skip or change something: hooks, a replaced `forward`, a layer in
+        training mode, no fusable conv -> batchnorm -> activation start."""
+        mods = list(self.layers._modules.values())
+        if (self.training or any(m.training for m in mods) or not self._fusable(mods)
+                or "forward" in self.__dict__ or type(self).forward is not ConvUnit.forward
+                or self._forward_hooks or self._forward_pre_hooks or self._backward_hooks
+                or self._backward_pre_hooks or nn.modules.module._has_any_global_hook()):
+            return self
+        conv, bn, act = mods[0], mods[1], mods[2]
+        rest = mods[3:]
+        weight, shift = self._folded_bn(conv, bn)
+        in_channels, kernel, stride, padding, slope = (self.in_channels, conv.kernel, conv.stride,
+                                                       conv.padding, act.slope)
+
+        def run(x: torch.Tensor) -> torch.Tensor:   # forward's eval path, without the checks
+            x = pad_to_kernel(fold_channels(x, in_channels), kernel, padding)
+            x = scaled_grad.conv_act_eval(x, weight, shift, stride, padding, slope)
+            for layer in rest:
+                x = layer(x, None)
+            return x
+        return run
+
     def forward_unfused(self, x: torch.Tensor, grad_scale: torch.Tensor | None = None) -> torch.Tensor:
         """Layer by layer (the fused block's specification; tests compare the two)."""
         self._eval_cache = None

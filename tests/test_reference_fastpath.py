@@ -204,3 +204,36 @@ def test_route_frozen_float_input_is_not_modified():
         a, b = model.route(xf), model.route(x)
     assert torch.equal(xf, keep)
     assert_identical(a, b)
+
+
+def test_frozen_runner_is_forward_and_defers_to_the_module_when_needed():
+    """The unit's eval runner gives forward's output bit for bit; it is the unit itself (so hooks
+    run, a replaced forward is called, training layers train) wherever that shortcut would not."""
+    unit, x = make_unit(), torch.rand(7, 1, 28, 28)
+    with torch.inference_mode():
+        run = unit.frozen_runner()
+        assert run is not unit
+        assert torch.equal(run(x), unit(x))
+    handle = unit.register_forward_hook(lambda mod, args, out: None)
+    assert unit.frozen_runner() is unit
+    handle.remove()
+    unit.layers[1].train()
+    assert unit.frozen_runner() is unit
+    unit.eval()
+    unit.forward = lambda *a, **k: None
+    assert unit.frozen_runner() is unit
+    del unit.forward
+    assert unit.frozen_runner() is not unit
+    plain = ConvUnit(1, [LAYERS[0], LAYERS[2]]).eval()      # no batchnorm: nothing to fuse
+    assert plain.frozen_runner() is plain
+
+
+def test_route_frozen_runs_units_through_their_hooks():
+    from test_routing import CallCounter
+    model = trained_model(seed=0).eval()
+    x = random_images(16, 6)
+    calls = CallCounter(model)
+    with torch.no_grad():
+        r = model.route(x)
+    calls.close()
+    assert sum(calls.samples) == int(((r.routes >= 0).sum(1) - 1).clamp(min=0).sum())
