@@ -152,44 +152,54 @@ class BasisPool(nn.Module):
         `coef` [n, m] are the projections computed at selection; they are exact until a
         unit's basis changes in this call, after which that unit's coefficients are recomputed.
         """
+        units = sel.tolist()
         counts = self.count.tolist()
         locked = self.locked.tolist()
+        # the samples whose unit can learn (initialised, not locked): often none, or a few
+        if not any(counts[u] and not locked[u] for u in units):
+            return
         nonzero = h.any(dim=1).tolist()
-        units = sel.tolist()
         coefs = coef.detach().cpu().numpy()
-        counters = self.age_counter.cpu().numpy().copy()
-        thresholds = self.age_threshold.cpu().numpy().copy()
+        bases = self.bases
+        counters = self.age_counter.tolist()           # Python ints and floats (float64: the same
+        thresholds = self.age_threshold.tolist()       # products and floors as the buffers' dtype)
+        counters_before = [row[:] for row in counters]
+        thresholds_before = thresholds[:]
         # Per-sample projection norm and weakest vector from the selection-time coefficients
         # (slots beyond a unit's count are masked); valid until the unit's basis changes here.
         width = np.asarray([counts[u] for u in units], dtype=np.int64).reshape(-1, 1)
         pnorms = np.sqrt(np.square(coefs).sum(axis=1)).tolist()
         masked = np.where(np.arange(self.m)[None, :] < width, np.abs(coefs), np.inf)
-        weakest_all = masked.argmin(axis=1).tolist() if len(units) else []
+        weakest_all = masked.argmin(axis=1).tolist()
+        m, tau_expand, aging, rate = self.m, self.tau_expand, self.aging, self.aging_rate
         dirty: set[int] = set()
         for i, unit in enumerate(units):
             n = counts[unit]
             if n == 0 or locked[unit] or not nonzero[i]:   # a zero hash carries nothing to learn
                 continue
             if unit in dirty:
-                c = (self.bases[unit, :n] @ h[i]).cpu().numpy()
+                c = (bases[unit, :n] @ h[i]).cpu().numpy()
                 pnorm, weakest = float(np.sqrt(np.dot(c, c))), int(np.argmin(np.abs(c)))
             else:
                 pnorm, weakest = pnorms[i], weakest_all[i]
-            if n < self.m and pnorm < self.tau_expand:
+            if n < m and pnorm < tau_expand:
                 if self._expand(unit, n, h[i]):
                     counts[unit] = n + 1
-                    counters[unit, n] = int(thresholds[unit])
+                    counters[unit][n] = int(thresholds[unit])
                     dirty.add(unit)
                     continue
-            if self.aging and n > 1:
-                counters[unit, weakest] -= 1
-                if counters[unit, weakest] <= 0:
-                    thresholds[unit] *= self.aging_rate
-                    counters[unit, weakest] = math.floor(thresholds[unit])
+            if aging and n > 1:
+                row = counters[unit]
+                row[weakest] -= 1
+                if row[weakest] <= 0:
+                    thresholds[unit] *= rate
+                    row[weakest] = math.floor(thresholds[unit])
                     self._renew(unit, n, weakest, h[i])
                     dirty.add(unit)
-        self.age_counter.copy_(torch.from_numpy(counters))
-        self.age_threshold.copy_(torch.from_numpy(thresholds))
+        if counters != counters_before:
+            self.age_counter.copy_(torch.tensor(counters, dtype=self.age_counter.dtype))
+        if thresholds != thresholds_before:
+            self.age_threshold.copy_(torch.tensor(thresholds, dtype=self.age_threshold.dtype))
 
     def _expand(self, unit: int, n: int, vec: torch.Tensor) -> bool:
         """Alg. 4: append r / ||r|| (the caller checked ||p|| < tau_expand)."""

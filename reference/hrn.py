@@ -200,18 +200,20 @@ class HRN(nn.Module):
 
     def _run_units(self, groups, go, sel, rn):
         """Regroup the continuing samples by (selected unit, map shape) and run each unit once."""
-        buckets = self._regroup(groups, go, sel, rn if self._grad_scaling() else None)
+        units = list(self.units._modules.values())      # (ModuleList indexing is slow)
+        buckets = self._regroup(groups, go, sel, rn if self._grad_scaling() else None, units)
         out = []
         for (unit, _), parts in sorted(buckets.items(), key=lambda kv: kv[0][0]):
             pidx, maps, scale = (_cat(t) for t in zip(*parts))
-            out.append((pidx, self.units[unit](maps, self._grad_scale(scale)), unit + 1))
+            out.append((pidx, units[unit](maps, self._grad_scale(scale)), unit + 1))
         return out
 
-    def _regroup(self, groups, go, sel, scales):
+    def _regroup(self, groups, go, sel, scales, modules=None):
         """{(unit, map shape): [(sample indices, maps, scales or None)]}: every group's continuing
         rows (`go`; `sel`, `scales` per row of the step's concatenation) split by selected unit,
         in sample order; maps folded to the units' channels first where those agree."""
         M = self.num_units
+        mods = list(self.units._modules.values()) if modules is None else modules
         key = sel.masked_fill(~go, M)                    # M: the sample stops here
         buckets: dict[tuple, list] = {}
         offset = 0
@@ -219,11 +221,13 @@ class HRN(nn.Module):
             n = len(gidx)
             g_key = key[offset:offset + n]
             counts = torch.bincount(g_key, minlength=M + 1).tolist()
-            rows = torch.argsort(g_key, stable=True)[:n - counts[M]]    # continuing rows, by unit
+            rows = torch.argsort(g_key, stable=True)                    # continuing rows, by unit
+            if counts[M]:
+                rows = rows[:n - counts[M]]
             units = [u for u in range(M) if counts[u]]
             sizes = [counts[u] for u in units]
             shape = tuple(y.shape[1:])     # the grouping key (and BN batch) stays the map's shape
-            in_ch = {self.units[u].in_channels for u in units}
+            in_ch = {mods[u].in_channels for u in units}
             if len(in_ch) == 1:   # fold the channels before the copy (per sample, so the same sums)
                 y = fold_channels(y, in_ch.pop())
             parts = [gidx.index_select(0, rows).split(sizes), y.index_select(0, rows).split(sizes),

@@ -238,7 +238,8 @@ class ConvUnit(nn.Module):
                 weight, shift = self._folded_bn(conv, bn)
                 x = scaled_grad.conv_act_eval(x, weight, shift, conv.stride, conv.padding, act.slope)
             else:
-                self._eval_cache = None   # BN statistics may update (no version bump); a step follows
+                if self._eval_cache is not None:   # BN statistics may update (no version bump)
+                    self._eval_cache = None       # and a step follows
                 x = scaled_grad.unit_block(x, conv.weight, conv.bias, bn.weight, bn.bias,
                                            bn.running_mean, bn.running_var, conv.stride, conv.padding,
                                            use_batch, bn.momentum, bn.eps, act.slope, grad_scale)
