@@ -256,10 +256,10 @@ class ConvEngine(wiring.Component):
         take = self.in_valid & self.in_ready
         m.d.comb += self.in_ready.eq((s.phase == LOAD) & ~s.extra)
         held = Signal(len(self.in_data))             # the beat whose runs are not all folded yet
-        pos = Signal(range(max(2, W)))               # its next word
+        pos = Signal(range(max(2, W)))               # its next word (W = 1: a beat is one run)
         ja = Signal(range(max(g["S"] for g in self.geo) + 1))   # folded address of word jn
         add = Signal()                               # past the first channel group: add, not overwrite
-        src = Mux(s.extra, held, self.in_data[:len(held)])
+        src = Mux(s.extra, held, self.in_data[:len(held)]) if W > 1 else self.in_data
         p0 = Mux(s.extra, pos, 0)
         S_c, n_c = self._per_call(s.cur, "S"), self._per_call(s.cur, "n_in")
         run = Signal(range(W + 1))
@@ -287,10 +287,12 @@ class ConvEngine(wiring.Component):
         with m.If((s.phase == LOAD) & active):
             with m.If(s.first_in):
                 m.d.sync += s.cid.eq(self.call_id)
-            with m.If(~s.extra):
-                m.d.sync += held.eq(src)
-            done = (p0 + run == W) | last
-            m.d.sync += [s.jn.eq(s.jn + run), ja.eq(ja + run), s.extra.eq(~done), pos.eq(p0 + run)]
+            if W > 1:
+                with m.If(~s.extra):
+                    m.d.sync += held.eq(src)
+                done = (p0 + run == W) | last
+                m.d.sync += [s.extra.eq(~done), pos.eq(p0 + run)]
+            m.d.sync += [s.jn.eq(s.jn + run), ja.eq(ja + run)]
             with m.If(ja + run == S_c):
                 m.d.sync += [ja.eq(0), add.eq(1)]
             with m.If(last):
