@@ -2,8 +2,10 @@
 `hrn_hw.fixedpoint.ops.normalise` / `inv_sqrt`, cycles equal to
 `hrn_hw.rtl.cycles.normaliser_cycles`.
 
-Two builds: the paper config (s = 300, K = 48, h s16 frac 14, rnd) and a small one whose h
-format saturates and truncates (s = 16, K = 20, h s8 frac 10, trn).
+Three builds: the paper config (s = 300, K = 48, h s16 frac 14, rnd) at one word per beat
+and at W = 8 words per beat with r = 4 root bits per cycle (300 is not a multiple of 8: the
+last beat is half padding), and a small one whose h format saturates and truncates (s = 16,
+K = 20, h s8 frac 10, trn).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 
 import cocotb
 
-from simlib import params, record, run_dut, start, stream_frame, to_unsigned
+from simlib import pack_beats, params, record, run_dut, start, stream_frame, to_unsigned, unpack_beat
 
 P = params()
 E_MAX = (1 << 63) - 1          # the export refuses energies beyond 63 bits
@@ -24,17 +26,28 @@ def h_fmt():
     return Fmt.from_dict(P["h_fmt"])
 
 
+def words():
+    return P.get("words", 1)
+
+
 async def norm_frame(dut, phi, rng=None, in_gap=0.0, out_stall=0.0):
-    """Stream phi [s]; return (h [s], E, inv, cycles from the first input handshake to the last
-    output handshake, inclusive)."""
+    """Stream phi [s] in beats of W words, the last beat's padding past s holding -2^31 and
+    2^31 - 1 (the block must ignore it); return (h [s], E, inv, cycles from the first input
+    handshake to the last output handshake, inclusive). The padding past s of the last output
+    beat must be zero."""
     seen = {}
+    s, W, hw = P["s"], words(), h_fmt().width
+    junk = [(1 << 31) - 1 if k % 2 else -(1 << 31) for k in range(-s % W)]
 
     def latch(_):
         if to_unsigned(dut.out_valid) and not seen:     # E and inv of the frame being streamed out
             seen["energy"], seen["inv"] = to_unsigned(dut.energy), to_unsigned(dut.inv)
 
-    out, cyc = await stream_frame(dut, phi, P["s"], rng, in_gap, out_stall, on_cycle=latch)
-    return np.array(out, dtype=np.int64), seen.get("energy"), seen.get("inv"), cyc
+    out, cyc = await stream_frame(dut, pack_beats(list(phi) + junk, W, 32), -(-s // W), rng, in_gap, out_stall,
+                                  on_cycle=latch, read_output=lambda: unpack_beat(to_unsigned(dut.out_data), W, hw))
+    h = np.array(out, dtype=np.int64).reshape(-1)
+    assert not h[s:].any(), f"h padding past s not zero: {h[s:]}"
+    return h[:s], seen.get("energy"), seen.get("inv"), cyc
 
 
 def check(dut, name, phi, h, energy, inv, cyc=None):
@@ -50,7 +63,7 @@ def check(dut, name, phi, h, energy, inv, cyc=None):
     bad = np.nonzero(h != want)[0]
     assert not len(bad), f"{name}: {len(bad)} of h differ, first {bad[0]}: rtl {h[bad[0]]} golden {want[bad[0]]}"
     sat = int(np.count_nonzero((want == fmt.qmax) | (want == fmt.qmin)))
-    model = normaliser_cycles(P["s"], k) if cyc is not None else None
+    model = normaliser_cycles(P["s"], k, words(), P.get("root_bits", 1)) if cyc is not None else None
     record(name, True, cyc, model)
     if cyc is not None:
         assert cyc == model, f"{name}: cycles {cyc} != model {model}"
@@ -69,6 +82,10 @@ def cases(rng):
     two[[0, s - 1]] = [(1 << 31) - 1, -((1 << 31) - 1)]
     unit = np.zeros(s, dtype=np.int64)
     unit[s // 2] = 1
+    last = np.zeros(s, dtype=np.int64)
+    last[s - 1] = -1                            # in the last (padded) beat when W does not divide s
+    full = np.full(s, top) * np.where(rng.random(s) < 0.5, 1, -1)
+    assert int(np.sum(full * full)) >> 62 == 1  # E's top bit (2^62 of a 63-bit energy) set
     # E = 2^30 exactly with entries +-1: inv = 2^(K-15), so at K = 48 and frac 14 the products
     # of the +-1 entries sit exactly half an LSB from h's grid (round half up: 1 -> 1, -1 -> 0)
     tie = np.zeros(s, dtype=np.int64)
@@ -77,7 +94,8 @@ def cases(rng):
         ("E == 0", np.zeros(s, dtype=np.int64)),
         ("rounding ties (E = 2^30, entries +-1)", tie),
         ("E == 1", unit),
-        ("maximum energy (all entries at sqrt(2^63 / s))", np.full(s, top) * np.where(rng.random(s) < 0.5, 1, -1)),
+        ("E == 1, last entry -1", last),
+        ("maximum energy (all entries at sqrt(2^63 / s), E >= 2^62)", full),
         ("one entry -2^31", one),
         ("two entries +-(2^31 - 1)", two),
         ("small ints", rng.integers(-3, 4, s)),
@@ -111,22 +129,25 @@ async def normalise_backpressure(dut):
         check(dut, f"stalled: {name}", phi, h, energy, inv)
 
 
-def _run(s, norm_k, fmt, build_name, seed, expect_saturation=False):
+def _run(s, norm_k, fmt, build_name, seed, expect_saturation=False, words=1, root_bits=1):
     from hrn_hw.rtl import Normaliser
 
-    dut = Normaliser(s=s, norm_k=norm_k, h_fmt=fmt)
+    dut = Normaliser(s=s, norm_k=norm_k, h_fmt=fmt, words=words, root_bits=root_bits)
     run_dut(dut, "normaliser", "test_normaliser",
             {"s": s, "norm_k": norm_k, "h_fmt": fmt.to_dict(), "seed": seed,
-             "expect_saturation": expect_saturation}, build_name=build_name)
+             "expect_saturation": expect_saturation, "words": words, "root_bits": root_bits},
+            build_name=build_name)
 
 
 def test_normaliser():
-    """pytest: the paper config's normaliser (s = 300, K = 48 for 63-bit energies, h s16 frac 14)."""
+    """pytest: the paper config's normaliser (s = 300, K = 48 for 63-bit energies, h s16 frac 14),
+    at one word per beat, then at W = 8 words per beat with 4 root bits per cycle."""
     from hrn_hw.fixedpoint.fmt import Fmt
     from hrn_hw.fixedpoint.ops import norm_shift
 
     fmt = Fmt(16, 14)
     _run(300, norm_shift(63, fmt), fmt, "normaliser", 0)
+    _run(300, norm_shift(63, fmt), fmt, "normaliser_w8_r4", 2, words=8, root_bits=4)
 
 
 def test_normaliser_saturating():

@@ -1,6 +1,10 @@
 """Projection comparator (hrn_hw/rtl/projection.py) on Verilator: coefficients, energies and
 the selected unit bit-exact with the golden `hrn_hw.fixedpoint.ops.project` / `select`, cycles
 equal to `hrn_hw.rtl.cycles.projection_cycles`.
+
+Two builds of M = 5 units, m = 3, s = 300: one word of h per beat, and W = 8 words per beat
+(300 is not a multiple of 8: the last beat is half padding, driven with garbage here to check
+that it is ignored).
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ import numpy as np
 
 import cocotb
 
-from simlib import params, record, run_dut, start, stream_frame, to_unsigned
+from simlib import pack_beats, params, record, run_dut, start, stream_frame, to_unsigned
 
 P = params()
 
@@ -30,6 +34,15 @@ def words(value: int, n: int, width: int, signed: bool = True) -> np.ndarray:
     return np.array(out, dtype=np.int64)
 
 
+def beats_of(h):
+    """h [s] as beats of W words; the last beat's padding past s holds the format's limits
+    (the block must ignore it)."""
+    W, s = P.get("words", 1), P["s"]
+    hf, _, _ = fmts()
+    pad = [hf.qmax if k % 2 else hf.qmin for k in range(-s % W)]
+    return pack_beats(list(h) + pad, W, hf.width)
+
+
 async def project_frame(dut, h, allowed, rng=None, in_gap=0.0, out_stall=0.0):
     """Stream h with the `allowed` mask; return (coef [M, m], energy [M], sel, ok, cycles)."""
     M, m = P["M"], P["m"]
@@ -41,7 +54,7 @@ async def project_frame(dut, h, allowed, rng=None, in_gap=0.0, out_stall=0.0):
         energy = words(to_unsigned(dut.energy), M, P["e_width"], signed=False)
         return coef, energy, to_unsigned(dut.sel), bool(to_unsigned(dut.ok))
 
-    (res,), cyc = await stream_frame(dut, h, 1, rng, in_gap, out_stall, out_last=False, read_output=result)
+    (res,), cyc = await stream_frame(dut, beats_of(h), 1, rng, in_gap, out_stall, out_last=False, read_output=result)
     return (*res, cyc)
 
 
@@ -57,7 +70,7 @@ def check(dut, name, h, allowed, coef, energy, sel, ok, cyc=None):
     assert np.array_equal(energy, e_gold[0]), f"{name}: energies differ: rtl {energy} golden {e_gold[0]}"
     assert ok == bool(ok_gold[0]), f"{name}: ok {ok} != golden {ok_gold[0]}"
     assert sel == int(sel_gold[0]), f"{name}: selected {sel} != golden {sel_gold[0]}"
-    model = projection_cycles(P["s"], P["M"]) if cyc is not None else None
+    model = projection_cycles(P["s"], P["M"], P.get("words", 1)) if cyc is not None else None
     record(name, True, cyc, model)
     if cyc is not None:
         assert cyc == model, f"{name}: cycles {cyc} != model {model}"
@@ -76,6 +89,7 @@ def cases(rng):
         ("h = 0 (all energies 0: lowest allowed index)", np.zeros(s, dtype=np.int64), [False] + [True] * (M - 1)),
         ("no allowed unit", rng.integers(-2000, 2000, s), [False] * M),
         ("h = e_3", unit, everyone),
+        ("h = e_{s-1} (in the last beat)", np.eye(1, s, s - 1, dtype=np.int64)[0] << hf.frac, everyone),
         ("h at the format limits", np.where(rng.random(s) < 0.5, hf.qmax, hf.qmin), everyone),
         ("tie between units 1 and 3 (identical bases, 0 2 4 masked)", rng.integers(-3000, 3000, s),
          [u in (1, 3) for u in range(M)]),
@@ -117,9 +131,7 @@ def make_bases(M, m, s, b_fmt, seed=4):
     return bases
 
 
-def test_projection():
-    """pytest: M = 5 units, m = 3, s = 300 with the default formats (h s16/14, basis s16/15,
-    coefficient s16/14)."""
+def _run(build_name, words=1):
     from hrn_hw.fixedpoint.fmt import Fmt
     from hrn_hw.rtl.projection import ProjectionComparator
     from simlib import BUILD_DIR
@@ -127,10 +139,17 @@ def test_projection():
     M, m, s = 5, 3, 300
     hf, bf, cf = Fmt(16, 14), Fmt(16, 15), Fmt(16, 14)
     bases = make_bases(M, m, s, bf)
-    path = BUILD_DIR / "projection" / "bases.npy"
+    path = BUILD_DIR / build_name / "bases.npy"
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, bases)
-    dut = ProjectionComparator(bases, hf, bf, cf)
+    dut = ProjectionComparator(bases, hf, bf, cf, words=words)
     run_dut(dut, "projection", "test_projection",
             {"M": M, "m": m, "s": s, "h_fmt": hf.to_dict(), "b_fmt": bf.to_dict(), "c_fmt": cf.to_dict(),
-             "e_width": dut.e_width, "bases": str(path)})
+             "e_width": dut.e_width, "bases": str(path), "words": words}, build_name=build_name)
+
+
+def test_projection():
+    """pytest: M = 5 units, m = 3, s = 300 with the default formats (h s16/14, basis s16/15,
+    coefficient s16/14), at one word of h per beat, then at W = 8 words per beat."""
+    _run("projection")
+    _run("projection_w8", words=8)

@@ -5,19 +5,24 @@ E = sum phi_j^2 (exact), inv = isqrt(floor(2^(2K) / E)) (0 when E = 0),
 h_j = convert(phi_j * inv, frac K -> h_fmt): add 2^(shift-1) for "rnd" (nothing for "trn"),
 arithmetic shift right by shift = K - frac_h, saturate to h_fmt's range.
 
+Parameters `words` W (docs/rtl.md "Multi-word streams": phi and h move W words per beat,
+ceil(s / W) beats a frame, positions past s zero) and `root_bits` r (quotient bits and root
+bits produced per cycle by the divider and the square root). W = r = 1 is the one-word block.
+
 Interface (clock `clk`, synchronous reset `rst`):
 - input stream `in_valid` / `in_ready` / `in_data`: the s entries of phi (signed, phi_width),
-  in bucket order (the hash unit's output stream); `in_ready` is high in phase LOAD.
+  in bucket order (the hash unit's output stream); `in_ready` is high in phase LOAD. Positions
+  past s of the last beat are ignored (forced to zero).
 - output stream `out_valid` / `out_ready` / `out_data` / `out_last`: h_0 .. h_{s-1} in h_fmt,
-  with back-pressure.
+  with back-pressure; positions past s of the last beat are zero.
 - `energy` and `inv`: E and inv of the current frame, valid while the frame's h is streamed
   out (for tests and for the residue's stop rule).
 
-Phases: LOAD (s inputs, stored in a local s-entry memory; squares summed through a two-stage
-multiply-accumulate), FLUSH (the MAC drains), DIV (restoring division 2^(2K) / E, one quotient
-bit per cycle, 2K + 1 cycles), SQRT (bit-by-bit integer square root of the quotient, two
-radicand bits per cycle, K + 1 cycles), OUT (read phi, multiply by inv, round and saturate:
-a three-stage pipeline with a common stall).
+Phases: LOAD (ceil(s / W) beats, stored as rows of W words in a local memory; the W squares of
+a beat are summed by an adder tree into E through a two-stage multiply-accumulate), FLUSH (the
+MAC drains), DIV (restoring division 2^(2K) / E, r quotient bits per cycle), SQRT (digit-by-digit
+integer square root of the quotient, r root bits (2r radicand bits) per cycle), OUT (read a row
+of phi, multiply by inv, round and saturate: a three-stage pipeline with a common stall).
 """
 
 from __future__ import annotations
@@ -27,162 +32,199 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hrn_hw.fixedpoint.fmt import Fmt
+from hrn_hw.rtl.residue import beats, convert_expr, pack_words, row_shape, row_words, tree_sum
 
 LOAD, FLUSH, DIV, SQRT, OUT = range(5)
 MAC_STAGES = 2        # phi register, square register; E is updated one cycle later
 OUT_STAGES = 3        # memory read, product register, output register
 
 
-def normaliser_phases(s: int, norm_k: int) -> dict:
-    """Cycles per phase of the normaliser for s entries and K = norm_k."""
+def div_cycles(norm_k: int, root_bits: int = 1) -> int:
+    """Cycles of the restoring division 2^(2K) / E: ceil((2K + 1) / r)."""
+    return -(-(2 * norm_k + 1) // root_bits)
+
+
+def sqrt_cycles(norm_k: int, root_bits: int = 1) -> int:
+    """Cycles of the square root of the (2K + 1)-bit quotient (K + 1 root bits): ceil((K + 1) / r)."""
+    return -(-(norm_k + 1) // root_bits)
+
+
+def normaliser_phases(s: int, norm_k: int, words: int = 1, root_bits: int = 1) -> dict:
+    """Cycles per phase of the normaliser for s entries, K = norm_k, W words per beat and r
+    root bits per cycle."""
     return {
-        "load": s,                  # phi in, stored, squared
-        "flush": MAC_STAGES + 1,    # square and accumulate drain; the FSM sees it empty
-        "div": 2 * norm_k + 1,      # restoring division 2^(2K) / E, one quotient bit per cycle
-        "sqrt": norm_k + 1,         # isqrt of the (2K+1)-bit quotient, two bits per cycle
-        "out_pipeline": OUT_STAGES, # memory read, product, round/saturate registers
-        "out": s,                   # h_0 .. h_{s-1}, one per cycle
+        "load": beats(s, words),                # phi in, stored, squared
+        "flush": MAC_STAGES + 1,                # square and accumulate drain; the FSM sees it empty
+        "div": div_cycles(norm_k, root_bits),   # restoring division 2^(2K) / E, r quotient bits a cycle
+        "sqrt": sqrt_cycles(norm_k, root_bits), # isqrt of the (2K+1)-bit quotient, r root bits a cycle
+        "out_pipeline": OUT_STAGES,             # memory read, product, round/saturate registers
+        "out": beats(s, words),                 # h, one beat (W words) per cycle
     }
 
 
-def normaliser_cycles(s: int, norm_k: int) -> int:
-    """Normaliser latency: 2 s + 3 K + 8."""
-    return sum(normaliser_phases(s, norm_k).values())
+def normaliser_cycles(s: int, norm_k: int, words: int = 1, root_bits: int = 1) -> int:
+    """Normaliser latency: 2 ceil(s / W) + ceil((2K + 1) / r) + ceil((K + 1) / r) + 6
+    (2 s + 3 K + 8 at W = r = 1)."""
+    return sum(normaliser_phases(s, norm_k, words, root_bits).values())
+
+
+def _div_steps(mod: Module, rem, q, e, one, one_at: int, steps: int):
+    """`steps` restoring-division steps in one cycle (MSB first): shift in the numerator bit
+    (`one` at step `one_at`, else 0), subtract E when it fits. Returns (rem, q) after."""
+    ew = len(e)
+    for i in range(steps):
+        t = Signal(ew + 1, name=f"div_t{i}")
+        mod.d.comb += t.eq(Cat(one if i == one_at else C(0, 1), rem[:ew]))   # (rem << 1) | bit
+        ge = t >= e
+        rem, q = Mux(ge, t - e, t), Cat(ge, q)
+    return rem, q
+
+
+def _sqrt_steps(mod: Module, srem, root, x, rw: int, steps: int):
+    """`steps` digit-by-digit square-root steps in one cycle, two radicand bits each, taken from
+    the top of x downwards. Returns (srem, root) after."""
+    xw = len(x)
+    for i in range(steps):
+        r2 = Signal(rw + 2, name=f"sqrt_r{i}")
+        mod.d.comb += r2.eq(Cat(x[xw - 2 * i - 2:xw - 2 * i], srem[:rw]))   # (srem << 2) | 2 bits
+        trial = Cat(C(1, 2), root)                                           # (root << 2) | 1
+        ge = r2 >= trial
+        # a signal per step: the next trial reads the root (an expression would nest each
+        # step's comparison in all the later ones); partial roots never exceed the root's width
+        step_root = Signal(len(root), name=f"sqrt_root{i}")
+        mod.d.comb += step_root.eq(Cat(ge, root))
+        srem, root = Mux(ge, r2 - trial, r2), step_root
+    return srem, root
 
 
 class Normaliser(wiring.Component):
     """Parameters: s, norm_k (K of the manifest), h_fmt (signed), phi_width (32 by contract),
-    e_width (bits of the largest energy, <= 63 by the export's check; 64 default)."""
+    e_width (bits of the largest energy, <= 63 by the export's check; 64 default), words (W per
+    beat, default 1), root_bits (r quotient / root bits per cycle, default 1)."""
 
-    def __init__(self, s: int, norm_k: int, h_fmt: Fmt, phi_width: int = 32, e_width: int = 64):
+    def __init__(self, s: int, norm_k: int, h_fmt: Fmt, phi_width: int = 32, e_width: int = 64,
+                 words: int = 1, root_bits: int = 1):
         if not h_fmt.signed:
             raise ValueError("normaliser: h format must be signed")
         if norm_k <= h_fmt.frac:
             raise ValueError("normaliser: norm_k must exceed the h format's fraction bits")
+        if int(words) < 1 or int(root_bits) < 1:
+            raise ValueError("normaliser: words and root_bits must be >= 1")
         if 2 * (phi_width - 1) + max(1, (s - 1).bit_length()) < e_width:
             e_width = 2 * (phi_width - 1) + max(1, (s - 1).bit_length())
         self.s, self.k, self.h_fmt = s, norm_k, h_fmt
         self.phi_width, self.e_width = phi_width, e_width
+        self.words, self.root_bits, self.rows = int(words), int(root_bits), beats(s, int(words))
         super().__init__({
             "in_valid": In(1),
             "in_ready": Out(1),
-            "in_data": In(signed(phi_width)),
+            "in_data": In(row_shape(phi_width, self.words)),
             "out_valid": Out(1),
             "out_ready": In(1),
-            "out_data": Out(signed(h_fmt.width)),
+            "out_data": Out(row_shape(h_fmt.width, self.words)),
             "out_last": Out(1),
             "energy": Out(e_width),
             "inv": Out(norm_k + 1),
             "busy": Out(1),
         })
 
+    def _phi_row(self, row):
+        """The input beat's phi words, those past s (last row) forced to zero."""
+        tail = self.s - (self.rows - 1) * self.words          # valid words of the last row
+        return [Mux(row == self.rows - 1, 0, x) if i >= tail else x
+                for i, x in enumerate(row_words(self.in_data, self.phi_width, self.words))]
+
     def elaborate(self, platform):
         m = Module()
-        s, k, hf = self.s, self.k, self.h_fmt
-        aw = max(1, (s - 1).bit_length())
-        bw = max(1, s.bit_length())
+        s, k, hf, W, r, rows = self.s, self.k, self.h_fmt, self.words, self.root_bits, self.rows
+        pw = self.phi_width
+        bw = max(1, rows.bit_length())
         qw = 2 * k + 1                 # quotient bits: floor(2^(2K) / E) <= 2^(2K)
-        xw = 2 * k + 2                 # radicand padded to an even width
+        n_div, n_sqrt = div_cycles(k, r), sqrt_cycles(k, r)
+        xw = 2 * r * n_sqrt            # radicand zero-padded to 2r bits per cycle (2K + 2 at r = 1)
         rw = k + 4                     # square-root remainder (< 2 root + 1 <= 2^(K+2)) + slack
 
-        m.submodules.mem = mem = memory.Memory(shape=signed(self.phi_width), depth=s, init=[])
+        m.submodules.mem = mem = memory.Memory(shape=row_shape(pw, W), depth=rows, init=[])
         wr = mem.write_port()
         rd = mem.read_port()
 
         phase = Signal(range(5))
-        wa = Signal(bw)                # load address / count
+        wa = Signal(bw)                # load row / count
         e = Signal(self.e_width)
-        xa = Signal(signed(self.phi_width))
-        va = Signal()
-        sq = Signal(2 * self.phi_width)
-        vb = Signal()
 
-        # ---- LOAD: store phi, square, accumulate --------------------------------------------
+        # ---- LOAD: store phi, square, accumulate (adder tree over the beat) -----------------
         take = self.in_valid & self.in_ready
+        phi_in = pack_words(m, self._phi_row(wa), pw, name="phi_in")
+        xa = Signal(row_shape(pw, W))
+        va = Signal()
+        sq = [Signal(2 * pw, name=f"sq{i}") for i in range(W)]
+        vb = Signal()
         m.d.comb += [self.in_ready.eq(phase == LOAD),
-                     wr.addr.eq(wa), wr.data.eq(self.in_data), wr.en.eq(take)]
-        m.d.sync += [va.eq(take), xa.eq(self.in_data), vb.eq(va), sq.eq(xa * xa)]
+                     wr.addr.eq(wa), wr.data.eq(phi_in), wr.en.eq(take)]
+        m.d.sync += [va.eq(take), xa.eq(phi_in), vb.eq(va)]
+        m.d.sync += [q.eq(x * x) for q, x in zip(sq, row_words(xa, pw, W))]
         with m.If(vb):
-            m.d.sync += e.eq(e + sq)
+            m.d.sync += e.eq(e + tree_sum(sq))
         with m.If(phase == LOAD):
             with m.If(take):
                 m.d.sync += wa.eq(wa + 1)
-                with m.If(wa == s - 1):
+                with m.If(wa == rows - 1):
                     m.d.sync += phase.eq(FLUSH)
 
-        # ---- DIV: q = floor(2^(2K) / E), restoring, MSB first --------------------------------
-        cnt = Signal(range(qw + 1))
+        # ---- DIV: q = floor(2^(2K) / E), restoring, MSB first, r bits a cycle ----------------
+        # The numerator 2^(2K), zero-padded to r * n_div bits, has its one 1 bit at step
+        # r * n_div - qw of the first cycle.
+        cnt = Signal(range(max(n_div, n_sqrt) + 1))
         rem = Signal(self.e_width + 1)
         q = Signal(qw)
-        t = Signal(self.e_width + 1)
-        ge = Signal()
-        q_next = Signal(qw)
-        m.d.comb += [
-            t.eq(Cat(cnt == qw - 1, rem)),          # (rem << 1) | numerator bit
-            ge.eq(t >= e),
-            q_next.eq(Cat(ge, q)),
-        ]
-        # ---- SQRT: inv = isqrt(q), two radicand bits per step, MSB first --------------------
+        rem_next, q_next = _div_steps(m, rem, q, e, cnt == n_div - 1, r * n_div - qw, r)
+        # ---- SQRT: inv = isqrt(q), 2r radicand bits per cycle, MSB first ---------------------
         x = Signal(xw)
         root = Signal(k + 1)
         srem = Signal(rw)
-        r2 = Signal(rw + 2)
-        trial = Signal(rw + 2)
-        sge = Signal()
-        m.d.comb += [
-            r2.eq((srem << 2) | x[xw - 2:]),
-            trial.eq((root << 2) | 1),
-            sge.eq(r2 >= trial),
-        ]
+        srem_next, root_next = _sqrt_steps(m, srem, root, x, rw, r)
         inv = Signal(k + 1)
         m.d.comb += [self.inv.eq(inv), self.energy.eq(e)]
 
         with m.If(phase == FLUSH):
             with m.If(~va & ~vb):
-                m.d.sync += [phase.eq(DIV), cnt.eq(qw - 1), rem.eq(0), q.eq(0)]
+                m.d.sync += [phase.eq(DIV), cnt.eq(n_div - 1), rem.eq(0), q.eq(0)]
         with m.If(phase == DIV):
-            m.d.sync += [rem.eq(Mux(ge, t - e, t)), q.eq(q_next), cnt.eq(cnt - 1)]
+            m.d.sync += [rem.eq(rem_next), q.eq(q_next), cnt.eq(cnt - 1)]
             with m.If(cnt == 0):
-                m.d.sync += [phase.eq(SQRT), x.eq(q_next), root.eq(0), srem.eq(0), cnt.eq(k)]
+                m.d.sync += [phase.eq(SQRT), x.eq(q_next[:qw]), root.eq(0), srem.eq(0),
+                             cnt.eq(n_sqrt - 1)]
         with m.If(phase == SQRT):
-            m.d.sync += [x.eq(x << 2), cnt.eq(cnt - 1),
-                         srem.eq(Mux(sge, r2 - trial, r2)), root.eq(Cat(sge, root))]
+            m.d.sync += [x.eq(x << (2 * r)), cnt.eq(cnt - 1), srem.eq(srem_next), root.eq(root_next)]
             with m.If(cnt == 0):
-                m.d.sync += [phase.eq(OUT), inv.eq(Mux(e == 0, 0, Cat(sge, root)))]
+                m.d.sync += [phase.eq(OUT), inv.eq(Mux(e == 0, 0, root_next))]
 
-        # ---- OUT: h_j = sat(round(phi_j * inv >> shift)) -------------------------------------
-        shift = k - hf.frac
+        # ---- OUT: h_j = sat(round(phi_j * inv >> shift)), a row at a time --------------------
         ra = Signal(bw)
         v1, v2, ov = Signal(), Signal(), Signal()
         oc = Signal(bw)
-        prod = Signal(signed(self.phi_width + k + 2))
+        prods = [Signal(signed(pw + k + 2), name=f"prod{i}") for i in range(W)]
+        houts = [Signal(signed(hf.width), name=f"hout{i}") for i in range(W)]
         adv = Signal()
-        half = (1 << (shift - 1)) if hf.rounding == "rnd" else 0
-        rounded = Signal(signed(self.phi_width + k + 3))
-        m.d.comb += [rounded.eq((prod + half) >> shift), adv.eq(~ov | self.out_ready)]
-        hout = Signal(signed(hf.width))
         m.d.comb += [
+            adv.eq(~ov | self.out_ready),
             self.out_valid.eq(ov),
-            self.out_data.eq(hout),
-            self.out_last.eq(ov & (oc == s - 1)),
+            self.out_data.eq(Cat(*houts)),
+            self.out_last.eq(ov & (oc == rows - 1)),
             self.busy.eq(phase != LOAD),
         ]
         with m.If(phase == OUT):
             m.d.comb += [rd.addr.eq(ra), rd.en.eq(adv)]
             with m.If(adv):
-                m.d.sync += [
-                    v1.eq(ra < s),
-                    v2.eq(v1),
-                    ov.eq(v2),
-                    prod.eq(rd.data * Cat(inv, C(0, 1)).as_signed()),
-                    hout.eq(Mux(rounded > hf.qmax, hf.qmax, Mux(rounded < hf.qmin, hf.qmin, rounded))),
-                ]
-                with m.If(ra < s):
+                m.d.sync += [v1.eq(ra < rows), v2.eq(v1), ov.eq(v2)]
+                m.d.sync += [p.eq(phi * Cat(inv, C(0, 1)).as_signed())
+                             for p, phi in zip(prods, row_words(rd.data, pw, W))]
+                m.d.sync += [h.eq(convert_expr(p, k, hf)) for h, p in zip(houts, prods)]
+                with m.If(ra < rows):
                     m.d.sync += ra.eq(ra + 1)
             with m.If(ov & self.out_ready):
                 m.d.sync += oc.eq(oc + 1)
-                with m.If(oc == s - 1):
+                with m.If(oc == rows - 1):
                     m.d.sync += [phase.eq(LOAD), wa.eq(0), e.eq(0), ra.eq(0), oc.eq(0),
                                  v1.eq(0), v2.eq(0), ov.eq(0)]
         return m
-

@@ -8,13 +8,16 @@ selected unit = the allowed one of largest energy, lowest index on ties; none al
 Interface (clock `clk`, synchronous reset `rst`):
 - `allowed[M-1:0]`: the units that may be selected (initialised and unused); sampled when the
   frame's last h is accepted.
-- input stream `in_valid` / `in_ready` / `in_data`: h_0 .. h_{s-1} (the normaliser's output).
+- input stream `in_valid` / `in_ready` / `in_data`: h_0 .. h_{s-1} (the normaliser's output),
+  W words per beat (docs/rtl.md "Multi-word streams"; positions past s are ignored).
 - output: `out_valid` / `out_ready` with `sel`, `ok`, `coef` (M*m words of c_fmt, flat, unit
   major: word u*m + i is c_ui) and `energy` (M words, flat); held until the handshake.
 
-One multiply-accumulate lane per basis vector (M * m lanes), each with its basis row in a
-synchronous ROM addressed by j: h_j is consumed at one per cycle. Then one cycle converts all
-coefficients, one squares and sums them per unit, and M cycles scan the units for the argmax.
+One multiply-accumulate lane per basis vector (M * m lanes), each with its basis vector in a
+synchronous ROM of rows of W words (row r = B_ui[rW .. rW + W - 1], zero past s) addressed by
+the beat: a lane does W multiplies per cycle, summed by an adder tree into its accumulator, so
+h is consumed at one beat per cycle. Then one cycle converts all coefficients, one squares and
+sums them per unit, and M cycles scan the units for the argmax. W = 1 is the one-word block.
 """
 
 from __future__ import annotations
@@ -30,10 +33,18 @@ ACC, FLUSH, CONV, SQUARE, SCAN, DONE = range(6)
 MAC_STAGES = 2        # ROM read / h register, then the accumulate
 
 
-def projection_phases(s: int, num_units: int) -> dict:
-    """Cycles per phase of the projection comparator (M * m MAC lanes) for s entries of h."""
+def _rows():
+    """The row-of-W-words helpers (imported late: hrn_hw.rtl.residue imports this module)."""
+    from hrn_hw.rtl import residue
+
+    return residue
+
+
+def projection_phases(s: int, num_units: int, words: int = 1) -> dict:
+    """Cycles per phase of the projection comparator (M * m MAC lanes) for s entries of h at W
+    words per beat."""
     return {
-        "in": s,                    # h_j into every lane, one per cycle
+        "in": _rows().beats(s, words),  # a beat of h into every lane, one per cycle
         "flush": 2,                 # ROM read / h register, accumulate; the FSM sees it empty
         "convert": 1,               # every c_ui rounded and saturated at once
         "square": 1,                # e_u = sum_i c_ui^2 for every unit at once
@@ -42,28 +53,31 @@ def projection_phases(s: int, num_units: int) -> dict:
     }
 
 
-def projection_cycles(s: int, num_units: int) -> int:
-    """Projection comparator latency: s + M + 5."""
-    return sum(projection_phases(s, num_units).values())
+def projection_cycles(s: int, num_units: int, words: int = 1) -> int:
+    """Projection comparator latency: ceil(s / W) + M + 5 (s + M + 5 at W = 1)."""
+    return sum(projection_phases(s, num_units, words).values())
 
 
 class ProjectionComparator(wiring.Component):
     """Parameters: bases [M, m, s] integers in b_fmt (zero rows for missing vectors), and the
-    h, basis and coefficient formats."""
+    h, basis and coefficient formats, and words (W per beat, default 1)."""
 
-    def __init__(self, bases: np.ndarray, h_fmt: Fmt, b_fmt: Fmt, c_fmt: Fmt):
+    def __init__(self, bases: np.ndarray, h_fmt: Fmt, b_fmt: Fmt, c_fmt: Fmt, words: int = 1):
         bases = np.asarray(bases, dtype=np.int64)
         M, m, s = bases.shape
         if bases.min(initial=0) < b_fmt.qmin or bases.max(initial=0) > b_fmt.qmax:
             raise ValueError("bases outside the basis format")
+        if int(words) < 1:
+            raise ValueError("words must be >= 1")
         self.bases, self.M, self.m, self.s = bases, M, m, s
+        self.words, self.rows = int(words), _rows().beats(s, int(words))
         self.h_fmt, self.b_fmt, self.c_fmt = h_fmt, b_fmt, c_fmt
         self.e_width = 2 * c_fmt.width + max(1, m.bit_length())
         super().__init__({
             "allowed": In(M),
             "in_valid": In(1),
             "in_ready": Out(1),
-            "in_data": In(signed(h_fmt.width)),
+            "in_data": In(_rows().row_shape(h_fmt.width, self.words)),
             "out_valid": Out(1),
             "out_ready": In(1),
             "sel": Out(range(max(2, M))),
@@ -74,46 +88,41 @@ class ProjectionComparator(wiring.Component):
 
     def elaborate(self, platform):
         mod = Module()
-        M, m, s = self.M, self.m, self.s
+        lib = _rows()
+        M, m, s, W, rows = self.M, self.m, self.s, self.words, self.rows
         hf, bf, cf = self.h_fmt, self.b_fmt, self.c_fmt
         lanes = M * m
-        aw = max(1, (s - 1).bit_length())
-        bw = max(1, s.bit_length())
+        bw = max(1, rows.bit_length())
         acc_w = hf.width + bf.width + max(1, s.bit_length())
 
         phase = Signal(range(6))
-        j = Signal(bw)
+        j = Signal(bw)                         # the beat (row) of h
         take = self.in_valid & self.in_ready
         mod.d.comb += self.in_ready.eq(phase == ACC)
 
-        h_r = Signal(signed(hf.width))
+        h_r = Signal(lib.row_shape(hf.width, W))
         v_r = Signal()
         mod.d.sync += [h_r.eq(self.in_data), v_r.eq(take)]
+        h_words = lib.row_words(h_r, hf.width, W)
 
         accs, coefs = [], []
         for lane in range(lanes):
             u, i = divmod(lane, m)
-            rom = memory.Memory(shape=signed(bf.width), depth=s,
-                                init=[int(x) for x in self.bases[u, i]])
+            rom = memory.Memory(shape=lib.row_shape(bf.width, W), depth=rows,
+                                init=lib.row_init(self.bases[u, i], bf.width, W))
             mod.submodules[f"rom{lane}"] = rom
             rd = rom.read_port()
             mod.d.comb += [rd.addr.eq(j), rd.en.eq(take)]
             acc = Signal(signed(acc_w), name=f"acc{lane}")
-            with mod.If(v_r):
-                mod.d.sync += acc.eq(acc + rd.data * h_r)
+            with mod.If(v_r):   # the ROM's zeros past s cancel whatever h holds there
+                mod.d.sync += acc.eq(acc + lib.tree_sum(
+                    b * h for b, h in zip(lib.row_words(rd.data, bf.width, W), h_words)))
             accs.append(acc)
             coefs.append(Signal(signed(cf.width), name=f"c{lane}"))
 
         # convert(acc, frac_h + frac_b -> c_fmt): round per c_fmt, then saturate
-        shift = hf.frac + bf.frac - cf.frac
         with mod.If(phase == CONV):
-            for acc, c in zip(accs, coefs):
-                if shift > 0:
-                    half = (1 << (shift - 1)) if cf.rounding == "rnd" else 0
-                    q = (acc + half) >> shift
-                else:
-                    q = acc << -shift
-                mod.d.sync += c.eq(Mux(q > cf.qmax, cf.qmax, Mux(q < cf.qmin, cf.qmin, q)))
+            mod.d.sync += [c.eq(lib.convert_expr(acc, hf.frac + bf.frac, cf)) for acc, c in zip(accs, coefs)]
 
         energies = [Signal(self.e_width, name=f"e{u}") for u in range(M)]
         with mod.If(phase == SQUARE):
@@ -141,7 +150,7 @@ class ProjectionComparator(wiring.Component):
         with mod.If(phase == ACC):
             with mod.If(take):
                 mod.d.sync += j.eq(j + 1)
-                with mod.If(j == s - 1):
+                with mod.If(j == rows - 1):
                     mod.d.sync += [phase.eq(FLUSH), allowed_r.eq(self.allowed)]
         with mod.Elif(phase == FLUSH):
             with mod.If(~v_r):
