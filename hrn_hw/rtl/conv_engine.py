@@ -345,7 +345,8 @@ class ConvEngine(wiring.Component):
             for p in range(P):
                 stmts += [ox[p].eq(pc(idx, lambda g, p=p: p % g["Wo"])),
                           oy[p].eq(pc(idx, lambda g, p=p: p // g["Wo"])),
-                          base[p].eq(pc(idx, lambda g, p=p: (p // g["Wo"] * st - pad) * g["W"] + p % g["Wo"] * st - pad))]
+                          base[p].eq(pc(idx, lambda g, p=p: (p // g["Wo"] * st - pad) * g["W"]
+                                        + p % g["Wo"] * st - pad))]
             return stmts
 
         H_c, W_c, C_c = pc(cid, "H"), pc(cid, "W"), pc(cid, "C")
@@ -438,24 +439,7 @@ class ConvEngine(wiring.Component):
                 m.d.sync += [h.eq(a) for h, a in zip(hold, accs[1:])]
             with m.Else():
                 m.d.sync += [h.eq(n) for h, n in zip(hold, hold[1:])]
-            src = Mux(v2, accs[0], hold[0]) if hold else accs[0]
-
-            # convert: (acc + half, folded into the bias ROM) >> shift, saturate
-            qv = _shift(src, shifts[0])
-            for sh in shifts[1:]:
-                qv = Mux(shift_c == sh, _shift(src, sh), qv)
-            y2 = Signal(signed(of.width), name=f"y{lane}")
-            m.d.sync += y2.eq(_sat(qv, of))
-
-            # LeakyReLU in the out format: y > 0 ? y : convert(alpha * y, frac + alpha_frac)
-            if self.act is not None:
-                af = self.act.alpha_frac
-                half_a = (1 << (af - 1)) if (of.rounding == "rnd" and af > 0) else 0
-                alpha = Const(self.act.alpha, max(1, int(self.act.alpha).bit_length()))
-                neg = _sat(_shift(y2 * alpha + half_a, af), of)
-                z = Mux(y2 > 0, y2, neg)
-            else:
-                z = y2
+            z = self._convert(m, Mux(v2, accs[0], hold[0]) if hold else accs[0], shift_c, shifts, lane)
             for slot in range(W):        # one copy of the lane's output bank per word slot
                 bank = memory.Memory(shape=signed(of.width), depth=bank_depth, init=[])
                 m.submodules[f"bank{lane}" + (f"_{slot}" if W > 1 else "")] = bank
@@ -493,6 +477,23 @@ class ConvEngine(wiring.Component):
                 m.d.sync += [phase.eq(LOAD), self.out_last.eq(0)]
         return m
 
+
+    def _convert(self, m, acc, shift_c, shifts, lane):
+        """One converter: y = sat((acc + half, folded into the bias ROM) >> shift) into a
+        register, then LeakyReLU in the out format, y > 0 ? y : convert(alpha * y, frac +
+        alpha_frac); returns the activated value (one cycle after `acc`)."""
+        of = self.conv.out_fmt
+        qv = _shift(acc, shifts[0])
+        for sh in shifts[1:]:
+            qv = Mux(shift_c == sh, _shift(acc, sh), qv)
+        y2 = Signal(signed(of.width), name=f"y{lane}")
+        m.d.sync += y2.eq(_sat(qv, of))
+        if self.act is None:
+            return y2
+        af = self.act.alpha_frac
+        half_a = (1 << (af - 1)) if (of.rounding == "rnd" and af > 0) else 0
+        alpha = Const(self.act.alpha, max(1, int(self.act.alpha).bit_length()))
+        return Mux(y2 > 0, y2, _sat(_shift(y2 * alpha + half_a, af), of))
 
     def _next_chunk(self, m, cid, ox, oy, base):
         """Each pixel lane moves P pixels on in the call's raster (dx = P mod Wo, dy = P // Wo,
@@ -540,7 +541,8 @@ class ConvEngine(wiring.Component):
             m.d.comb += raddr.eq(og * (Hom * Wom) + cy * Wom + cx)
             for rp in banks:
                 m.d.comb += [rp.addr.eq(raddr), rp.en.eq(adv)]
-            inbb, okb, bankb = Signal(name=f"inbb{i}"), Signal(name=f"okb{i}"), Signal(range(max(2, L)), name=f"bankb{i}")
+            inbb, okb = Signal(name=f"inbb{i}"), Signal(name=f"okb{i}")
+            bankb = Signal(range(max(2, L)), name=f"bankb{i}")
             with m.If(adv):
                 m.d.sync += [inbb.eq((cy < Ho_c) & (cx < Wo_c)), okb.eq(so < O),
                              bankb.eq(_pick(so, [o % L for o in range(O)], _span([o % L for o in range(O)])))]
