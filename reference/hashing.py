@@ -47,7 +47,8 @@ _device_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 def hash_tables(seed: int, n: int, s: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """(buckets int64 [n], signs float32 [n]) of hash function `seed`, cached per device."""
-    device = torch.device(device)
+    if not isinstance(device, torch.device):
+        device = torch.device(device)
     if device.type == "cpu":
         return _hash_tables_cpu(seed, n, s)
     key = (seed, n, s, str(device))

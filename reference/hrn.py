@@ -63,7 +63,9 @@ class Head(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         for layer in self.hidden:
-            z = F.dropout(F.leaky_relu(layer(z), self.slope), self.dropout, self.training)
+            z = F.leaky_relu(layer(z), self.slope)
+            if self.training:            # (F.dropout returns z itself in eval)
+                z = F.dropout(z, self.dropout, True)
         return self.out(z)
 
 
@@ -354,8 +356,11 @@ class HRN(nn.Module):
         if out is None:
             out = Routing(torch.zeros(B, self.s, device=dev), torch.full((B, self.d), -1, device=dev),
                           torch.zeros(B, self.d, device=dev), torch.zeros(B, device=dev))
-        # pixels_to_input, dividing the fresh copy in place (never the caller's tensor)
-        x = x.to(torch.float32).div_(256.0) if x.dtype == torch.uint8 else x.to(torch.float32)
+        # pixels_to_input in one pass where the division's result is float32 (exact either way)
+        if x.dtype == torch.uint8 and torch.get_default_dtype() == torch.float32:
+            x = x / 256.0
+        else:
+            x = pixels_to_input(x)
         M, m, s, d = self.num_units, self.pool.m, self.s, self.d
         init = self.pool.initialised()
         n_free = int(init.sum())
@@ -364,6 +369,7 @@ class HRN(nn.Module):
         flat_bases = self.pool.bases.flatten(0, 1)
         flat_bases_t = flat_bases.T
         unit_ids = torch.arange(M, device=dev)
+        one = x.new_ones(())
         blocked = init.logical_not().expand(B, M).clone()    # ~selectable, per sample
         seeds = self.hash_seeds.tolist()
         units = list(self.units._modules.values())
@@ -380,13 +386,13 @@ class HRN(nn.Module):
                 (h if rows == n else h.narrow(0, offset, rows)).index_add_(1, buckets, flat * signs)
                 offset += rows
             norm = h.norm(dim=1, keepdim=True)                  # normalise, in place
-            h.div_(torch.where(norm > 0, norm, 1.0))
+            h.div_(torch.where(norm > 0, norm, one))
             # BasisPool.select_frozen (every row has n_free - k > 0 candidates) and _residue
-            coef = (h @ flat_bases_t).view(n, M, m)
+            coef = torch.mm(h, flat_bases_t).view(n, M, m)     # (what h @ B^T runs)
             energy = coef.square().sum(-1).masked_fill_(blocked if k == 0 else blocked[idx], -1.0)
             sel = energy.max(dim=1)[1]                          # first (lowest) index on ties
             mine = sel[:, None] == unit_ids
-            r = h.sub_(coef.mul_(mine[..., None]).flatten(1) @ flat_bases)
+            r = h.sub_(torch.mm(coef.mul_(mine[..., None]).flatten(1), flat_bases))
             rn = r.norm(dim=1)
             out.embedding.index_add_(0, idx, r)
             out.residue_l1.index_add_(0, idx, r.abs().sum(1))
