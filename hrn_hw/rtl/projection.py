@@ -7,7 +7,7 @@ selected unit = the allowed one of largest energy, lowest index on ties; none al
 
 Interface (clock `clk`, synchronous reset `rst`):
 - `allowed[M-1:0]`: the units that may be selected (initialised and unused); sampled when the
-  frame's last h is accepted.
+  frame's last h beat is accepted.
 - input stream `in_valid` / `in_ready` / `in_data`: h_0 .. h_{s-1} (the normaliser's output),
   W words per beat (docs/rtl.md "Multi-word streams"; positions past s are ignored).
 - output: `out_valid` / `out_ready` with `sel`, `ok`, `coef` (M*m words of c_fmt, flat, unit
@@ -45,11 +45,11 @@ def projection_phases(s: int, num_units: int, words: int = 1) -> dict:
     words per beat."""
     return {
         "in": _rows().beats(s, words),  # a beat of h into every lane, one per cycle
-        "flush": 2,                 # ROM read / h register, accumulate; the FSM sees it empty
-        "convert": 1,               # every c_ui rounded and saturated at once
-        "square": 1,                # e_u = sum_i c_ui^2 for every unit at once
-        "scan": num_units,          # masked argmax, one unit per cycle
-        "out": 1,                   # the result handshake
+        "flush": 2,                     # ROM read / h register, accumulate; the FSM sees it empty
+        "convert": 1,                   # every c_ui rounded and saturated at once
+        "square": 1,                    # e_u = sum_i c_ui^2 for every unit at once
+        "scan": num_units,              # masked argmax, one unit per cycle
+        "out": 1,                       # the result handshake
     }
 
 
