@@ -191,7 +191,8 @@ def cmd_export(args) -> int:
 
     if args.synth and args.no_rtl:
         raise HrnError("--synth needs the RTL: drop --no-rtl")
-    knobs = RtlKnobs(conv_lanes=args.conv_lanes, head_lanes=args.head_lanes)
+    given = {name: getattr(args, name) for name in ("words", "conv_lanes", "pixel_lanes", "head_lanes", "root_bits")}
+    knobs = RtlKnobs(**{name: value for name, value in given.items() if value is not None})
     s = export(args.model, args.out, force=args.force, precision_file=args.precision, calib=args.calib,
                golden_per_task=args.golden, data_dir=args.data_dir, eval_limit=args.eval_limit,
                rtl=not args.no_rtl, knobs=knobs, synth=args.synth)
@@ -273,11 +274,18 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--golden", type=_positive, default=200, help="golden test images per task (default 200)")
     x.add_argument("--eval-limit", type=_positive, help="cap test images per task for float-vs-fixed")
     x.add_argument("--data-dir", help="directory holding SVHN / CIFAR-100 files")
-    from hrn_hw.rtl.head import LANES as HEAD_LANES
+    from hrn_hw.rtl.knobs import RtlKnobs
+    knob = RtlKnobs()
+    x.add_argument("--words", type=_positive,
+                   help=f"RTL: words per beat on every stream (default {knob.words})")
     x.add_argument("--conv-lanes", type=_positive,
                    help="RTL: output channels each conv engine computes per cycle (default: all of the unit's)")
-    x.add_argument("--head-lanes", type=_positive, default=HEAD_LANES,
-                   help=f"RTL: MAC lanes of the head engine (default {HEAD_LANES})")
+    x.add_argument("--pixel-lanes", type=_positive,
+                   help=f"RTL: output pixels each conv engine computes per cycle (default {knob.pixel_lanes})")
+    x.add_argument("--head-lanes", type=_positive,
+                   help=f"RTL: MAC lanes of the head engine (default {knob.head_lanes})")
+    x.add_argument("--root-bits", type=_positive,
+                   help=f"RTL: bits per cycle of the normaliser's division and square root (default {knob.root_bits})")
     x.add_argument("--no-rtl", action="store_true", help="skip OUT/rtl (the Verilog of the top level)")
     x.add_argument("--synth", action="store_true",
                    help="count FPGA resources of OUT/rtl with Yosys synth_xilinx into report.md (minutes)")

@@ -24,7 +24,7 @@ import numpy as np
 
 import cocotb
 
-from simlib import params, record, run_dut, start, stream_frame, to_signed, to_unsigned
+from simlib import pack_beats, params, record, run_dut, start, stream_frame, to_unsigned, unpack_beat
 
 P = params()
 
@@ -37,9 +37,9 @@ def _decode_route(value: int, d: int, width: int) -> list:
 
 
 async def run_sample(dut, pixels, task: int, rng=None, in_gap: float = 0.0, out_stall: float = 0.0):
-    """Stream one sample; return (embedding, logits, route, cycles)."""
-    emb = []
-    read_emb = to_signed if P["emb_signed"] else to_unsigned
+    """Stream one sample (`words` pixels per beat); return (embedding, logits, route, cycles)."""
+    emb, W = [], P["words"]
+    emb_beats = -(-P["s"] // W)
 
     def on_cycle(i):
         # the task id is sampled with the first pixel only: scramble it afterwards
@@ -47,12 +47,17 @@ async def run_sample(dut, pixels, task: int, rng=None, in_gap: float = 0.0, out_
         ready = not (rng is not None and out_stall > 0 and rng.random() < out_stall)
         dut.emb_ready.value = int(ready)
         if ready and to_unsigned(dut.emb_valid):
-            emb.append(read_emb(dut.emb_data))
-            assert to_unsigned(dut.emb_last) == int(len(emb) == P["s"]), "emb_last misplaced"
+            emb.extend(unpack_beat(to_unsigned(dut.emb_data), W, P["emb_width"], P["emb_signed"]))
+            assert to_unsigned(dut.emb_last) == int(len(emb) == emb_beats * W), "emb_last misplaced"
 
-    logits, cyc = await stream_frame(dut, pixels, P["classes"], rng, in_gap, out_stall, on_cycle=on_cycle,
+    beats = pack_beats(pixels, W, 8)
+    logits, cyc = await stream_frame(dut, beats, P["classes"], rng, in_gap, out_stall, on_cycle=on_cycle,
                                      max_cycles=P["max_cycles"], wake_on=[dut.emb_valid])
     route = _decode_route(int(dut.route.value), P["d"], P["route_width"])
+    emb, padding = emb[:P["s"]], emb[P["s"]:]
+    if any(padding):                        # positions past s must be zero: make the sample mismatch
+        dut._log.warning("embedding words past s are not zero: %s", padding)
+        emb.append(0)
     return np.array(emb, dtype=np.int64), np.array(logits, dtype=np.int64), route, cyc
 
 
@@ -149,7 +154,8 @@ def simulate_top(qm, cases: dict, build_dir, verilog=None, knobs=None, stalled: 
     run_dut(verilog, "hrn_top", "test_top",
             {"cases": str(build_dir / "cases.npz"), "outputs": str(outputs), "s": int(qm.s), "d": int(qm.d),
              "route_width": top.route_width, "classes": int(qm.max_classes), "tasks": len(qm.heads),
-             "emb_signed": bool(qm.emb_fmt.signed), "stalled": min(stalled, len(cases["tasks"])),
+             "emb_signed": bool(qm.emb_fmt.signed), "emb_width": int(qm.emb_fmt.width), "words": top.words,
+             "stalled": min(stalled, len(cases["tasks"])),
              "max_cycles": 4 * worst + 1000},
             build_name=str(build_dir), ports_only=True, log_dir=build_dir if quiet else None)
     with np.load(outputs) as z:

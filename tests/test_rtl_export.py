@@ -24,10 +24,11 @@ def model():
 
 
 def test_knobs_validate():
-    assert RtlKnobs().to_dict() == {"conv_lanes": None, "head_lanes": 10, "hash_lanes": 1}
+    assert RtlKnobs().to_dict() == {"words": 8, "conv_lanes": None, "pixel_lanes": 8, "head_lanes": 20,
+                                    "root_bits": 4}
     assert RtlKnobs.from_dict({"conv_lanes": 4}).conv_lanes == 4
     for bad in ({"conv_lanes": 0}, {"head_lanes": -1}, {"head_lanes": 2.5}, {"hash_lanes": 2}, {"lanes": 3},
-                {"conv_lanes": True}):
+                {"conv_lanes": True}, {"words": 6}, {"words": 0}, {"pixel_lanes": 0}, {"root_bits": 1.5}):
         with pytest.raises(HrnError):
             RtlKnobs.from_dict(bad)
 

@@ -27,7 +27,7 @@ def rtl_summary(top: HrnTop) -> dict:
         "verilog": VERILOG,
         "knobs": top.knobs.to_dict(),
         "conv_lanes": {str(u): eng.lanes for u, eng in top.engines.items()},
-        "ports": {"in_data": 8, "task": len(top.task), "emb_data": len(top.emb_data),
+        "ports": {"in_data": len(top.in_data), "task": len(top.task), "emb_data": len(top.emb_data),
                   "out_data": len(top.out_data), "route": [int(qm.d), top.route_width]},
         "map_buffer": {"depth": top.map_depth, "width": top.map_width},
         "map_states": len(top.table.states),

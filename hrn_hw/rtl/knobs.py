@@ -5,17 +5,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from hrn_hw.errors import HrnError
-from hrn_hw.rtl.head import LANES as HEAD_LANES
 
 
 @dataclass(frozen=True)
 class RtlKnobs:
-    """conv_lanes: output channels each conv engine computes in parallel (None: all of the
-    unit's out channels; larger values are capped per unit). head_lanes: MAC lanes of the head
-    engine. hash_lanes: map elements hashed per cycle (1 is the only value built so far)."""
+    """words: words per beat on every stream of the top level (pixels, maps, phi, h, residue,
+    embedding; docs/rtl.md "Multi-word streams"). conv_lanes: output channels each conv engine
+    computes in parallel (None: all of the unit's out channels; larger values are capped per
+    unit). pixel_lanes: output pixels each conv engine computes in parallel. head_lanes: MAC
+    lanes (output neurons at once) of the head engine. root_bits: quotient / root bits per
+    cycle of the normaliser's division and square root. The defaults (docs/rtl.md "Knobs")
+    put the Pairwise-MNIST paper model at 1,768 cycles per sample (median)."""
+    words: int = 8
     conv_lanes: int | None = None
-    head_lanes: int = HEAD_LANES
-    hash_lanes: int = 1
+    pixel_lanes: int = 8
+    head_lanes: int = 20
+    root_bits: int = 4
 
     def __post_init__(self):
         for f in fields(self):
@@ -24,8 +29,8 @@ class RtlKnobs:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise HrnError(f"RTL knob {f.name} must be a positive integer, got {value!r}")
-        if self.hash_lanes != 1:
-            raise HrnError("RTL knob hash_lanes: only 1 is built so far")
+        if self.words & (self.words - 1):
+            raise HrnError(f"RTL knob words must be a power of two (the hash unit's banks), got {self.words}")
 
     def lanes_of(self, unit) -> int:
         """Conv lanes of one unit (UnitQ): the knob, capped at its out channels."""
@@ -40,5 +45,6 @@ class RtlKnobs:
         data = dict(data or {})
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
-            raise HrnError(f"unknown RTL knob(s): {', '.join(sorted(unknown))}")
+            raise HrnError(f"unknown RTL knob(s): {', '.join(sorted(unknown))} (an export of an older "
+                           "hrn-hw: export again)")
         return cls(**data)

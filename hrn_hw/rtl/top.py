@@ -42,13 +42,13 @@ from hrn_hw.rtl.head import HeadEngine, head_params
 from hrn_hw.rtl.knobs import RtlKnobs
 from hrn_hw.rtl.normaliser import Normaliser
 from hrn_hw.rtl.projection import ProjectionComparator
-from hrn_hw.rtl.residue import Residue, residue_params
+from hrn_hw.rtl.residue import Residue, beats, pack_words, residue_params, row_shape, row_words
 
 IMG, ROUTE, RES, CONV, FIN, EMB, HEAD = range(7)
 
 
 def stream_reader(m: Module, port, start, count, out_ready):
-    """Stream words 0 .. count-1 of a memory through its synchronous read port after a
+    """Stream rows 0 .. count-1 of a memory through its synchronous read port after a
     `start` pulse, with back-pressure; returns (valid, data, last)."""
     addr = Signal(range(1 << len(port.addr) + 1))
     valid, active = Signal(), Signal()
@@ -67,38 +67,43 @@ def stream_reader(m: Module, port, start, count, out_ready):
 
 
 class HrnTop(wiring.Component):
-    """The whole routed dataflow of a QuantModel; `knobs` (RtlKnobs) sets the lanes."""
+    """The whole routed dataflow of a QuantModel; `knobs` (RtlKnobs) sets the words per beat
+    and the lanes."""
 
     def __init__(self, qm, knobs: RtlKnobs | None = None):
         self.qm, self.knobs = qm, knobs or RtlKnobs()
         self.table = routing_table(qm)
         states = self.table.states
         M, s, d = qm.num_units, int(qm.s), int(qm.d)
+        W = self.words = self.knobs.words
         self.n_input = int(np.prod(qm.input_shape))
         self.map_width = max(st.width + (0 if st.signed else 1) for st in states)
         self.map_depth = max(st.size for st in states)
         self.route_width = max(2, (M - 1).bit_length() + 1)
         self.init_mask = sum(1 << u.index for u in qm.units if u.initialised)
 
-        self.hash_unit = HashUnit(s, self.map_width, True, self.map_depth, words=self.knobs.hash_lanes)
-        self.normaliser = Normaliser(s, int(qm.norm_k), qm.h_fmt)
-        self.projection = ProjectionComparator(qm.bases, qm.h_fmt, qm.basis_fmt, qm.coef_fmt)
-        self.residue = Residue(**residue_params(qm))
-        self.head = HeadEngine(**head_params(qm, lanes=self.knobs.head_lanes))
+        k = self.knobs
+        self.hash_unit = HashUnit(s, self.map_width, True, self.map_depth, words=W)
+        self.normaliser = Normaliser(s, int(qm.norm_k), qm.h_fmt, words=W, root_bits=k.root_bits)
+        self.projection = ProjectionComparator(qm.bases, qm.h_fmt, qm.basis_fmt, qm.coef_fmt, words=W)
+        self.residue = Residue(**residue_params(qm, words=W))
+        self.head = HeadEngine(**head_params(qm, lanes=k.head_lanes, words=W))
         self.engines = {}
         for unit in qm.units:
             if unit_calls(qm, unit.index):
                 params = conv_engine_params(qm, unit.index)
-                self.engines[unit.index] = ConvEngine(**params, lanes=self.knobs.lanes_of(unit))
+                self.engines[unit.index] = ConvEngine(**params, lanes=k.lanes_of(unit), words=W,
+                                                      pixel_lanes=k.pixel_lanes)
         emb_fmt = qm.emb_fmt
+        emb_shape = signed(emb_fmt.width) if emb_fmt.signed else unsigned(emb_fmt.width)
         super().__init__({
             "task": In(range(max(2, len(qm.heads)))),
             "in_valid": In(1),
             "in_ready": Out(1),
-            "in_data": In(INPUT_FMT.width),
+            "in_data": In(INPUT_FMT.width * W),
             "emb_valid": Out(1),
             "emb_ready": In(1),
-            "emb_data": Out(signed(emb_fmt.width) if emb_fmt.signed else unsigned(emb_fmt.width)),
+            "emb_data": Out(emb_shape if W == 1 else unsigned(emb_fmt.width * W)),
             "emb_last": Out(1),
             "out_valid": Out(1),
             "out_ready": In(1),
@@ -111,7 +116,8 @@ class HrnTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         qm, table = self.qm, self.table
-        M, s, d = qm.num_units, int(qm.s), int(qm.d)
+        M, s, d, W = qm.num_units, int(qm.s), int(qm.d), self.words
+        s_rows, n_rows, map_rows = beats(s, W), beats(self.n_input, W), beats(self.map_depth, W)
         hu, nm, pj, rs, hd = self.hash_unit, self.normaliser, self.projection, self.residue, self.head
         m.submodules.hash_unit, m.submodules.normaliser = hu, nm
         m.submodules.projection, m.submodules.residue, m.submodules.head = pj, rs, hd
@@ -126,17 +132,17 @@ class HrnTop(wiring.Component):
         coef_r = Signal(qm.m * qm.coef_fmt.width)
         state = Signal(range(max(2, len(table.states))))
         call_r = Signal(range(max([2] + [len(e.calls) for e in self.engines.values()])))
-        count_r = Signal(range(self.map_depth + 1))
+        count_r = Signal(range(map_rows + 1))
         seed_r = Signal(32, init=int(qm.hash_seeds[0]))
         routes = [Signal(signed(self.route_width), init=-1, name=f"route{k}") for k in range(d)]
-        wa = Signal(range(self.map_depth + 1))
-        ha = Signal(range(s))
+        wa = Signal(range(map_rows + 1))
+        ha = Signal(range(s_rows))
         allowed = Signal(M)
         m.d.comb += [allowed.eq(Const(self.init_mask, M) & ~used), self.route.eq(Cat(*routes)),
                      self.busy.eq(phase != IMG)]
 
-        m.submodules.map_buffer = maps = memory.Memory(shape=signed(self.map_width), depth=self.map_depth, init=[])
-        m.submodules.h_buffer = hbuf = memory.Memory(shape=signed(qm.h_fmt.width), depth=s, init=[])
+        m.submodules.map_buffer = maps = memory.Memory(shape=row_shape(self.map_width, W), depth=map_rows, init=[])
+        m.submodules.h_buffer = hbuf = memory.Memory(shape=row_shape(qm.h_fmt.width, W), depth=s_rows, init=[])
         map_wr, map_rd = maps.write_port(), maps.read_port()
         h_wr, h_rd = hbuf.write_port(), hbuf.read_port()
 
@@ -149,19 +155,20 @@ class HrnTop(wiring.Component):
             h_wr.addr.eq(ha), h_wr.data.eq(nm.out_data), h_wr.en.eq(nm.out_valid & pj.in_ready),
         ]
         with m.If(nm.out_valid & pj.in_ready):
-            m.d.sync += ha.eq(Mux(ha == s - 1, 0, ha + 1))
+            m.d.sync += ha.eq(Mux(ha == s_rows - 1, 0, ha + 1))
 
         # ---- IMG: pixels into the hash unit and the map buffer ---------------------------------
         take_px = self.in_valid & self.in_ready
         with m.If(phase == IMG):
+            pixels = pack_words(m, row_words(self.in_data, INPUT_FMT.width, W, is_signed=False), self.map_width, name="px")
             m.d.comb += [self.in_ready.eq(hu.in_ready), hu.in_valid.eq(self.in_valid),
-                         hu.in_data.eq(self.in_data), hu.in_last.eq(wa == self.n_input - 1),
-                         map_wr.addr.eq(wa), map_wr.data.eq(self.in_data), map_wr.en.eq(take_px)]
+                         hu.in_data.eq(pixels), hu.in_last.eq(wa == n_rows - 1),
+                         map_wr.addr.eq(wa), map_wr.data.eq(pixels), map_wr.en.eq(take_px)]
             with m.If(take_px):
                 m.d.sync += wa.eq(wa + 1)
                 with m.If(wa == 0):
                     m.d.sync += [task_r.eq(self.task)] + [r.eq(-1) for r in routes]
-                with m.If(wa == self.n_input - 1):
+                with m.If(wa == n_rows - 1):
                     m.d.sync += [wa.eq(0), phase.eq(ROUTE)]
 
         # ---- ROUTE: the comparator's result ------------------------------------------------------
@@ -179,7 +186,7 @@ class HrnTop(wiring.Component):
                 m.d.sync += phase.eq(FIN)
 
         # ---- RES: replay h into the residue block ------------------------------------------------
-        h_valid, h_data, _ = stream_reader(m, h_rd, selected & pj.ok, s, rs.in_ready)
+        h_valid, h_data, _ = stream_reader(m, h_rd, selected & pj.ok, s_rows, rs.in_ready)
         m.d.comb += [rs.in_valid.eq(h_valid), rs.in_data.eq(h_data), rs.sel.eq(sel_r),
                      rs.coef.eq(coef_r), rs.out_ready.eq(phase == RES)]
         resolved = (phase == RES) & rs.out_valid
@@ -188,7 +195,7 @@ class HrnTop(wiring.Component):
             with m.If(go_on):
                 m.d.sync += [phase.eq(CONV), step.eq(step + 1), wa.eq(0),
                              seed_r.eq(_pick(sel_r, [qm.hash_seeds[u + 1] for u in range(M)], 32)),
-                             count_r.eq(_pick(state, [st.size for st in table.states], len(count_r)))]
+                             count_r.eq(_pick(state, [beats(st.size, W) for st in table.states], len(count_r)))]
                 for (q, u), (cid, nxt) in table.transitions.items():
                     with m.If((state == q) & (sel_r == u)):
                         m.d.sync += [call_r.eq(cid), state.eq(nxt)]
@@ -198,11 +205,14 @@ class HrnTop(wiring.Component):
         # ---- CONV: map buffer -> selected engine -> hash unit and map buffer -------------------
         x_valid, x_data, _ = stream_reader(m, map_rd, go_on, count_r, self._engine_mux(m, sel_r, "in_ready"))
         conv_out_valid = self._engine_mux(m, sel_r, "out_valid")
-        conv_out_data = self._engine_mux(m, sel_r, "out_data", signed(self.map_width))
+        conv_out_data = self._engine_mux(m, sel_r, "out_data", unsigned(W * self.map_width),
+                                         lambda eng, v: pack_words(m, row_words(v, len(v) // W, W), self.map_width,
+                                                                   name="conv_out"))
         conv_out_last = self._engine_mux(m, sel_r, "out_last")
         for u, eng in self.engines.items():
             mine = sel_r == u
-            m.d.comb += [eng.call_id.eq(call_r), eng.in_valid.eq(x_valid & mine), eng.in_data.eq(x_data),
+            x_words = pack_words(m, row_words(x_data, self.map_width, W), len(eng.in_data) // W, name=f"x{u}_")
+            m.d.comb += [eng.call_id.eq(call_r), eng.in_valid.eq(x_valid & mine), eng.in_data.eq(x_words),
                          eng.out_ready.eq(mine & (phase == CONV) & hu.in_ready)]
         conv_take = (phase == CONV) & conv_out_valid & hu.in_ready
         with m.If(phase == CONV):
@@ -233,14 +243,16 @@ class HrnTop(wiring.Component):
             m.d.sync += [phase.eq(IMG), step.eq(0), used.eq(0), state.eq(0), seed_r.eq(int(qm.hash_seeds[0]))]
         return m
 
-    def _engine_mux(self, m: Module, sel, port: str, shape=None):
-        """The selected conv engine's output port `port` (0 when no engine exists)."""
+    def _engine_mux(self, m: Module, sel, port: str, shape=None, adapt=None):
+        """The selected conv engine's output port `port`, through `adapt(engine, value)` if
+        given (0 when no engine exists)."""
         engines = list(self.engines.items())
         if not engines:
             return Const(0, shape or 1)
+        adapt = adapt or (lambda eng, v: v)
         out = Signal(shape or len(getattr(engines[0][1], port)), name=f"sel_{port}")
-        value = getattr(engines[0][1], port)
+        value = adapt(engines[0][1], getattr(engines[0][1], port))
         for u, eng in engines[1:]:
-            value = Mux(sel == u, getattr(eng, port), value)
+            value = Mux(sel == u, adapt(eng, getattr(eng, port)), value)
         m.d.comb += out.eq(value)
         return out
