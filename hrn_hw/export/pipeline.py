@@ -90,7 +90,7 @@ def export(model_path: str | Path, out: str | Path, force: bool = False, precisi
         "precision_unused": precision.unused(),
     }
     with staged_directory(out, force) as stage:
-        _say(f"[5/6] rendering the HLS project", quiet)
+        _say("[5/6] rendering the HLS project", quiet)
         qm.save(stage)
         vectors.save(stage / "golden", gx, gt, gy, gres)
         render_project(qm, stage / "hls")

@@ -18,7 +18,7 @@ from hrn_hw.errors import ConfigError
 from hrn_hw.export.ir import ActQ, ConvQ, DenseQ, ExportError, HeadQ, PoolQ, QuantModel, UnitQ
 from hrn_hw.export.precision import Precision
 from hrn_hw.export.shapes import hash_sources, reachable_calls
-from hrn_hw.fixedpoint.fmt import Fmt, SatCounter, fmt_for_range, quantize
+from hrn_hw.fixedpoint.fmt import SatCounter, quantize
 from hrn_hw.fixedpoint.ops import energy_threshold, norm_shift
 from reference.hashing import index_hash
 from reference.hrn import HRN

@@ -36,7 +36,7 @@ def formats_table(qm: QuantModel, sat: dict) -> list[str]:
 
 def write_report(path, qm: QuantModel, summary: dict) -> None:
     """Render the export summary as Markdown."""
-    lines = [f"# hrn-hw export report", "",
+    lines = ["# hrn-hw export report", "",
              f"Model: `{summary['model']}` ({summary['config']}), exported by hrn-hw {summary['version']} "
              f"in {summary['export_seconds']:.1f} s.", "",
              "## Float (PyTorch reference) vs fixed point (golden model)", "",

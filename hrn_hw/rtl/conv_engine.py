@@ -61,6 +61,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hrn_hw.export.shapes import layer_out_hw, unit_calls
+from hrn_hw.rtl.rows import mux_select
 
 LOAD, COMPUTE, DRAIN, OUT = range(4)
 DRAIN_CYCLES = 3       # accumulate, convert, activate + write after the last tap's address
@@ -160,14 +161,6 @@ def _sat(q, fmt):
 
 def _shift(value, amount: int):
     return value >> amount if amount > 0 else value << -amount
-
-
-def _select(index, values):
-    """values[index] over a run-time index (a mux chain; values[0] when out of range)."""
-    out = values[0]
-    for k, v in enumerate(values[1:], start=1):
-        out = Mux(index == k, v, out)
-    return out
 
 
 def _word(data, i, width: int):
@@ -307,7 +300,6 @@ class ConvEngine(wiring.Component):
         G, N = -(-O // L), IC * K * K
         T = max(N, P)
         lw = W.bit_length() - 1
-        kp, sp = geo[0]["kp"], geo[0]["sp"]
         Hm, Wm = max(g["H"] for g in geo), max(g["W"] for g in geo)
         Hom, Wom = max(g["Ho"] for g in geo), max(g["Wo"] for g in geo)
         bank_depth = G * Hom * Wom
@@ -376,7 +368,7 @@ class ConvEngine(wiring.Component):
         bsel1 = [Signal(len(b), name=f"bsel1_{p}") for p, b in enumerate(bsel)]
         m.d.sync += [v1.eq(computing), first1.eq(t == 0), last1.eq(tap_end), tv1.eq(tap_ok), v2.eq(v1 & last1)]
         m.d.sync += [x.eq(y) for x, y in zip(inb1 + bsel1, inb + bsel)]
-        x1 = [Mux(inb1[p], _select(bsel1[p], [rd.data for _, rd in copies[p]]), 0) for p in range(P)]
+        x1 = [Mux(inb1[p], mux_select([rd.data for _, rd in copies[p]], bsel1[p]), 0) for p in range(P)]
 
         aligns = sorted({g["align"] for g in geo})
         shifts = sorted({g["shift"] for g in geo})
@@ -546,7 +538,7 @@ class ConvEngine(wiring.Component):
             with m.If(adv):
                 m.d.sync += [inbb.eq((cy < Ho_c) & (cx < Wo_c)), okb.eq(so < O),
                              bankb.eq(_pick(so, [o % L for o in range(O)], _span([o % L for o in range(O)])))]
-            val = Mux(inbb, _select(bankb, [rp.data for rp in banks]), 0)
+            val = Mux(inbb, mux_select([rp.data for rp in banks], bankb), 0)
             mx = Signal(signed(ow), name=f"mx{i}")
             mx_c = Mux(firstb | (val > mx), val, mx)
             with m.If(adv & vb & ~lastb):

@@ -38,7 +38,7 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hrn_hw.rtl.residue import beats, pack_words, row_shape, row_words, tree_sum
+from hrn_hw.rtl.rows import beats, pack_words, row_shape, row_words, tree_sum
 
 C1 = 0x85EBCA6B
 C2 = 0xC2B2AE35

@@ -38,8 +38,8 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hrn_hw.fixedpoint.fmt import Fmt
-from hrn_hw.rtl.projection import _select
-from hrn_hw.rtl.residue import beats, convert_expr, pack_words, row_init, row_shape, row_words, tree_sum
+from hrn_hw.rtl.residue import convert_expr
+from hrn_hw.rtl.rows import beats, mux_select, pack_words, row_init, row_shape, row_words, tree_sum
 
 LANES = 10
 LOAD, MAC, WB, WDRAIN, OUT = range(5)
@@ -252,7 +252,7 @@ class HeadEngine(wiring.Component):
             mod.d.sync += [en1[p].eq(wissue & (n >= lo) & (n < hi)), lane1[p].eq(n - lo)]
         mod.d.sync += row1.eq(row)
         biases = row_words(b_rd.data, self.b_width, W)
-        ys = [self._convert(mod, glayers, gl, _select(accs, lane1[p]) if L > 1 else accs[0], biases[p], p)
+        ys = [self._convert(mod, glayers, gl, mux_select(accs, lane1[p]) if L > 1 else accs[0], biases[p], p)
               for p in range(W)]
         y2 = Signal(row_shape(xw, W))
         mod.d.sync += [y2.eq(pack_words(mod, ys, xw, name="y")), en2.eq(en1), row2.eq(row1)]

@@ -30,7 +30,7 @@ from hrn_hw.rtl.crossbar import routing_table
 from hrn_hw.rtl.cycles import hash_unit_cycles, normaliser_cycles, projection_cycles, residue_cycles
 from hrn_hw.rtl.head import head_cycles, head_layers
 from hrn_hw.rtl.knobs import RtlKnobs
-from hrn_hw.rtl.residue import beats
+from hrn_hw.rtl.rows import beats
 
 READ_LATENCY = 1        # a buffer's synchronous read before its first word
 

@@ -32,7 +32,8 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hrn_hw.fixedpoint.fmt import Fmt
-from hrn_hw.rtl.residue import beats, convert_expr, pack_words, row_shape, row_words, tree_sum
+from hrn_hw.rtl.residue import convert_expr
+from hrn_hw.rtl.rows import beats, frame_row_words, pack_words, row_shape, row_words, tree_sum
 
 LOAD, FLUSH, DIV, SQRT, OUT = range(5)
 MAC_STAGES = 2        # phi register, square register; E is updated one cycle later
@@ -128,12 +129,6 @@ class Normaliser(wiring.Component):
             "busy": Out(1),
         })
 
-    def _phi_row(self, row):
-        """The input beat's phi words, those past s (last row) forced to zero."""
-        tail = self.s - (self.rows - 1) * self.words          # valid words of the last row
-        return [Mux(row == self.rows - 1, 0, x) if i >= tail else x
-                for i, x in enumerate(row_words(self.in_data, self.phi_width, self.words))]
-
     def elaborate(self, platform):
         m = Module()
         s, k, hf, W, r, rows = self.s, self.k, self.h_fmt, self.words, self.root_bits, self.rows
@@ -154,7 +149,7 @@ class Normaliser(wiring.Component):
 
         # ---- LOAD: store phi, square, accumulate (adder tree over the beat) -----------------
         take = self.in_valid & self.in_ready
-        phi_in = pack_words(m, self._phi_row(wa), pw, name="phi_in")
+        phi_in = pack_words(m, frame_row_words(self.in_data, pw, W, s, wa), pw, name="phi_in")
         xa = Signal(row_shape(pw, W))
         va = Signal()
         sq = [Signal(2 * pw, name=f"sq{i}") for i in range(W)]

@@ -23,28 +23,23 @@ sums them per unit, and M cycles scan the units for the argmax. W = 1 is the one
 from __future__ import annotations
 
 import numpy as np
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hrn_hw.fixedpoint.fmt import Fmt
+from hrn_hw.rtl.residue import convert_expr
+from hrn_hw.rtl.rows import beats, mux_select, row_init, row_shape, row_words, tree_sum
 
 ACC, FLUSH, CONV, SQUARE, SCAN, DONE = range(6)
 MAC_STAGES = 2        # ROM read / h register, then the accumulate
-
-
-def _rows():
-    """The row-of-W-words helpers (imported late: hrn_hw.rtl.residue imports this module)."""
-    from hrn_hw.rtl import residue
-
-    return residue
 
 
 def projection_phases(s: int, num_units: int, words: int = 1) -> dict:
     """Cycles per phase of the projection comparator (M * m MAC lanes) for s entries of h at W
     words per beat."""
     return {
-        "in": _rows().beats(s, words),  # a beat of h into every lane, one per cycle
+        "in": beats(s, words),  # a beat of h into every lane, one per cycle
         "flush": 2,                     # ROM read / h register, accumulate; the FSM sees it empty
         "convert": 1,                   # every c_ui rounded and saturated at once
         "square": 1,                    # e_u = sum_i c_ui^2 for every unit at once
@@ -70,14 +65,14 @@ class ProjectionComparator(wiring.Component):
         if int(words) < 1:
             raise ValueError("words must be >= 1")
         self.bases, self.M, self.m, self.s = bases, M, m, s
-        self.words, self.rows = int(words), _rows().beats(s, int(words))
+        self.words, self.rows = int(words), beats(s, int(words))
         self.h_fmt, self.b_fmt, self.c_fmt = h_fmt, b_fmt, c_fmt
         self.e_width = 2 * c_fmt.width + max(1, m.bit_length())
         super().__init__({
             "allowed": In(M),
             "in_valid": In(1),
             "in_ready": Out(1),
-            "in_data": In(_rows().row_shape(h_fmt.width, self.words)),
+            "in_data": In(row_shape(h_fmt.width, self.words)),
             "out_valid": Out(1),
             "out_ready": In(1),
             "sel": Out(range(max(2, M))),
@@ -88,7 +83,6 @@ class ProjectionComparator(wiring.Component):
 
     def elaborate(self, platform):
         mod = Module()
-        lib = _rows()
         M, m, s, W, rows = self.M, self.m, self.s, self.words, self.rows
         hf, bf, cf = self.h_fmt, self.b_fmt, self.c_fmt
         lanes = M * m
@@ -100,29 +94,29 @@ class ProjectionComparator(wiring.Component):
         take = self.in_valid & self.in_ready
         mod.d.comb += self.in_ready.eq(phase == ACC)
 
-        h_r = Signal(lib.row_shape(hf.width, W))
+        h_r = Signal(row_shape(hf.width, W))
         v_r = Signal()
         mod.d.sync += [h_r.eq(self.in_data), v_r.eq(take)]
-        h_words = lib.row_words(h_r, hf.width, W)
+        h_words = row_words(h_r, hf.width, W)
 
         accs, coefs = [], []
         for lane in range(lanes):
             u, i = divmod(lane, m)
-            rom = memory.Memory(shape=lib.row_shape(bf.width, W), depth=rows,
-                                init=lib.row_init(self.bases[u, i], bf.width, W))
+            rom = memory.Memory(shape=row_shape(bf.width, W), depth=rows,
+                                init=row_init(self.bases[u, i], bf.width, W))
             mod.submodules[f"rom{lane}"] = rom
             rd = rom.read_port()
             mod.d.comb += [rd.addr.eq(j), rd.en.eq(take)]
             acc = Signal(signed(acc_w), name=f"acc{lane}")
             with mod.If(v_r):   # the ROM's zeros past s cancel whatever h holds there
-                mod.d.sync += acc.eq(acc + lib.tree_sum(
-                    b * h for b, h in zip(lib.row_words(rd.data, bf.width, W), h_words)))
+                mod.d.sync += acc.eq(acc + tree_sum(
+                    b * h for b, h in zip(row_words(rd.data, bf.width, W), h_words)))
             accs.append(acc)
             coefs.append(Signal(signed(cf.width), name=f"c{lane}"))
 
         # convert(acc, frac_h + frac_b -> c_fmt): round per c_fmt, then saturate
         with mod.If(phase == CONV):
-            mod.d.sync += [c.eq(lib.convert_expr(acc, hf.frac + bf.frac, cf)) for acc, c in zip(accs, coefs)]
+            mod.d.sync += [c.eq(convert_expr(acc, hf.frac + bf.frac, cf)) for acc, c in zip(accs, coefs)]
 
         energies = [Signal(self.e_width, name=f"e{u}") for u in range(M)]
         with mod.If(phase == SQUARE):
@@ -143,7 +137,7 @@ class ProjectionComparator(wiring.Component):
         cur_e = Signal(self.e_width)
         cur_ok = Signal()
         mod.d.comb += [
-            cur_e.eq(Mux(scan < M, _select(e_arr, scan), 0)),
+            cur_e.eq(Mux(scan < M, mux_select(e_arr, scan), 0)),
             cur_ok.eq(Mux(scan < M, (allowed_r >> scan)[0], 0)),
         ]
 
@@ -179,9 +173,3 @@ class ProjectionComparator(wiring.Component):
         return mod
 
 
-def _select(values, index):
-    """values[index] as a mux chain (Amaranth Array indexing without the Array)."""
-    out = Const(0, len(values[0]))
-    for k, v in enumerate(values):
-        out = Mux(index == k, v, out)
-    return out

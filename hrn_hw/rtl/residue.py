@@ -43,7 +43,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hrn_hw.fixedpoint.fmt import Fmt
-from hrn_hw.rtl.projection import _select
+from hrn_hw.rtl.rows import beats, frame_row_words, mux_select, pack_words, row_init, row_shape, row_words, tree_sum
 
 RUN, FLUSH, DONE, EMB = range(4)
 PIPE_STAGES = 3       # ROM read / h register, difference register, residue register
@@ -59,55 +59,6 @@ def convert_expr(value, acc_frac: int, fmt: Fmt):
     else:
         q = value << -shift
     return Mux(q > fmt.qmax, fmt.qmax, Mux(q < fmt.qmin, fmt.qmin, q))
-
-
-# ---- rows of W words (docs/rtl.md "Multi-word streams") -------------------------------------
-
-def beats(n: int, words: int) -> int:
-    """Beats (rows) of an n-word frame at W words per beat: ceil(n / W)."""
-    return -(-n // words)
-
-
-def row_shape(width: int, words: int, is_signed: bool = True):
-    """Shape of a row of W words: the word's own shape for W = 1 (the one-word block), else
-    W * width unsigned bits, word i at [i*width, (i+1)*width)."""
-    if words == 1:
-        return signed(width) if is_signed else width
-    return words * width
-
-
-def row_init(values, width: int, words: int) -> list:
-    """Memory contents of a word sequence as rows of W words (zero past its end)."""
-    values = [int(v) for v in values]
-    if words == 1:
-        return values
-    mask = (1 << width) - 1
-    return [sum((v & mask) << (i * width) for i, v in enumerate(values[r * words:(r + 1) * words]))
-            for r in range(beats(len(values), words))]
-
-
-def row_words(row, width: int, words: int, is_signed: bool = True) -> list:
-    """The W words of a row value, each as_signed when is_signed."""
-    out = [row.word_select(i, width) for i in range(words)]
-    return [w.as_signed() for w in out] if is_signed else out
-
-
-def pack_words(mod: Module, values, width: int, is_signed: bool = True, name: str = "w"):
-    """A row from W word expressions, each truncated or extended to width (via a signal)."""
-    sigs = []
-    for i, v in enumerate(values):
-        sig = Signal(signed(width) if is_signed else width, name=f"{name}{i}")
-        mod.d.comb += sig.eq(v)
-        sigs.append(sig)
-    return Cat(*sigs)
-
-
-def tree_sum(terms):
-    """A balanced adder tree of the terms."""
-    terms = list(terms)
-    while len(terms) > 1:
-        terms = [a + b for a, b in zip(terms[::2], terms[1::2])] + terms[len(terms) - len(terms) % 2:]
-    return terms[0]
 
 
 def residue_params(qm, words: int = 1) -> dict:
@@ -183,13 +134,6 @@ class Residue(wiring.Component):
             "emb_last": Out(1),
         })
 
-    def _h_row(self, j):
-        """The input beat's h words, those past s (last row) forced to zero."""
-        W, hw = self.words, self.h_fmt.width
-        tail = self.s - (self.rows - 1) * W          # valid words of the last row
-        return [Mux(j == self.rows - 1, 0, h) if i >= tail else h
-                for i, h in enumerate(row_words(self.in_data, hw, W))]
-
     def elaborate(self, platform):
         mod = Module()
         M, m, W, rows = self.M, self.m, self.words, self.rows
@@ -212,7 +156,7 @@ class Residue(wiring.Component):
         # stage 1: ROM read (projection layout: ROM u*m + i holds B_ui, rows of W) and h register
         h1 = Signal(row_shape(hf.width, W))
         v1, j1 = Signal(), Signal(ab)
-        mod.d.sync += [h1.eq(pack_words(mod, self._h_row(j), hf.width, name="h_in")), v1.eq(take), j1.eq(j)]
+        mod.d.sync += [h1.eq(pack_words(mod, frame_row_words(self.in_data, hf.width, W, self.s, j), hf.width, name="h_in")), v1.eq(take), j1.eq(j)]
         rom_data = []
         for lane in range(M * m):
             u, i = divmod(lane, m)
@@ -226,7 +170,7 @@ class Residue(wiring.Component):
         mod.d.sync += sel1.eq(sel_now)
 
         # stage 2: diff = h << (frac - fh) - sum_i B_i c_i (exact), per position
-        b_rows = [_select([rom_data[u * m + i] for u in range(M)], sel1) if M > 1 else rom_data[i]
+        b_rows = [mux_select([rom_data[u * m + i] for u in range(M)], sel1) if M > 1 else rom_data[i]
                   for i in range(m)]
         b_words = [row_words(b, bf.width, W) for b in b_rows]
         c = [coef_r.word_select(i, cf.width).as_signed() for i in range(m)]

@@ -42,7 +42,8 @@ from hrn_hw.rtl.head import HeadEngine, head_params
 from hrn_hw.rtl.knobs import RtlKnobs
 from hrn_hw.rtl.normaliser import Normaliser
 from hrn_hw.rtl.projection import ProjectionComparator
-from hrn_hw.rtl.residue import Residue, beats, pack_words, residue_params, row_shape, row_words
+from hrn_hw.rtl.residue import Residue, residue_params
+from hrn_hw.rtl.rows import beats, pack_words, row_shape, row_words
 
 IMG, ROUTE, RES, CONV, FIN, EMB, HEAD = range(7)
 
