@@ -207,7 +207,9 @@ def cmd_export(args) -> int:
 def cmd_verify(args) -> int:
     from hrn_hw.verify import verify_csim, verify_rtl
 
-    r = (verify_rtl if args.against == "rtl" else verify_csim)(args.export, args.n)
+    if args.jobs is not None and args.against != "rtl":
+        raise HrnError("--jobs applies to --against rtl only")
+    r = verify_rtl(args.export, args.n, args.jobs) if args.against == "rtl" else verify_csim(args.export, args.n)
     print(f"{r['compared']} compared, {r['mismatches']} mismatches "
           f"(against {r['against']}, {r['samples_per_second']:.1f} samples/s)")
     if r.get("cycles"):
@@ -296,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--against", choices=("csim", "rtl"), default="csim",
                    help="csim: the HLS C++ built with g++; rtl: OUT/rtl on Verilator (cocotb); default csim")
     v.add_argument("-n", type=_positive, help="compare only the first N golden samples")
+    v.add_argument("--jobs", type=_positive,
+                   help="rtl: simulations running at once, each on a share of the samples (default: one per CPU core)")
     v.set_defaults(func=cmd_verify)
 
     from hrn_hw.bench import DEFAULT_CLOCK_MHZ, DEFAULT_N, clock_mhz

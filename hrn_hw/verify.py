@@ -63,9 +63,11 @@ def verify_csim(export_dir: str | Path, n: int | None = None) -> dict:
                    time.perf_counter() - t0)
 
 
-def verify_rtl(export_dir: str | Path, n: int | None = None) -> dict:
+def verify_rtl(export_dir: str | Path, n: int | None = None, jobs: int | None = None) -> dict:
     """Simulate the export's RTL (OUT/rtl) on Verilator with the cocotb testbench on the first n
-    golden inputs, compare bit for bit, and compare each sample's cycles with the cycle model."""
+    golden inputs, compare bit for bit, and compare each sample's cycles with the cycle model.
+    `jobs` simulations run at once on shares of the samples (default: one per CPU core; one
+    when waves are dumped)."""
     from hrn_hw.rtl import rtlsim
     from hrn_hw.rtl.emit import read_knobs
 
@@ -75,10 +77,11 @@ def verify_rtl(export_dir: str | Path, n: int | None = None) -> dict:
         raise ExportError(f"{export_dir}: no RTL (rtl/hrn_top.v missing); export again")
     knobs = read_knobs(export_dir / "rtl")
     cases = rtlsim.golden_cases(qm, vec, knobs)
-    out = rtlsim.simulate_export(export_dir, qm, cases, knobs)
+    jobs = rtlsim.default_jobs() if jobs is None else jobs
+    out = rtlsim.simulate_export(export_dir, qm, cases, knobs, jobs=jobs)
     cycles = out["cycles"]
     stats = {"min": int(cycles.min()), "median": float(np.median(cycles)), "max": int(cycles.max())} if len(cycles) else {}
     return _finish(export_dir, "rtl", vec, {"embedding": out["embedding"], "routes": out["route"],
                                              "logits": out["logits"]}, float(out["seconds"]),
                    cycles=stats, cycle_model_mismatches=int((cycles != cases["model_cycles"]).sum()),
-                   knobs=knobs.to_dict())
+                   knobs=knobs.to_dict(), jobs=jobs)

@@ -44,12 +44,13 @@ def main(argv=None) -> int:
     ap.add_argument("--export", help="export directory (default: the bundled demo model's)")
     ap.add_argument("-n", type=int, help="golden samples to simulate (default: all)")
     ap.add_argument("--waves", action="store_true", help="dump waves (FST) into OUT/rtl/build/")
+    ap.add_argument("--jobs", type=int, help="simulations at once (default: one per CPU core; 1 with --waves)")
     args = ap.parse_args(argv)
     if args.waves:
         os.environ["WAVES"] = "1"
     try:
         out = Path(args.export) if args.export else demo_export()
-        r = verify_rtl(out, args.n)
+        r = verify_rtl(out, args.n, args.jobs)
     except HrnError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -105,12 +105,17 @@ def _verilator_runner(toplevel: str, build_dir: Path, ports_only: bool):
 
 
 def run_dut(component, toplevel: str, test_module: str, params: dict, build_name: str | None = None,
-            testcase: str | None = None, ports_only: bool = False, log_dir: Path | None = None) -> Path:
+            testcase: str | None = None, ports_only: bool = False, log_dir: Path | None = None,
+            shards: list | None = None):
     """Generate `component`'s Verilog (or take a Verilog file: `component` is then its path),
     build it with Verilator and run the cocotb tests of `test_module` (a module of sim/) on it;
     `params` reach the tests as JSON in $HRN_SIM_PARAMS. A failed cocotb test fails the calling
     pytest test. With `log_dir`, the build and simulation logs go to build.log and sim.log
-    there instead of the terminal. Returns the results XML."""
+    there instead of the terminal. Returns the results XML.
+
+    `shards` (a list of parameter dicts) runs one simulation per shard at the same time, each
+    with `params` updated by its dict, in its own directory `shard<i>` of the build (logs
+    sim<i>.log); returns their results XMLs."""
     from hrn_hw.rtl.gen import to_verilog
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -137,13 +142,30 @@ def run_dut(component, toplevel: str, test_module: str, params: dict, build_name
                  build_args=VERILATOR_ARGS + (["--trace-fst"] if waves else []), timescale=("1ns", "1ps"),
                  waves=waves, **logs["build"])
     _keep_runtime(build_dir, cache)
-    records = build_dir / "records.json"
-    records.unlink(missing_ok=True)
-    params = {**params, "records": str(records), "dut": Path(build_name).name if build_name else toplevel}
-    return runner.test(hdl_toplevel=toplevel, hdl_toplevel_lang="verilog", test_module=test_module, build_dir=build_dir,
-                       test_dir=build_dir, testcase=testcase,
-                       extra_env={PARAMS_ENV: json.dumps(params), "PYTHONPATH": os.pathsep.join(sys.path)},
-                       **logs["test"])
+    dut = Path(build_name).name if build_name else toplevel
+
+    def simulate(sim_runner, test_dir: Path, extra: dict, log: dict):
+        records = test_dir / "records.json"
+        records.unlink(missing_ok=True)
+        run_params = {**params, **extra, "records": str(records), "dut": dut}
+        return sim_runner.test(hdl_toplevel=toplevel, hdl_toplevel_lang="verilog", test_module=test_module,
+                               build_dir=build_dir, test_dir=test_dir, testcase=testcase,
+                               extra_env={PARAMS_ENV: json.dumps(run_params), "PYTHONPATH": os.pathsep.join(sys.path)},
+                               **log)
+
+    if shards is None:
+        return simulate(runner, build_dir, {}, logs["test"])
+    from concurrent.futures import ThreadPoolExecutor
+    from cocotb_tools.runner import get_runner
+
+    def shard(i: int):
+        log = {"log_file": Path(log_dir) / f"sim{i}.log"} if log_dir is not None else {}
+        return simulate(get_runner("verilator"), build_dir / f"shard{i}", shards[i], log)
+
+    for stale in [build_dir / "records.json", *build_dir.glob("shard*/records.json")]:
+        stale.unlink(missing_ok=True)
+    with ThreadPoolExecutor(len(shards)) as pool:
+        return list(pool.map(shard, range(len(shards))))
 
 
 # ---- cocotb side ----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Tabulate the block testbenches' records (sim/build/*/records.json) into sim/results.json and
+"""Tabulate the block testbenches' records (sim/build/*/records.json, and those of a sharded run) into sim/results.json and
 print parity and cycles per DUT (`make sim` runs it after the testbenches)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from simlib import BUILD_DIR  # noqa: E402
 
 def main() -> int:
     rows = []
-    for path in sorted(BUILD_DIR.glob("*/records.json")):
+    for path in sorted([*BUILD_DIR.glob("*/records.json"), *BUILD_DIR.glob("*/shard*/records.json")]):
         rows += json.loads(path.read_text())
     if not rows:
         print("no testbench records under", BUILD_DIR)

@@ -134,32 +134,53 @@ def extreme_inputs(qm) -> tuple[np.ndarray, list]:
                                                     "one bright pixel (corner)"]
 
 
-def simulate_top(qm, cases: dict, build_dir, verilog=None, knobs=None, stalled: int = 4, quiet: bool = False) -> dict:
+def simulate_top(qm, cases: dict, build_dir, verilog=None, knobs=None, stalled: int = 4, quiet: bool = False,
+                 jobs: int = 1) -> dict:
     """Build the top level of `qm` (or take its Verilog file), stream `cases` through it and
     return the RTL's outputs: embedding, route, logits, cycles (unstalled runs first, then the
-    first `stalled` cases again under random stalls, flagged in `stalled`) and seconds."""
+    first `stalled` cases again under random stalls, flagged in `stalled`) and seconds (of the
+    unstalled runs). `jobs` > 1 splits the cases into that many simulations running at once
+    (one per core), the stalled replays in the first; seconds is then the slowest one's."""
     from hrn_hw.rtl.emit import top_verilog
     from hrn_hw.rtl.top import HrnTop
     from simlib import write_if_changed
 
     build_dir = Path(build_dir).resolve()      # the simulator runs in it: no relative paths
     build_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(build_dir / "cases.npz", **cases)
-    outputs = build_dir / "outputs.npz"
-    outputs.unlink(missing_ok=True)
     top = HrnTop(qm, knobs)
     if verilog is None:
         verilog = write_if_changed(build_dir / "generated.v", top_verilog(top))
     worst = int(cases["model_cycles"].max()) if len(cases["model_cycles"]) else 1000
-    run_dut(verilog, "hrn_top", "test_top",
-            {"cases": str(build_dir / "cases.npz"), "outputs": str(outputs), "s": int(qm.s), "d": int(qm.d),
-             "route_width": top.route_width, "classes": int(qm.max_classes), "tasks": len(qm.heads),
-             "emb_signed": bool(qm.emb_fmt.signed), "emb_width": int(qm.emb_fmt.width), "words": top.words,
-             "stalled": min(stalled, len(cases["tasks"])),
-             "max_cycles": 4 * worst + 1000},
-            build_name=str(build_dir), ports_only=True, log_dir=build_dir if quiet else None)
-    with np.load(outputs) as z:
-        return {k: z[k] for k in z.files}
+    n = len(cases["tasks"])
+    bounds = np.linspace(0, n, max(1, min(jobs, n)) + 1).astype(int)
+    shards = []
+    for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        np.savez(build_dir / f"cases{i}.npz", **{k: v[lo:hi] for k, v in cases.items()})
+        (build_dir / f"outputs{i}.npz").unlink(missing_ok=True)
+        shards.append({"cases": str(build_dir / f"cases{i}.npz"), "outputs": str(build_dir / f"outputs{i}.npz"),
+                       "stalled": min(stalled, int(hi - lo)) if i == 0 else 0})
+    common = {"s": int(qm.s), "d": int(qm.d), "route_width": top.route_width, "classes": int(qm.max_classes),
+              "tasks": len(qm.heads), "emb_signed": bool(qm.emb_fmt.signed), "emb_width": int(qm.emb_fmt.width),
+              "words": top.words, "max_cycles": 4 * worst + 1000}
+    log_dir = build_dir if quiet else None
+    if len(shards) == 1:
+        run_dut(verilog, "hrn_top", "test_top", {**common, **shards[0]}, build_name=str(build_dir),
+                ports_only=True, log_dir=log_dir)
+    else:
+        run_dut(verilog, "hrn_top", "test_top", common, build_name=str(build_dir), ports_only=True,
+                log_dir=log_dir, shards=shards)
+    return _merge_shards([np.load(sh["outputs"]) for sh in shards])
+
+
+def _merge_shards(parts: list) -> dict:
+    """One output dict from the shards' outputs.npz: every unstalled run in case order, then the
+    stalled replays (all in the first shard); seconds of the slowest shard."""
+    out = {}
+    for key in ("embedding", "route", "logits", "cycles", "stalled"):
+        free = [z[key][~z["stalled"]] for z in parts]
+        out[key] = np.concatenate(free + [parts[0][key][parts[0]["stalled"]]])
+    out["seconds"] = max(float(z["seconds"]) for z in parts)
+    return out
 
 
 def check_top(cases: dict, out: dict) -> None:

@@ -4,6 +4,7 @@ Verilator, driven from Python (`hrn-hw verify --against rtl`, `make sim`)."""
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -52,15 +53,24 @@ def golden_cases(qm, vec: dict, knobs=None) -> dict:
     return make_cases(qm, vec["pixels"], vec["tasks"], names, vec, knobs)
 
 
-def simulate_export(export_dir: Path, qm, cases: dict, knobs=None, stalled: int = 0) -> dict:
-    """Build OUT/rtl/hrn_top.v under OUT/rtl/build/ and run the cases; the RTL's outputs."""
+def default_jobs() -> int:
+    """Simulations to run at once: one per CPU core, one when waves are dumped (one file)."""
+    if os.environ.get("WAVES", "0") not in ("", "0"):
+        return 1
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def simulate_export(export_dir: Path, qm, cases: dict, knobs=None, stalled: int = 0, jobs: int = 1) -> dict:
+    """Build OUT/rtl/hrn_top.v under OUT/rtl/build/ and run the cases (`jobs` simulations at
+    once, each on a share); the RTL's outputs."""
     tb = testbench()
     rtl = Path(export_dir) / "rtl"
     build = rtl / "build"
-    print(f"building {rtl / 'hrn_top.v'} with Verilator and simulating {len(cases['tasks'])} samples "
-          f"(logs: {build}/build.log, sim.log)", file=sys.stderr, flush=True)
+    print(f"building {rtl / 'hrn_top.v'} with Verilator and simulating {len(cases['tasks'])} samples in {jobs} "
+          f"job(s) (logs: {build}/build.log, sim*.log)", file=sys.stderr, flush=True)
     try:
-        return tb.simulate_top(qm, cases, build, verilog=rtl / "hrn_top.v", knobs=knobs, stalled=stalled, quiet=True)
+        return tb.simulate_top(qm, cases, build, verilog=rtl / "hrn_top.v", knobs=knobs, stalled=stalled, quiet=True,
+                               jobs=jobs)
     except (SystemExit, Exception) as exc:      # the runner exits on a failed build or cocotb test
         raise ToolError(f"RTL simulation failed ({exc.__class__.__name__}: {str(exc)[:200]}); see "
                         f"{build / 'build.log'} and {build / 'sim.log'}") from None
