@@ -433,6 +433,8 @@ def install_timers(m, opt, acc: dict) -> callable:
     m.pool.maintain = timed("forward:   pool.maintain (Alg. 4 + 2, per-sample loop)", m.pool.maintain)
     m.pool.select_frozen = timed("forward:   pool.select_frozen (eval selection)", m.pool.select_frozen)
     m._run_units = timed("forward:   _run_units (regroup + conv units)", m._run_units)
+    m.route_frozen = timed("forward: route_frozen (eval inference, total)", m.route_frozen)
+    m._regroup_frozen = timed("forward:   _regroup_frozen (regroup + conv units)", m._regroup_frozen)
     for u in m.units:
         u.forward = timed("forward:     unit forward (conv+BN+act)", u.forward)
     m.heads[TASK].forward = timed("forward: head", m.heads[TASK].forward)
