@@ -353,9 +353,8 @@ class HRN(nn.Module):
                 routing = self.route_single_eval(x)
             return Routing(*(t.clone() for t in vars(routing).values()))
         # the outputs are made outside inference mode (ordinary tensors) and filled inside it
-        B, dev = x.shape[0], x.device
-        routing = Routing(torch.zeros(B, self.s, device=dev), torch.full((B, self.d), -1, device=dev),
-                          torch.zeros(B, self.d, device=dev), torch.zeros(B, device=dev))
+        dev = x.device
+        routing = self._no_routes(x.shape[0], dev)
         threads = torch.get_num_threads()
         with torch.inference_mode():
             if threads == 1 or dev.type != "cpu":
@@ -367,6 +366,13 @@ class HRN(nn.Module):
                 finally:
                     torch.set_num_threads(threads)
         return routing
+
+    def _no_routes(self, B: int, dev: torch.device) -> Routing:
+        """The Routing of B samples that selected nothing: zero embeddings, norms and L1, -1 routes."""
+        f32 = torch.float32
+        return Routing(torch.zeros(B, self.s, dtype=f32, device=dev),
+                       torch.full((B, self.d), -1, dtype=torch.long, device=dev),
+                       torch.zeros(B, self.d, dtype=f32, device=dev), torch.zeros(B, dtype=f32, device=dev))
 
     @torch.no_grad()
     def route_frozen(self, x: torch.Tensor, out: Routing | None = None, wide: int | None = None) -> Routing:
@@ -383,8 +389,7 @@ class HRN(nn.Module):
         assert not self.training
         B, dev = x.shape[0], x.device
         if out is None:
-            out = Routing(torch.zeros(B, self.s, device=dev), torch.full((B, self.d), -1, device=dev),
-                          torch.zeros(B, self.d, device=dev), torch.zeros(B, device=dev))
+            out = self._no_routes(B, dev)
         # pixels_to_input in one pass where the division's result is float32 (exact either way)
         if x.dtype == torch.uint8 and torch.get_default_dtype() == torch.float32:
             x = x / 256.0
