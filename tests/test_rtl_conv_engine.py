@@ -3,8 +3,8 @@ reachable call of a real unit and on a synthetic unit with maxpool, cycles equal
 hrn_hw.rtl.conv_engine.conv_engine_cycles. Runs the sim/test_conv_engine.py testbenches, so
 `make test` includes them (the small export they need is trained once under sim/build/).
 
-Builds: the synthetic unit at the defaults (one word per beat, one pixel per cycle) and at
-8 words per beat with 5 pixel lanes (with the small-plane calls); the real unit at 8 words per
+Builds: the synthetic unit at 8 words per beat with 5 pixel lanes (with the small-plane
+calls; `make sim` also runs it at one word per beat and one pixel per cycle); the real unit at 8 words per
 beat with 10 pixel lanes on 4 output-channel lanes (fewer lanes keep its build small; the
 top-level tests run the real units at the defaults)."""
 
@@ -19,12 +19,6 @@ def test_conv_engine_rtl():
     import test_conv_engine
 
     test_conv_engine.test_conv_engine(lanes=4, words=8, pixel_lanes=10, build="conv_engine_w8p10")
-
-
-def test_conv_engine_pool_rtl():
-    import test_conv_engine
-
-    test_conv_engine.test_conv_engine_pool()
 
 
 def test_conv_engine_pool_words_rtl():
