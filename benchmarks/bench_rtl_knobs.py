@@ -302,6 +302,7 @@ def markdown(out: dict) -> str:
         for key, r in sorted(entries.items(), key=lambda kv: [int(t[1:]) if t[1:].isdigit() else 99
                                                              for t in kv[0].split()]):
             name = BLOCK_NAMES.get(block, block)
+            key = ", ".join(f"{n} {'all' if v is None else v}" for n, v in r.get("knobs", {}).items()) or key
             if "LUT" in r:
                 lines.append(f"| {name} | {key} | " + " | ".join(f"{r[k]:g}" for k in
                              ("LUT", "FF", "DSP", "BRAM", "RAMB36", "RAMB18", "LUTRAM", "CARRY4", "MUXF"))
