@@ -1,7 +1,7 @@
 """RTL knobs benchmark: cycles per sample against FPGA resources of the blocks the knobs change.
 
-For one export (default: /work/paper_w8/export if present... see --export; the Pairwise-MNIST
-paper-config model), with the knobs of `hrn_hw.rtl.knobs.RtlKnobs` (words W per beat,
+For one export (--export; default /work/paper_w8/export when it exists, else runs/paper/export:
+the Pairwise-MNIST paper-config model), with the knobs of `hrn_hw.rtl.knobs.RtlKnobs` (words W per beat,
 conv_lanes, pixel_lanes, head_lanes, root_bits):
 
 1. cycles per sample (min / median / max / mean over the export's golden vectors, and the mean
@@ -12,7 +12,8 @@ conv_lanes, pixel_lanes, head_lanes, root_bits):
 2. Yosys synth_xilinx (xc7, `rom_style="block"` by default: every ROM into block RAM)
    resources of every block of the top level, built as HrnTop builds them, one synthesis per
    point: hash unit, normaliser, projection comparator, residue and head at several words,
-   unit 0's conv engine at several words and pixel lanes, the head at several head lanes.
+   unit 0's conv engine at several words and pixel lanes and at fewer conv lanes, the head at
+   several head lanes, the normaliser at several root bits.
    A total is estimated per knob setting as a per-block sum: hash + normaliser + projection +
    residue + E x conv engine (unit 0's, for each of the E units with an engine) + head; it is
    not a synthesis of the top level (no controller, crossbar, map/h/embedding buffers);
@@ -21,7 +22,7 @@ conv_lanes, pixel_lanes, head_lanes, root_bits):
 
 Syntheses run one at a time: the default knobs first (the small blocks, the head), then unit
 0's conv engine over pixel lanes (fewest first), then the other words, the other head lanes,
-and the conv engine at the other words. A synthesis past --timeout seconds stops its block's
+the conv engine at the other words, the normaliser's root bits, the conv lanes. A synthesis past --timeout seconds stops its block's
 later points that are at least as large in every knob. With --resume, points already in the
 JSON (same export, same rom style) are not synthesised again; --no-synth computes the cycles
 only and keeps the resources already in --out.
@@ -68,6 +69,8 @@ CYCLE_CONV_LANES = (16, 8, 4)
 SYNTH_WORDS = (1, 4, 8)
 SYNTH_PIXEL_LANES = (1, 4, 8)          # conv engine, at words = default
 SYNTH_HEAD_LANES = (10, 20)            # head, at words = default
+SYNTH_ROOT_BITS = (1, 2, 4)            # normaliser, at words = default
+SYNTH_CONV_LANES = (8,)                # conv engine, at the other defaults (all lanes is the default)
 TARGET_MEDIAN = 2000
 KEYS = ("LUT", "FF", "DSP", "BRAM", "RAMB36", "RAMB18", "LUTRAM", "SRL", "CARRY4", "MUXF")
 SMALL_BLOCKS = ("hash_unit", "normaliser", "projection", "residue")
@@ -147,14 +150,17 @@ def block_key(block: str, knobs: RtlKnobs) -> str:
     return " ".join(f"{SHORT[n]}{'all' if d[n] is None else d[n]}" for n in BLOCK_KNOBS[block])
 
 
-def synth_jobs(words, pixel_lanes, head_lanes) -> list[tuple[str, RtlKnobs]]:
-    """(block, knobs) in run order: defaults, conv pixel lanes, other words, head lanes, conv words."""
+def synth_jobs(words, pixel_lanes, head_lanes, root_bits=(), conv_lanes=()) -> list[tuple[str, RtlKnobs]]:
+    """(block, knobs) in run order: defaults, conv pixel lanes, other words, head lanes, conv
+    words, normaliser root bits, conv lanes."""
     jobs = [(b, DEFAULT) for b in SMALL_BLOCKS + ("head",)]
     jobs += [("conv_engine", RtlKnobs(pixel_lanes=p)) for p in sorted(set(pixel_lanes) | {DEFAULT.pixel_lanes})]
     other_words = [w for w in sorted(words) if w != DEFAULT.words]
     jobs += [(b, RtlKnobs(words=w)) for b in SMALL_BLOCKS + ("head",) for w in other_words]
     jobs += [("head", RtlKnobs(head_lanes=h)) for h in sorted(head_lanes) if h != DEFAULT.head_lanes]
     jobs += [("conv_engine", RtlKnobs(words=w)) for w in other_words]
+    jobs += [("normaliser", RtlKnobs(root_bits=r)) for r in sorted(root_bits) if r != DEFAULT.root_bits]
+    jobs += [("conv_engine", RtlKnobs(conv_lanes=c)) for c in sorted(conv_lanes)]
     out, seen = [], set()
     for b, k in jobs:
         if (b, block_key(b, k)) not in seen:
@@ -181,11 +187,13 @@ def synth_one(name: str, component, work: Path, timeout: float, rom_style) -> di
     return res
 
 
-def total_settings(words, pixel_lanes, head_lanes) -> list[RtlKnobs]:
+def total_settings(words, pixel_lanes, head_lanes, root_bits=(), conv_lanes=()) -> list[RtlKnobs]:
     """Knob settings whose per-block sum is estimated (every block synthesised at them)."""
     out = [RtlKnobs(words=w) for w in sorted(words)]
     out += [RtlKnobs(pixel_lanes=p) for p in sorted(pixel_lanes) if p != DEFAULT.pixel_lanes]
     out += [RtlKnobs(head_lanes=h) for h in sorted(head_lanes) if h != DEFAULT.head_lanes]
+    out += [RtlKnobs(root_bits=r) for r in sorted(root_bits) if r != DEFAULT.root_bits]
+    out += [RtlKnobs(conv_lanes=c) for c in sorted(conv_lanes)]
     return out
 
 
@@ -210,6 +218,19 @@ def _cycles_of(out: dict, knobs: dict) -> dict | None:
     return None
 
 
+SERIES_COLORS = {"words": ("words W (others default)", "tab:blue", "W"),
+                 "pixel_lanes": ("pixel lanes P (W 8)", "tab:green", "P"),
+                 "head_lanes": ("head lanes H (W 8)", "tab:orange", "H"),
+                 "root_bits": ("root bits r (W 8)", "tab:purple", "r"),
+                 "conv_lanes": ("conv lanes C (W 8)", "tab:brown", "C")}
+
+
+def _series(k: dict) -> str:
+    """The knob in which `k` differs from the default (words when none or several)."""
+    diff = [n for n, v in k.items() if v != DEFAULT.to_dict()[n]]
+    return diff[0] if len(diff) == 1 else "words"
+
+
 def plot(out: dict, path: Path) -> Path:
     import matplotlib
 
@@ -226,13 +247,11 @@ def plot(out: dict, path: Path) -> Path:
                            (axes[1], "LUT", "LUT (estimated per-block sum)")):
         for t, c in pts:
             k = t["knobs"]
-            series = ("words" if (k["pixel_lanes"], k["head_lanes"]) == (default["pixel_lanes"], default["head_lanes"])
-                      else "pixel lanes" if k["pixel_lanes"] != default["pixel_lanes"] else "head lanes")
-            color = {"words": "tab:blue", "pixel lanes": "tab:green", "head lanes": "tab:orange"}[series]
+            series = _series(k)
+            color = SERIES_COLORS[series][1]
             ax.scatter(t[key], c["median"], color=color, s=45, zorder=3)
             ax.vlines(t[key], c["min"], c["max"], color=color, alpha=0.3, lw=1)
-            text = (f"W{k['words']}" if series == "words" else f"P{k['pixel_lanes']}" if series == "pixel lanes"
-                    else f"H{k['head_lanes']}")
+            text = SERIES_COLORS[series][2] + str(k[series] if k[series] is not None else "all")
             ax.annotate(text, (t[key], c["median"]), xytext=(5, -10), textcoords="offset points",
                         fontsize=7, color=color)
             if k == default:
@@ -245,8 +264,7 @@ def plot(out: dict, path: Path) -> Path:
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("cycles per sample (median; bar: min..max)")
-    for name, color in (("words W (P 8, H 20)", "tab:blue"), ("pixel lanes P (W 8)", "tab:green"),
-                        ("head lanes H (W 8)", "tab:orange")):
+    for name, color, _ in SERIES_COLORS.values():
         axes[0].scatter([], [], color=color, label=name)
     axes[0].legend(fontsize=7, loc="upper right")
     fig.suptitle(f"RTL knobs, {out['export_name']}: cycle model vs Yosys xc7 per-block sum (not a top-level "
@@ -314,7 +332,8 @@ def markdown(out: dict) -> str:
         for t in out["totals"]:
             c = _cycles_of(out, t["knobs"])
             k = t["knobs"]
-            name = f"W {k['words']}, P {k['pixel_lanes']}, H {k['head_lanes']}"
+            name = (f"W {k['words']}, P {k['pixel_lanes']}, H {k['head_lanes']}, r {k['root_bits']}, "
+                    f"C {'all' if k['conv_lanes'] is None else k['conv_lanes']}")
             cells = [name, f"{c['median']:g}" if c else "-", str(t["LUT"]), str(t["FF"]), str(t["DSP"]), f"{t['BRAM']:g}"]
             if k == default:
                 cells = [f"**{v}**" for v in cells]
@@ -341,6 +360,10 @@ def main() -> int:
                     help="synthesised conv pixel lanes (at the default words)")
     ap.add_argument("--head-lanes", type=_ints, default=SYNTH_HEAD_LANES,
                     help="synthesised head lanes (at the default words)")
+    ap.add_argument("--root-bits", type=_ints, default=SYNTH_ROOT_BITS,
+                    help="synthesised normaliser root bits (at the default words)")
+    ap.add_argument("--conv-lanes", type=_ints, default=SYNTH_CONV_LANES,
+                    help="synthesised conv lanes besides all (at the other defaults)")
     ap.add_argument("--no-synth", action="store_true", help="cycles only (keeps resources already in --out)")
     ap.add_argument("--resume", action="store_true", help="keep the resources already in --out")
     ap.add_argument("--markdown", action="store_true", help="print the tables as markdown at the end")
@@ -372,7 +395,7 @@ def main() -> int:
             prev = old.get("resources", {})
     res = {b: dict(prev.get(b, {})) for b in BLOCK_KNOBS}
     out["resources"] = res
-    settings = total_settings(args.words, args.pixel_lanes, args.head_lanes)
+    settings = total_settings(args.words, args.pixel_lanes, args.head_lanes, args.root_bits, args.conv_lanes)
 
     def save():
         out["totals"] = totals(res, len(engines), settings)
@@ -385,7 +408,8 @@ def main() -> int:
         stopped: dict[str, list] = {}
         t_all = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="hrn-knobs-") as work:
-            for block, knobs in synth_jobs(args.words, args.pixel_lanes, args.head_lanes):
+            for block, knobs in synth_jobs(args.words, args.pixel_lanes, args.head_lanes, args.root_bits,
+                                           args.conv_lanes):
                 key = block_key(block, knobs)
                 if key in res[block] and "LUT" in res[block][key]:
                     continue
