@@ -225,6 +225,10 @@ SERIES_COLORS = {"words": ("words W (others default)", "tab:blue", "W"),
                  "conv_lanes": ("conv lanes C (W 8)", "tab:brown", "C")}
 
 
+SERIES_OFFSETS = {"words": (5, -10), "pixel_lanes": (5, -10), "head_lanes": (-26, -3), "root_bits": (6, 2),
+                  "conv_lanes": (-22, 4)}
+
+
 def _series(k: dict) -> str:
     """The knob in which `k` differs from the default (words when none or several)."""
     diff = [n for n, v in k.items() if v != DEFAULT.to_dict()[n]]
@@ -252,7 +256,7 @@ def plot(out: dict, path: Path) -> Path:
             ax.scatter(t[key], c["median"], color=color, s=45, zorder=3)
             ax.vlines(t[key], c["min"], c["max"], color=color, alpha=0.3, lw=1)
             text = SERIES_COLORS[series][2] + str(k[series] if k[series] is not None else "all")
-            ax.annotate(text, (t[key], c["median"]), xytext=(5, -10), textcoords="offset points",
+            ax.annotate(text, (t[key], c["median"]), xytext=SERIES_OFFSETS[series], textcoords="offset points",
                         fontsize=7, color=color)
             if k == default:
                 ax.scatter(t[key], c["median"], s=260, facecolors="none", edgecolors="red", lw=2, zorder=4)
