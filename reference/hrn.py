@@ -13,7 +13,6 @@ identical routes and embeddings equal within float rounding.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,23 +41,6 @@ def pixels_to_input(x: torch.Tensor) -> torch.Tensor:
     if x.dtype == torch.uint8:
         return x.to(torch.float32) / 256.0
     return x.to(torch.float32)
-
-
-def _on_threads(threads: int, fn, *args):
-    """fn(*args) on `threads` intra-op threads, from (and back to) one thread."""
-    torch.set_num_threads(threads)
-    try:
-        return fn(*args)
-    finally:
-        torch.set_num_threads(1)
-
-
-_WIDE_NUMEL = 1 << 17   # route_frozen: elements from which a hash or fold is worth several threads
-
-
-def _hash_into(out: torch.Tensor, buckets, flat, signs) -> torch.Tensor:
-    """feature_hash's scatter into rows `out` of a step's hash buffer."""
-    return out.index_add_(1, buckets, flat * signs)
 
 
 def _cat(tensors: list) -> torch.Tensor | None:
@@ -355,16 +337,8 @@ class HRN(nn.Module):
         # the outputs are made outside inference mode (ordinary tensors) and filled inside it
         dev = x.device
         routing = self._no_routes(x.shape[0], dev)
-        threads = torch.get_num_threads()
         with torch.inference_mode():
-            if threads == 1 or dev.type != "cpu":
-                self.route_frozen(x, routing)
-            else:     # the small ops on one thread (no fork/join each); convolutions and GEMMs
-                torch.set_num_threads(1)                 # on the caller's threads, as before
-                try:
-                    self.route_frozen(x, routing, wide=threads)
-                finally:
-                    torch.set_num_threads(threads)
+            self.route_frozen(x, routing)
         return routing
 
     def _no_routes(self, B: int, dev: torch.device) -> Routing:
@@ -375,17 +349,14 @@ class HRN(nn.Module):
                        torch.zeros(B, self.d, dtype=f32, device=dev), torch.zeros(B, dtype=f32, device=dev))
 
     @torch.no_grad()
-    def route_frozen(self, x: torch.Tensor, out: Routing | None = None, wide: int | None = None) -> Routing:
+    def route_frozen(self, x: torch.Tensor, out: Routing | None = None) -> Routing:
         """`route_batched` in eval mode without autograd (frozen bases), with fewer tensor ops and
         the same arithmetic (identical routes, bit-identical embeddings; tested): every sample
         starts with the same selectable units and drops one per step, so every sample still
         routing has a candidate (no `ok` masks); one hash buffer per step (no concatenation);
         normalisation, projection and residue in place; the selection of `BasisPool.select_frozen`
         written out; each step's residues, routes and norms scattered into `out` (zero / -1
-        filled, [B, s], [B, d], [B, d], [B]) as they come. `wide`: the caller has set one
-        thread; the convolutions, the GEMMs and the large hashes and channel folds run on `wide`
-        threads (the other ops are elementwise, row-wise or index ops on small tensors, whose
-        results do not depend on the thread count: checked bit for bit, 1 against 2 threads)."""
+        filled, [B, s], [B, d], [B, d], [B]) as they come."""
         assert not self.training
         B, dev = x.shape[0], x.device
         if out is None:
@@ -400,7 +371,6 @@ class HRN(nn.Module):
         n_free = int(init.sum())
         if n_free == 0:                      # nothing selectable: no route (as route_batched)
             return out
-        mm = torch.mm if wide is None else functools.partial(_on_threads, wide, torch.mm)
         flat_bases = self.pool.bases.flatten(0, 1)
         flat_bases_t = flat_bases.T
         unit_ids = torch.arange(M, device=dev)
@@ -419,19 +389,16 @@ class HRN(nn.Module):
                 flat = y.reshape(rows, -1)
                 buckets, signs = hash_tables(seeds[hid], flat.shape[1], s, dev)
                 into = h if rows == n else h.narrow(0, offset, rows)
-                if wide is None or flat.numel() < _WIDE_NUMEL:
-                    into.index_add_(1, buckets, flat * signs)
-                else:
-                    _on_threads(wide, _hash_into, into, buckets, flat, signs)
+                into.index_add_(1, buckets, flat * signs)
                 offset += rows
             norm = h.norm(dim=1, keepdim=True)                  # normalise, in place
             h.div_(torch.where(norm > 0, norm, one))
             # BasisPool.select_frozen (every row has n_free - k > 0 candidates) and _residue
-            coef = mm(h, flat_bases_t).view(n, M, m)            # (what h @ B^T runs)
+            coef = torch.mm(h, flat_bases_t).view(n, M, m)            # (what h @ B^T runs)
             energy = coef.square().sum(-1).masked_fill_(blocked if k == 0 else blocked[idx], -1.0)
             sel = energy.max(dim=1)[1]                          # first (lowest) index on ties
             mine = sel[:, None] == unit_ids
-            r = h.sub_(mm(coef.mul_(mine[..., None]).flatten(1), flat_bases))
+            r = h.sub_(torch.mm(coef.mul_(mine[..., None]).flatten(1), flat_bases))
             rn = r.norm(dim=1)
             out.embedding.index_add_(0, idx, r)
             out.residue_l1.index_add_(0, idx, r.abs().sum(1))
@@ -441,12 +408,12 @@ class HRN(nn.Module):
                 break
             blocked[idx, sel] = True
             groups, idx = self._regroup_frozen(groups, idx, torch.where(rn >= self.tau_d, sel, M),
-                                               units, runners, wide)
+                                               units, runners)
             if not groups:
                 break
         return out
 
-    def _regroup_frozen(self, groups, idx, key, units, runners, wide=None):
+    def _regroup_frozen(self, groups, idx, key, units, runners):
         """`_run_units` for `route_frozen`: the same groups (rows by selected unit, in sample
         order; buckets by (unit, map shape), ordered by unit) and unit calls; returns the next
         groups and their samples. `key` per row: the selected unit, M where the sample stops."""
@@ -464,8 +431,7 @@ class HRN(nn.Module):
             in_ch = {units[u].in_channels for u in present}
             shape = tuple(y.shape[1:])     # the grouping key stays the map's shape
             if len(in_ch) == 1:   # fold the channels before the copy (per sample, so the same sums)
-                y = (fold_channels(y, in_ch.pop()) if wide is None or y.numel() < _WIDE_NUMEL
-                     else _on_threads(wide, fold_channels, y, in_ch.pop()))
+                y = fold_channels(y, in_ch.pop())
             if counts[present[0]] == n:     # one unit takes the whole group: no reordering
                 buckets.setdefault((present[0], shape), []).append((g_idx, y))
                 continue
@@ -481,7 +447,7 @@ class HRN(nn.Module):
             ids += [p[0] for p in parts]
             maps = _cat([p[1] for p in parts])
             run = runners.get(unit) or runners.setdefault(unit, units[unit].frozen_runner())
-            out.append((run(maps) if wide is None else _on_threads(wide, run, maps), unit + 1, maps.shape[0]))
+            out.append((run(maps), unit + 1, maps.shape[0]))
         return out, (_cat(ids) if ids else idx[:0])
 
     def forward(self, x: torch.Tensor, task: int, oracle: bool = False):

