@@ -1,7 +1,6 @@
 """RTL knobs benchmark: cycles per sample against FPGA resources of the blocks the knobs change.
 
-For one export (--export; default /work/paper_w8/export when it exists, else runs/paper/export:
-the Pairwise-MNIST paper-config model), with the knobs of `hrn_hw.rtl.knobs.RtlKnobs` (words W per beat,
+For one export (--export; default runs/paper/export: the Pairwise-MNIST paper-config model), with the knobs of `hrn_hw.rtl.knobs.RtlKnobs` (words W per beat,
 conv_lanes, pixel_lanes, head_lanes, root_bits):
 
 1. cycles per sample (min / median / max / mean over the export's golden vectors, and the mean
@@ -28,7 +27,7 @@ JSON (same export, same rom style) are not synthesised again; --no-synth compute
 only and keeps the resources already in --out.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/bench_rtl_knobs.py \
-        --export /work/paper_w8/export --out docs/bench_rtl_knobs.json --plot docs/rtl_knobs.png
+        --export runs/paper/export --out docs/bench_rtl_knobs.json --plot docs/rtl_knobs.png
 """
 
 from __future__ import annotations
@@ -345,16 +344,10 @@ def markdown(out: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def default_export() -> str:
-    w8 = Path("/work/paper_w8/export")
-    return str(w8) if (w8 / "manifest.json").is_file() else "runs/paper/export"
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--export", default=None,
-                    help="export directory (hrn-hw export -o); default /work/paper_w8/export if present, "
-                         "else runs/paper/export")
+    ap.add_argument("--export", default="runs/paper/export",
+                    help="export directory (hrn-hw export -o); default runs/paper/export")
     ap.add_argument("--out", default="docs/bench_rtl_knobs.json")
     ap.add_argument("--plot", default="docs/rtl_knobs.png")
     ap.add_argument("--rom-style", default="block", choices=("block", "logic", "auto"))
@@ -373,7 +366,7 @@ def main() -> int:
     ap.add_argument("--markdown", action="store_true", help="print the tables as markdown at the end")
     args = ap.parse_args()
     rom_style = None if args.rom_style == "auto" else args.rom_style
-    export_dir = Path(args.export or default_export())
+    export_dir = Path(args.export)
     out_path = Path(args.out)
 
     qm = QuantModel.load(export_dir)
