@@ -54,6 +54,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from hrn_hw.bench import cpu_name  # noqa: E402
 from hrn_hw.config import builtin_config_path, load_config  # noqa: E402
+from hrn_hw.device import exact_cuda  # noqa: E402
 from hrn_hw.evaluate import evaluate_task  # noqa: E402
 from hrn_hw.scenarios import TaskData, load_tasks, scenario_tasks  # noqa: E402
 from hrn_hw.train import build_optimizer, make_optimizer, train_epoch  # noqa: E402
@@ -129,16 +130,22 @@ def loadavg() -> list[float] | None:
 
 # ---- models -------------------------------------------------------------------------------
 
-def new_hrn(cfg, seed: int, num_classes: int) -> HRN:
+def new_hrn(cfg, seed: int, num_classes: int, device: str = "cpu") -> HRN:
     torch.manual_seed(seed)
-    model = HRN(cfg, seed=seed)
+    model = HRN(cfg, seed=seed).to(device)
     model.add_head(num_classes)
     return model
 
 
-def new_vc(cfg, seed: int, num_classes: int, in_shape) -> VanillaCNN:
+def new_vc(cfg, seed: int, num_classes: int, in_shape, device: str = "cpu") -> VanillaCNN:
     torch.manual_seed(seed)
-    return VanillaCNN(cfg, num_classes, in_shape)
+    return VanillaCNN(cfg, num_classes, in_shape).to(device)
+
+
+def sync(device: str) -> None:
+    """Wait for queued device work, so that a host clock read after it times the work."""
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
 def vc_optimizer(model: VanillaCNN, cfg) -> torch.optim.Optimizer:
@@ -146,13 +153,14 @@ def vc_optimizer(model: VanillaCNN, cfg) -> torch.optim.Optimizer:
     return build_optimizer(list(model.parameters()), cfg)
 
 
-def vc_train_epoch(model: VanillaCNN, opt, x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[float, int]:
+def vc_train_epoch(model: VanillaCNN, opt, x: np.ndarray, y: np.ndarray, batch_size: int,
+                   device: str = "cpu") -> tuple[float, int]:
     """train_epoch's loop for the VC: same batches, cross-entropy, zero_grad/backward/step."""
     model.train()
     total, steps = 0.0, 0
     for start in range(0, len(x), batch_size):
-        xb = torch.from_numpy(x[start:start + batch_size])
-        yb = torch.from_numpy(y[start:start + batch_size])
+        xb = torch.from_numpy(x[start:start + batch_size]).to(device)
+        yb = torch.from_numpy(y[start:start + batch_size]).to(device)
         loss = F.cross_entropy(model(xb), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -164,8 +172,9 @@ def vc_train_epoch(model: VanillaCNN, opt, x: np.ndarray, y: np.ndarray, batch_s
 class Trainer:
     """One model trained chunk by chunk over a fixed epoch order, timing only the training calls."""
 
-    def __init__(self, name: str, kind: str, model, opt, task: TaskData, order: np.ndarray, batch_size: int):
-        self.name, self.kind, self.model, self.opt = name, kind, model, opt
+    def __init__(self, name: str, kind: str, model, opt, task: TaskData, order: np.ndarray, batch_size: int,
+                 device: str = "cpu"):
+        self.name, self.kind, self.model, self.opt, self.device = name, kind, model, opt, device
         self.task, self.order, self.bs = task, order, batch_size
         self.pos, self.seconds, self.loss_sum, self.steps = 0, 0.0, 0.0, 0
         self.chunks: list[tuple[int, float]] = []   # (samples, seconds) of every timed chunk
@@ -181,13 +190,14 @@ class Trainer:
         n_batches = (len(rows) + self.bs - 1) // self.bs
         t0 = time.perf_counter()
         if self.kind == "vc":
-            loss_sum, steps = vc_train_epoch(self.model, self.opt, x, y, self.bs)
+            loss_sum, steps = vc_train_epoch(self.model, self.opt, x, y, self.bs, self.device)
         else:
             chunk = TaskData(self.task.spec, x, y, self.task.test_x[:0], self.task.test_y[:0])
-            mean, visits = train_epoch(self.model, self.opt, chunk, TASK, self.bs, FixedOrder(), "cpu",
+            mean, visits = train_epoch(self.model, self.opt, chunk, TASK, self.bs, FixedOrder(), self.device,
                                        self.kind == "oracle", self.name)
             loss_sum, steps = mean * n_batches, n_batches
             self.visits += visits
+        sync(self.device)
         dt = time.perf_counter() - t0
         self.seconds += dt
         self.chunks.append((len(rows), dt))
@@ -199,20 +209,23 @@ def warm_up(trainers: list[Trainer], cfg, samples: int) -> None:
     for tr in trainers:
         model = copy.deepcopy(tr.model)
         opt = vc_optimizer(model, cfg) if tr.kind == "vc" else make_optimizer(model, TASK, cfg)
-        Trainer(tr.name, tr.kind, model, opt, tr.task, tr.order[:samples], tr.bs).step(samples)
+        Trainer(tr.name, tr.kind, model, opt, tr.task, tr.order[:samples], tr.bs, tr.device).step(samples)
 
 
 # ---- inference ------------------------------------------------------------------------------
 
 @torch.no_grad()
-def infer_pass(forward, x: np.ndarray, y: np.ndarray, batch_size: int) -> tuple[float, float]:
-    """Seconds and accuracy of one pass over (x, y) in batches (evaluate_task's loop, no stats)."""
+def infer_pass(forward, x: np.ndarray, y: np.ndarray, batch_size: int, device: str = "cpu") -> tuple[float, float]:
+    """Seconds and accuracy of one pass over (x, y) in batches (evaluate_task's loop, no stats);
+    the input copies to the device are inside the timed region."""
     correct = 0
+    sync(device)
     t0 = time.perf_counter()
     for start in range(0, len(x), batch_size):
-        xb = torch.from_numpy(x[start:start + batch_size])
-        yb = torch.from_numpy(y[start:start + batch_size])
+        xb = torch.from_numpy(x[start:start + batch_size]).to(device)
+        yb = torch.from_numpy(y[start:start + batch_size]).to(device)
         correct += int((forward(xb).argmax(1) == yb).sum())
+    sync(device)
     return time.perf_counter() - t0, correct / max(len(x), 1)
 
 
@@ -228,6 +241,8 @@ def print_table(res: dict, log=print) -> None:
     log(f"Pairwise-MNIST task 0 ({res['data']['task']}): {res['data']['train_samples']} train / "
         f"{res['data']['test_samples']} test images, batch {res['config']['batch_size']}, "
         f"{res['config']['optimizer']} lr {res['config']['lr']}")
+    if res["env"].get("device") == "cuda":
+        log(f"device: cuda, {res['env']['device_name']}")
     log(f"torch {res['env']['torch']}, {res['env']['threads']} threads, {res['env']['cpu_model']} "
         f"x{res['env']['nproc']}; loadavg start {res['env']['loadavg_start']} end {res['env']['loadavg_end']}")
     log("")
@@ -271,13 +286,15 @@ def run_bench(args) -> dict:
     in_shape = tuple(task.train_x.shape[1:])
     classes = task.spec.num_classes
 
-    hrn = new_hrn(cfg, args.seed, classes)
-    oracle = new_hrn(cfg, args.seed, classes)
-    vc = new_vc(cfg, args.seed, classes, in_shape)
+    dev = args.device
+    hrn = new_hrn(cfg, args.seed, classes, dev)
+    oracle = new_hrn(cfg, args.seed, classes, dev)
+    vc = new_vc(cfg, args.seed, classes, in_shape, dev)
     same_init = all(torch.equal(a, b) for a, b in zip(hrn.state_dict().values(), oracle.state_dict().values()))
-    trainers = [Trainer("hrn-batched", "batched", hrn, make_optimizer(hrn, TASK, cfg), task, order, bs),
-                Trainer("vc", "vc", vc, vc_optimizer(vc, cfg), task, order, bs),
-                Trainer("hrn-oracle", "oracle", oracle, make_optimizer(oracle, TASK, cfg), task, order[:n_oracle], bs)]
+    trainers = [Trainer("hrn-batched", "batched", hrn, make_optimizer(hrn, TASK, cfg), task, order, bs, dev),
+                Trainer("vc", "vc", vc, vc_optimizer(vc, cfg), task, order, bs, dev),
+                Trainer("hrn-oracle", "oracle", oracle, make_optimizer(oracle, TASK, cfg), task, order[:n_oracle], bs,
+                        dev)]
 
     load_start = loadavg()
     warm_up(trainers, cfg, min(args.warmup_batches * bs, n_train))
@@ -296,11 +313,11 @@ def run_bench(args) -> dict:
     train_wall = time.perf_counter() - t_all
 
     # test accuracy after the epoch
-    hrn_eval = evaluate_task(hrn, TASK, task.test_x, task.test_y)
+    hrn_eval = evaluate_task(hrn, TASK, task.test_x, task.test_y, device=dev)
     acc = {"hrn_batched": hrn_eval["accuracy"],
-           "hrn_oracle": evaluate_task(oracle, TASK, task.test_x, task.test_y)["accuracy"]}
+           "hrn_oracle": evaluate_task(oracle, TASK, task.test_x, task.test_y, device=dev)["accuracy"]}
     vc.eval()
-    acc["vc"] = infer_pass(vc, task.test_x, task.test_y, 1000)[1]
+    acc["vc"] = infer_pass(vc, task.test_x, task.test_y, 1000, dev)[1]
 
     training = {}
     for key, tr, label in (("hrn_batched", trainers[0], "HRN batched (a)"), ("vc", trainers[1], "VC (c)"),
@@ -332,7 +349,7 @@ def run_bench(args) -> dict:
              ("vc", "VC", vc, 256),
              ("hrn_oracle", "HRN oracle (per-sample inside)", lambda xb: hrn(xb, TASK, oracle=True)[0], 256)]
     xs, ys = task.test_x, task.test_y
-    warm = [infer_pass(fwd, xs, ys, b)[0] for _, _, fwd, b in cases]
+    warm = [infer_pass(fwd, xs, ys, b, dev)[0] for _, _, fwd, b in cases]
     reps = [max(args.repeats, args.fast_repeats) if w < 1.0 else args.repeats for w in warm]
     times = [[] for _ in cases]
     accs = [None] * len(cases)
@@ -341,7 +358,7 @@ def run_bench(args) -> dict:
             if rep >= reps[i]:
                 continue
             _, _, fwd, b = cases[i]
-            sec, a = infer_pass(fwd, xs, ys, b)
+            sec, a = infer_pass(fwd, xs, ys, b, dev)
             times[i].append(sec)
             accs[i] = a
             if args.verbose:
@@ -378,7 +395,8 @@ def run_bench(args) -> dict:
         "cwd": os.getcwd(),
         "env": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
                 "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
-                "cpu_model": cpu_name(), "nproc": os.cpu_count(), "platform": platform.platform(),
+                "cpu_model": cpu_name(), "nproc": os.cpu_count(), "device": dev,
+                "device_name": torch.cuda.get_device_name() if dev == "cuda" else cpu_name(), "platform": platform.platform(),
                 "loadavg_start": load_start, "loadavg_end": loadavg()},
         "config": {"name": cfg.name, "batch_size": bs, "optimizer": cfg.training.optimizer, "lr": cfg.training.lr,
                    "depth": cfg.hrn.depth, "hash_size": cfg.hrn.hash_size, "units": len(hrn.units),
@@ -545,6 +563,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timed inference passes per case (median)")
     ap.add_argument("--fast-repeats", type=int, default=15,
                     help="timed passes of the inference cases whose warm-up took under 1 s")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="where the three models train and infer (--profile stays on the CPU)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's default)")
     ap.add_argument("--out", default=None, help="write all results as JSON here")
     ap.add_argument("--profile", type=int, default=0, metavar="BATCHES",
@@ -552,6 +572,12 @@ def main(argv=None) -> int:
     ap.add_argument("--profile-top", type=int, default=25)
     ap.add_argument("--verbose", action="store_true", help="print progress after every training round")
     args = ap.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: this torch build or machine has no CUDA device")
+    if args.device == "cuda" and args.profile:
+        ap.error("--profile measures the CPU path; leave out --device cuda")
+    if args.device == "cuda":
+        exact_cuda()        # the settings hrn-hw train runs the reference with on a GPU
     if args.threads:
         torch.set_num_threads(args.threads)
     prov = provenance_start()

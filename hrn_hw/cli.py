@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from hrn_hw.device import checked_device
 from hrn_hw.errors import HrnError
 
 
@@ -33,14 +34,6 @@ def _seed(text: str) -> int:
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"must lie in [0, {MAX_SEED}], got {value}")
     return value
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "cuda" and not torch.cuda.is_available():
-        raise HrnError("--device cuda: no CUDA device is available (this torch build or machine has none)")
-    return name
 
 
 def _check_writable(path: Path | None, option: str) -> None:
@@ -99,7 +92,7 @@ def _check_resume(args, out: Path) -> None:
         raise HrnError(f"--resume: {said} conflicts with the stored run: {out} {had}; {fix}")
     if run.get("device") == "cuda":
         try:
-            _device("cuda")
+            checked_device("cuda")
         except HrnError:
             raise HrnError(f"--resume: the run stored in {out} trains on cuda, "
                            "but no CUDA device is available") from None
@@ -122,7 +115,7 @@ def cmd_train(args) -> int:
     if out.exists() and not (args.resume or args.force):
         raise HrnError(f"{out} exists: pass --resume to continue that run or --force to overwrite it")
     if args.device is not None:
-        _device(args.device)
+        checked_device(args.device)
     if args.resume:
         _check_resume(args, out)
         cfg = None
@@ -147,7 +140,7 @@ def cmd_eval(args) -> int:
 
     _check_writable(Path(args.results) if args.results else None, "--results")
     model, specs, _ = load_checkpoint(args.model)
-    model.to(_device(args.device))
+    model.to(checked_device(args.device))
     tasks = load_tasks(specs, args.data_dir, args.limit, args.seed)
     rows = []
     for i, t in enumerate(tasks):
@@ -224,7 +217,7 @@ def cmd_verify(args) -> int:
 def cmd_bench(args) -> int:
     from hrn_hw.bench import bench, default_dir, format_table
 
-    r = bench(args.model, args.out, device=_device(args.device), export_dir=args.export, clock=args.clock_mhz,
+    r = bench(args.model, args.out, device=checked_device(args.device), export_dir=args.export, clock=args.clock_mhz,
               n=args.n, force=args.force, data_dir=args.data_dir)
     print(format_table(r))
     print(f"bench written to {args.out or default_dir(args.model)} (bench.json, bench.png)")

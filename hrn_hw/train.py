@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from hrn_hw.checkpoint import load_checkpoint, save_checkpoint
 from hrn_hw.config import Config
+from hrn_hw.device import checked_device
 from hrn_hw.errors import HrnError
 from hrn_hw.evaluate import evaluate_task
 from hrn_hw.scenarios import TaskData, load_tasks, scenario_tasks
@@ -141,7 +142,7 @@ def train(cfg: Config, opts: RunOptions, out: str | Path, results_path: str | Pa
     else:
         results, start_task, start_epoch = state["results"], state["task"], state["epoch"]
         torch.set_rng_state(state["torch_rng"])
-    model.to(opts.device)
+    model.to(checked_device(opts.device))
     for t in range(start_task, len(tasks)):
         epochs = opts.epochs if opts.epochs is not None else cfg.training.epochs_for(t)
         resuming = t == start_task and start_epoch > 0   # the checkpoint holds this task's head
