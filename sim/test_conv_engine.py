@@ -24,7 +24,7 @@ import numpy as np
 
 import cocotb
 
-from simlib import (BUILD_DIR, pack_beats, params, record, run_dut, start, stream_frame, to_signed,
+from simlib import (BUILD_DIR, build_lock, pack_beats, params, record, run_dut, start, stream_frame, to_signed,
                     to_unsigned, unpack_beat)
 
 P = params()
@@ -132,14 +132,14 @@ def small_export(root: Path | None = None) -> Path:
 
     root = root or BUILD_DIR / "conv_engine_export"
     out = root / "export"
-    if (out / "manifest.json").is_file() and (out / "weights.npz").is_file():
+    with build_lock(root):
+        if (out / "manifest.json").is_file() and (out / "weights.npz").is_file():
+            return out
+        model = root / "model.pt"
+        assert main(["train", "--scenario", "pairwise-mnist", "--limit", "200", "--epochs", "1",
+                     "--out", str(model), "--force"]) == 0
+        export(model, out, force=True, golden_per_task=10, eval_limit=50, calib=64, quiet=True, rtl=False)
         return out
-    root.mkdir(parents=True, exist_ok=True)
-    model = root / "model.pt"
-    assert main(["train", "--scenario", "pairwise-mnist", "--limit", "200", "--epochs", "1",
-                 "--out", str(model)]) == 0
-    export(model, out, force=True, golden_per_task=10, eval_limit=50, calib=64, quiet=True, rtl=False)
-    return out
 
 
 def real_cases(qm, unit: int, calls: list, images: np.ndarray, lanes=None, words=1, pixel_lanes=1) -> list:

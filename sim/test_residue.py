@@ -33,23 +33,23 @@ N_REAL = 8            # golden-vector samples replayed in the simulation
 def fixture_export() -> Path:
     """A small trained-and-exported Pairwise-MNIST model (train --limit 200 --epochs 1, export
     with 10 golden vectors per task), built once under sim/build/_fixture/."""
-    from simlib import BUILD_DIR, ROOT
+    from simlib import BUILD_DIR, ROOT, build_lock
 
     base = BUILD_DIR / "_fixture"
     out = base / "export"
-    if (out / "manifest.json").is_file() and (out / "golden" / "vectors.npz").is_file():
-        return out
-    base.mkdir(parents=True, exist_ok=True)
-    ckpt = base / "X.pt"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    if not ckpt.is_file():
-        exe = Path(sys.executable).parent / "hrn-hw"
-        subprocess.run([str(exe), "train", "--scenario", "pairwise-mnist", "--limit", "200", "--epochs", "1",
-                        "--out", str(ckpt)], check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-    from hrn_hw.export.pipeline import export
+    with build_lock(base):
+        if (out / "manifest.json").is_file() and (out / "golden" / "vectors.npz").is_file():
+            return out
+        ckpt = base / "X.pt"
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        if not ckpt.is_file():
+            exe = Path(sys.executable).parent / "hrn-hw"
+            subprocess.run([str(exe), "train", "--scenario", "pairwise-mnist", "--limit", "200", "--epochs", "1",
+                            "--out", str(ckpt)], check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+        from hrn_hw.export.pipeline import export
 
-    export(ckpt, out, force=True, golden_per_task=10, eval_limit=50, calib=64, quiet=True, rtl=False)
-    return out
+        export(ckpt, out, force=True, golden_per_task=10, eval_limit=50, calib=64, quiet=True, rtl=False)
+        return out
 
 
 def golden_steps(qm, pixels: np.ndarray):

@@ -97,3 +97,16 @@ def trained_model(seed: int = 0, extra_units: int = 0, steps: int = 12, no_bn: b
 @pytest.fixture
 def make_trained():
     return trained_model
+
+
+# `make test` runs the test files on parallel workers (pytest-xdist, --dist loadfile
+# --no-loadscope-reorder), which take files in collection order: the long RTL and export files
+# go first, so that none starts last and leaves one worker running alone at the end (xdist's
+# own order, by number of tests, put these few-test files last). Order within a file is kept.
+SLOW_FILES_FIRST = ("test_rtl_residue_head.py", "test_rtl_top.py", "test_export_cli.py", "test_rtl_conv_engine.py",
+                    "test_rtl_blocks.py", "test_export_parity.py", "test_fixed_primitives.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES_FIRST)))
