@@ -41,9 +41,9 @@ $(DEB_FILES) &:
 	  echo "error: Debian packages missing; run: sudo apt-get update && sudo apt-get install $(DEB_PKGS)"; exit 2; \
 	fi
 
-# The test files run in parallel, one pytest worker per core (TEST_JOBS=0: in one process); a file's
-# tests stay in one worker, so its module fixtures are made once.
-TEST_JOBS ?= auto
+# The test files run in parallel, one pytest worker per core up to 4 (TEST_JOBS=0: in one
+# process); a file's tests stay in one worker, so its module fixtures are made once.
+TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$((n > 4 ? 4 : n)))
 test: setup
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
 
