@@ -23,6 +23,8 @@ of one burst of background load), median and fastest reported. Test accuracy is 
     PYTHONPATH=. python benchmarks/bench_train_infer.py --out results/bench_train_infer.json
     PYTHONPATH=. python benchmarks/bench_train_infer.py --limit 400 --oracle-limit 64    # smoke
     PYTHONPATH=. python benchmarks/bench_train_infer.py --profile 200   # where HRN training time goes
+    PYTHONPATH=. python benchmarks/bench_train_infer.py --device cuda --out results/bench_cuda.json
+        # on a GPU, with the reference's exact CUDA settings (hrn_hw.device.exact_cuda)
 """
 
 from __future__ import annotations
