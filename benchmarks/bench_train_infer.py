@@ -24,7 +24,7 @@ of one burst of background load), median and fastest reported. Test accuracy is 
     PYTHONPATH=. python benchmarks/bench_train_infer.py --limit 400 --oracle-limit 64    # smoke
     PYTHONPATH=. python benchmarks/bench_train_infer.py --profile 200   # where HRN training time goes
     PYTHONPATH=. python benchmarks/bench_train_infer.py --device cuda --out results/bench_cuda.json
-        # on a GPU, with the reference's exact CUDA settings (hrn_hw.device.exact_cuda)
+        # on a GPU, with the reference's exact CUDA settings (hrn_hw.device.checked_device)
 """
 
 from __future__ import annotations
@@ -54,9 +54,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from hrn_hw.bench import cpu_name  # noqa: E402
+from hrn_hw.bench import cpu_name, device_name  # noqa: E402
 from hrn_hw.config import builtin_config_path, load_config  # noqa: E402
-from hrn_hw.device import exact_cuda  # noqa: E402
+from hrn_hw.device import checked_device, synchronize  # noqa: E402
+from hrn_hw.errors import HrnError  # noqa: E402
 from hrn_hw.evaluate import evaluate_task  # noqa: E402
 from hrn_hw.scenarios import TaskData, load_tasks, scenario_tasks  # noqa: E402
 from hrn_hw.train import build_optimizer, make_optimizer, train_epoch  # noqa: E402
@@ -144,12 +145,6 @@ def new_vc(cfg, seed: int, num_classes: int, in_shape, device: str = "cpu") -> V
     return VanillaCNN(cfg, num_classes, in_shape).to(device)
 
 
-def sync(device: str) -> None:
-    """Wait for queued device work, so that a host clock read after it times the work."""
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def vc_optimizer(model: VanillaCNN, cfg) -> torch.optim.Optimizer:
     """The very optimiser (and kernels) the HRN trains with."""
     return build_optimizer(list(model.parameters()), cfg)
@@ -199,7 +194,7 @@ class Trainer:
                                        self.kind == "oracle", self.name)
             loss_sum, steps = mean * n_batches, n_batches
             self.visits += visits
-        sync(self.device)
+        synchronize(self.device)
         dt = time.perf_counter() - t0
         self.seconds += dt
         self.chunks.append((len(rows), dt))
@@ -221,13 +216,13 @@ def infer_pass(forward, x: np.ndarray, y: np.ndarray, batch_size: int, device: s
     """Seconds and accuracy of one pass over (x, y) in batches (evaluate_task's loop, no stats);
     the input copies to the device are inside the timed region."""
     correct = 0
-    sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     for start in range(0, len(x), batch_size):
         xb = torch.from_numpy(x[start:start + batch_size]).to(device)
         yb = torch.from_numpy(y[start:start + batch_size]).to(device)
         correct += int((forward(xb).argmax(1) == yb).sum())
-    sync(device)
+    synchronize(device)
     return time.perf_counter() - t0, correct / max(len(x), 1)
 
 
@@ -398,7 +393,7 @@ def run_bench(args) -> dict:
         "env": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
                 "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
                 "cpu_model": cpu_name(), "nproc": os.cpu_count(), "device": dev,
-                "device_name": torch.cuda.get_device_name() if dev == "cuda" else cpu_name(), "platform": platform.platform(),
+                "device_name": device_name(dev), "platform": platform.platform(),
                 "loadavg_start": load_start, "loadavg_end": loadavg()},
         "config": {"name": cfg.name, "batch_size": bs, "optimizer": cfg.training.optimizer, "lr": cfg.training.lr,
                    "depth": cfg.hrn.depth, "hash_size": cfg.hrn.hash_size, "units": len(hrn.units),
@@ -574,12 +569,12 @@ def main(argv=None) -> int:
     ap.add_argument("--profile-top", type=int, default=25)
     ap.add_argument("--verbose", action="store_true", help="print progress after every training round")
     args = ap.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        ap.error("--device cuda: this torch build or machine has no CUDA device")
     if args.device == "cuda" and args.profile:
         ap.error("--profile measures the CPU path; leave out --device cuda")
-    if args.device == "cuda":
-        exact_cuda()        # the settings hrn-hw train runs the reference with on a GPU
+    try:
+        checked_device(args.device)   # on a GPU, the settings hrn-hw train runs the reference with
+    except HrnError as exc:
+        ap.error(str(exc))
     if args.threads:
         torch.set_num_threads(args.threads)
     prov = provenance_start()

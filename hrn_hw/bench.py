@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import hrn_hw
+from hrn_hw.device import synchronize
 from hrn_hw.errors import HrnError
 from hrn_hw.export.atomic import OutputKind, check_target, staged_directory
 
@@ -97,13 +98,6 @@ def export_temporary(model_path: Path, directory: Path, data_dir: str | None):
 
 # ---------------------------------------------------------------- PyTorch timing
 
-def _sync(device: str) -> None:
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def time_batch1(model, pixels: np.ndarray, task_ids: np.ndarray, device: str, warmup: int = WARMUP) -> dict:
     """Per-sample forward latency (input copy to the device included), after `warmup` forwards."""
     import torch
@@ -113,11 +107,11 @@ def time_batch1(model, pixels: np.ndarray, task_ids: np.ndarray, device: str, wa
     with torch.no_grad():
         for i in range(warmup):
             model(xs[i % len(xs)].to(device), int(task_ids[i % len(xs)]))
-        _sync(device)
+        synchronize(device)
         for i, x in enumerate(xs):
             t0 = time.perf_counter()
             model(x.to(device), int(task_ids[i]))
-            _sync(device)
+            synchronize(device)
             times[i] = time.perf_counter() - t0
     us = 1e6 * times
     median = float(np.median(us))
@@ -134,11 +128,11 @@ def time_batched(model, tasks: list, device: str, batch: int = BATCH, batches: i
     times = np.empty(batches)
     with torch.no_grad():
         model(inputs[0].to(device), 0)
-        _sync(device)
+        synchronize(device)
         for b in range(batches):
             t0 = time.perf_counter()
             model(inputs[b % len(inputs)].to(device), b % len(inputs))
-            _sync(device)
+            synchronize(device)
             times[b] = time.perf_counter() - t0
     rate = batch * batches / times.sum()
     return {"batch_size": batch, "batches": batches, "seconds": float(times.sum()),
@@ -210,6 +204,15 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def device_name(device: str) -> str:
+    """The GPU's name on "cuda", else the processor's (`cpu_name`), for benchmark records."""
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name()
+    return cpu_name()
 
 
 def command_line(model_path, out, device, export_dir, clock, n, force, data_dir) -> str:
@@ -350,7 +353,7 @@ def bench(model_path: str | Path, out: str | Path | None = None, device: str = "
                     "route_lengths": np.bincount(steps, minlength=qm.d + 1).tolist()},
         "machine": {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "loadavg": list(os.getloadavg()),
                     "python": platform.python_version()},
-        "pytorch": {"device": device, "device_name": torch.cuda.get_device_name() if device == "cuda" else cpu_name(),
+        "pytorch": {"device": device, "device_name": device_name(device),
                     "torch_version": torch.__version__, "threads": torch.get_num_threads(),
                     "batch1": b1, "batch256": bb},
         "rtl": rtl,

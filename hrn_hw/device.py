@@ -19,6 +19,14 @@ def checked_device(name: str) -> str:
     return name
 
 
+def synchronize(device: str) -> None:
+    """Wait for the work queued on `device`, so that a host clock read next times it."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
 def exact_cuda() -> None:
     """Full float32 arithmetic (no TF32 convolutions or matmuls, the reference's number format
     on every device) and deterministic kernels, so that one seed gives one result on a GPU.
