@@ -158,19 +158,23 @@ class BasisPool(nn.Module):
         # the samples whose unit can learn (initialised, not locked): often none, or a few
         if not any(counts[u] and not locked[u] for u in units):
             return
-        nonzero = h.any(dim=1).tolist()
+        nonzero = h.any(dim=1).cpu().numpy()
         coefs = coef.detach().cpu().numpy()
+        # Per-sample projection norm and weakest vector from the selection-time coefficients
+        # (slots beyond a unit's count are masked); valid until the unit's basis changes here.
+        width = np.asarray([counts[u] for u in units], dtype=np.int64)
+        pnorms = np.sqrt(np.square(coefs).sum(axis=1))
+        masked = np.where(np.arange(self.m)[None, :] < width[:, None], np.abs(coefs), np.inf)
+        weakest_all = masked.argmin(axis=1)
+        if self._age_in_bulk(np.asarray(units), width, np.asarray(locked)[units] | ~nonzero,
+                             pnorms, weakest_all):
+            return
+        nonzero, pnorms, weakest_all = nonzero.tolist(), pnorms.tolist(), weakest_all.tolist()
         bases = self.bases
         counters = self.age_counter.tolist()           # Python ints and floats (float64: the same
         thresholds = self.age_threshold.tolist()       # products and floors as the buffers' dtype)
         counters_before = [row[:] for row in counters]
         thresholds_before = thresholds[:]
-        # Per-sample projection norm and weakest vector from the selection-time coefficients
-        # (slots beyond a unit's count are masked); valid until the unit's basis changes here.
-        width = np.asarray([counts[u] for u in units], dtype=np.int64).reshape(-1, 1)
-        pnorms = np.sqrt(np.square(coefs).sum(axis=1)).tolist()
-        masked = np.where(np.arange(self.m)[None, :] < width, np.abs(coefs), np.inf)
-        weakest_all = masked.argmin(axis=1).tolist()
         m, tau_expand, aging, rate = self.m, self.tau_expand, self.aging, self.aging_rate
         dirty: set[int] = set()
         for i, unit in enumerate(units):
@@ -200,6 +204,30 @@ class BasisPool(nn.Module):
             self.age_counter.copy_(torch.tensor(counters, dtype=self.age_counter.dtype))
         if thresholds != thresholds_before:
             self.age_threshold.copy_(torch.tensor(thresholds, dtype=self.age_threshold.dtype))
+
+    def _age_in_bulk(self, units: np.ndarray, width: np.ndarray, skip: np.ndarray,
+                     pnorms: np.ndarray, weakest: np.ndarray) -> bool:
+        """The usual case of `maintain` in one step: no sample expands a basis and no countdown
+        reaches zero, so the per-sample loop would only count down, and the order of the
+        samples does not matter. Applies the countdowns and returns True in that case (CPU
+        buffers); returns False, changing nothing, when the loop must run."""
+        if self.age_counter.device.type != "cpu":
+            return False
+        learn = (width > 0) & ~skip
+        if (learn & (width < self.m) & (pnorms < self.tau_expand)).any():
+            return False
+        if not self.aging:
+            return True
+        age = learn & (width > 1)
+        if not age.any():
+            return True
+        counts = np.zeros(self.age_counter.shape, dtype=np.int64)
+        np.add.at(counts, (units[age], weakest[age]), 1)
+        counters = self.age_counter.numpy()             # the buffer's memory
+        if (counters <= counts)[counts > 0].any():      # a countdown would reach 0: a renewal
+            return False
+        counters -= counts
+        return True
 
     def _expand(self, unit: int, n: int, vec: torch.Tensor) -> bool:
         """Alg. 4: append r / ||r|| (the caller checked ||p|| < tau_expand)."""

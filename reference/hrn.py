@@ -183,15 +183,13 @@ class HRN(nn.Module):
         return sel, ok, r
 
     def _collect(self, x: torch.Tensor, steps: list) -> Routing:
-        """Scatter every step's residues, routes and norms back to sample order (no copy of the
-        residues: each step's are added where they are)."""
+        """Scatter every step's residues, routes and norms back to sample order: the embedding is
+        one index_add of the steps' residues in step order (each row summed in that order)."""
         B = x.shape[0]
-        emb = x.new_zeros(B, self.s)
-        for idx, _, _, _, r, _ in steps:
-            emb.index_add_(0, idx, r)
-        idx, sel, ok, rn = (torch.cat([st[i] for st in steps]) for i in (0, 2, 3, 5))
-        ks = torch.cat([torch.full_like(st[0], st[1]) for st in steps])
-        l1 = x.new_zeros(B).index_add(0, idx, torch.cat([st[4].abs().sum(1) for st in steps]))
+        idx, sel, ok, r, rn = (_cat([st[i] for st in steps]) for i in (0, 2, 3, 4, 5))
+        emb = x.new_zeros(B, self.s).index_add_(0, idx, r)   # row by row in step order
+        ks = _cat([torch.full_like(st[0], st[1]) for st in steps])
+        l1 = x.new_zeros(B).index_add(0, idx, r.abs().sum(1))
         routes = torch.full((B, self.d), -1, dtype=torch.long, device=x.device)
         norms = x.new_zeros(B, self.d)
         if not bool(ok.all()):

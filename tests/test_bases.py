@@ -507,3 +507,34 @@ def test_basis_lock_freezes_initialised_units_only():
     set_unit(pool, 1, [q[:, 2]])                       # an unlocked unit still expands
     maintain(pool, [1], (far / far.norm())[None])
     assert int(pool.count[1]) == 2
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bulk_countdown_equals_the_per_sample_loop(seed, monkeypatch):
+    """maintain's one-step countdown (`_age_in_bulk`, taken when no sample expands a basis and
+    no countdown reaches 0) leaves the pool exactly as the per-sample loop does, over batches
+    that mix that case with expansions, renewals, locked units and zero hashes."""
+    g = torch.Generator().manual_seed(seed)
+    fast = make_pool(M=5, m=3, s=S, T0=4, rate=1.5, tau_expand=0.3)
+    for u, n in enumerate([1, 2, 3, 3, 0]):
+        set_unit(fast, u, [E[(u + k) % S] for k in range(n)])
+    fast.locked[2] = seed % 2 == 0
+    slow = copy.deepcopy(fast)
+    taken = []
+    real = BasisPool._age_in_bulk
+    monkeypatch.setattr(BasisPool, "_age_in_bulk",
+                        lambda self, *a: taken.append(real(self, *a)) or taken[-1])
+    for _ in range(40):
+        n = int(torch.randint(1, 9, (1,), generator=g))
+        sel = torch.randint(0, 5, (n,), generator=g)
+        h = torch.randn(n, S, generator=g)
+        h[torch.rand(n, generator=g) < 0.1] = 0.0
+        h = h / h.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        maintain(fast, sel, h)
+        monkeypatch.setattr(BasisPool, "_age_in_bulk", lambda self, *a: False)
+        maintain(slow, sel, h)
+        monkeypatch.setattr(BasisPool, "_age_in_bulk",
+                            lambda self, *a: taken.append(real(self, *a)) or taken[-1])
+        for name, buf in fast.named_buffers():
+            assert torch.equal(buf, dict(slow.named_buffers())[name]), name
+    assert any(taken) and not all(taken)      # both ways were exercised
