@@ -520,10 +520,16 @@ def test_bulk_countdown_equals_the_per_sample_loop(seed, monkeypatch):
         set_unit(fast, u, [E[(u + k) % S] for k in range(n)])
     fast.locked[2] = seed % 2 == 0
     slow = copy.deepcopy(fast)
-    taken = []
+    taken = []                                  # what the bulk step answered for `fast`
     real = BasisPool._age_in_bulk
-    monkeypatch.setattr(BasisPool, "_age_in_bulk",
-                        lambda self, *a: taken.append(real(self, *a)) or taken[-1])
+
+    def bulk_for_fast_only(self, *args):        # `slow` always takes the per-sample loop
+        if self is not fast:
+            return False
+        taken.append(real(self, *args))
+        return taken[-1]
+
+    monkeypatch.setattr(BasisPool, "_age_in_bulk", bulk_for_fast_only)
     for _ in range(40):
         n = int(torch.randint(1, 9, (1,), generator=g))
         sel = torch.randint(0, 5, (n,), generator=g)
@@ -531,10 +537,7 @@ def test_bulk_countdown_equals_the_per_sample_loop(seed, monkeypatch):
         h[torch.rand(n, generator=g) < 0.1] = 0.0
         h = h / h.norm(dim=1, keepdim=True).clamp_min(1e-12)
         maintain(fast, sel, h)
-        monkeypatch.setattr(BasisPool, "_age_in_bulk", lambda self, *a: False)
         maintain(slow, sel, h)
-        monkeypatch.setattr(BasisPool, "_age_in_bulk",
-                            lambda self, *a: taken.append(real(self, *a)) or taken[-1])
         for name, buf in fast.named_buffers():
             assert torch.equal(buf, dict(slow.named_buffers())[name]), name
     assert any(taken) and not all(taken)      # both ways were exercised
