@@ -17,6 +17,14 @@ import torch
 import torch.nn as nn
 
 
+def host(t) -> np.ndarray:
+    """A tensor (or array) as a numpy array: a view of a CPU tensor, a copy of a device one."""
+    if isinstance(t, torch.Tensor):
+        t = t.detach()
+        return t.numpy() if t.device.type == "cpu" else t.cpu().numpy()
+    return np.asarray(t)
+
+
 class BasisPool(nn.Module):
     """Bases [M, m, s] (zero rows where a unit has fewer than m vectors) and aging state."""
 
@@ -53,9 +61,11 @@ class BasisPool(nn.Module):
         """Freeze (no expansion, no aging) the bases of every initialised unit."""
         self.locked |= self.initialised()
 
-    def selectable(self, used: torch.Tensor, train: bool) -> torch.Tensor:
-        """[n, M] mask of units a sample may select next: unused, and initialised unless training."""
-        return ~used if train else (~used & self.initialised()[None])
+    def selectable(self, used, train: bool) -> np.ndarray:
+        """[n, M] numpy mask of units a sample may select next (`used` [n, M]: units already
+        visited): unused, and initialised unless training."""
+        free = ~host(used)
+        return free if train else free & host(self.initialised())[None]
 
     # ---- selection (Alg. 3) -------------------------------------------------------------
 
@@ -63,41 +73,57 @@ class BasisPool(nn.Module):
         """Select one unit per hash vector.
 
         h [n, s] normalised hashes, used [n, M] units already visited. Returns (sel [n] long,
-        ok [n] bool: a unit was selected, residue [n, s], coef [n, m]). In training, a sample
-        whose best energy is below tau_empty**2 (or that has no initialised candidate) takes the
-        lowest-index empty unit, initialised with its hash (residue 0). Samples are initialising
-        in batch order, each seeing the bases the previous ones left.
+        ok [n] bool: a unit was selected, residue [n, s], coef [n, m]) as tensors on h's device;
+        in training, `select_train`'s selection with Alg. 3's initialisation.
         """
         if not train:
             sel, ok, residue, coef_all = self.select_frozen(h, ~used & self.initialised())
             return sel, ok, residue, coef_all[torch.arange(len(sel), device=sel.device), sel]
+        sel, ok, residue, coef = self.select_train(h, host(used))
+        return (*(torch.from_numpy(a).to(h.device) for a in (sel, ok)), residue,
+                torch.from_numpy(coef).to(h.device))
+
+    def select_train(self, h: torch.Tensor, used: np.ndarray):
+        """Training selection (Alg. 3) with the bookkeeping in numpy (few tensor ops per step).
+
+        h [n, s] normalised hashes (the residues keep their graph), used [n, M] numpy bool.
+        Returns (sel [n] int64, ok [n] bool, residue [n, s] tensor, coef [n, m] float32: the
+        selected unit's coefficients); every array but the residue is numpy. A sample whose
+        best energy is below tau_empty**2 (or that has no initialised candidate) takes the
+        lowest-index empty unit, initialised with its hash (residue 0). Samples initialise in
+        batch order, each seeing the bases the previous ones left.
+        """
         # Training edits self.bases in place afterwards: project on a snapshot the graph can keep.
         bases = self.bases.clone()
         coef_all = self._project_all(h, bases)
-        energy = coef_all.detach().square().sum(-1)
-        init = self.initialised()
-        cand = ~used & init
-        best_e, sel = energy.masked_fill(~cand, -1.0).max(dim=1)   # first (lowest) index on ties
-        ok = cand.any(dim=1)
+        coefs = host(coef_all)
+        rows = np.arange(len(coefs))
+        init = host(self.count) > 0
+        cand = init & ~used
+        energy = np.where(cand, np.square(coefs).sum(-1), np.float32(-1.0))
+        sel = energy.argmax(1)                            # first (lowest) index on ties
+        ok = cand.any(1)
         fresh = None
-        if not bool(init.all()):
-            fresh = torch.zeros_like(ok)
+        if not init.all():
             empty = ~init[None] & ~used
-            nonzero = h.detach().norm(dim=1) > 0
-            want = empty.any(1) & nonzero & (~ok | (best_e < self.tau_empty ** 2))
-            for i in want.nonzero().flatten().tolist():
-                choice = self._select_or_init(h[i].detach(), used[i])
+            nonzero = host(h.detach().norm(dim=1) > 0)
+            want = np.flatnonzero(empty.any(1) & nonzero & (~ok | (energy[rows, sel] < self.tau_empty ** 2)))
+            fresh = np.zeros_like(ok)
+            for i in want.tolist():
+                choice = self._select_or_init(h[i].detach(), torch.from_numpy(used[i]).to(h.device))
                 if choice is not None:
                     sel[i], ok[i], fresh[i] = choice[0], True, choice[1]
-            if want.any():   # bases may have changed: project everyone on the current snapshot
+            if len(want):   # bases may have changed: project everyone on the current snapshot
                 bases = self.bases.clone()
                 coef_all = self._project_all(h, bases)
-        coef = coef_all[torch.arange(len(sel), device=sel.device), sel]
-        residue = self._residue(h, coef_all, sel, bases)
+                coefs = host(coef_all)
+        mine = torch.from_numpy(sel[:, None] == np.arange(self.num_units)).to(h.device)
+        residue = self._residue(h, coef_all, mine, bases)
         keep = ok if fresh is None else ok & ~fresh
-        if fresh is not None or not bool(ok.all()):
-            residue = torch.where(keep[:, None], residue, torch.zeros_like(residue))
-        return sel, ok, residue, coef
+        if not keep.all():
+            residue = torch.where(torch.from_numpy(keep).to(h.device)[:, None], residue,
+                                  torch.zeros_like(residue))
+        return sel, ok, residue, coefs[rows, sel]
 
     def select_frozen(self, h: torch.Tensor, cand: torch.Tensor):
         """`select` on frozen bases (eval): cand [n, M] the units each hash may select.
@@ -109,16 +135,18 @@ class BasisPool(nn.Module):
         energy = coef_all.detach().square().sum(-1).masked_fill_(~cand, -1.0)
         sel = energy.max(dim=1)[1]                       # first (lowest) index on ties
         ok = cand.any(dim=1)
-        residue = self._residue(h, coef_all, sel, self.bases)
+        mine = sel[:, None] == torch.arange(self.num_units, device=sel.device)
+        residue = self._residue(h, coef_all, mine, self.bases)
         if not bool(ok.all()):          # (a broadcast masked_fill costs as much as the GEMM)
             residue = residue.masked_fill(~ok[:, None], 0.0)
         return sel, ok, residue, coef_all
 
-    def _residue(self, h: torch.Tensor, coef_all: torch.Tensor, sel: torch.Tensor,
+    @staticmethod
+    def _residue(h: torch.Tensor, coef_all: torch.Tensor, mine: torch.Tensor,
                  bases: torch.Tensor) -> torch.Tensor:
-        """h minus its projection on the selected unit's basis, as one GEMM of the coefficients
-        masked to the selected unit's slots (no [n, m, s] gather of bases)."""
-        mine = sel[:, None] == torch.arange(self.num_units, device=sel.device)
+        """h minus its projection on the selected unit's basis (`mine` [n, M]: True at each
+        sample's unit), as one GEMM of the coefficients masked to the selected unit's slots
+        (no [n, m, s] gather of bases)."""
         return h - (coef_all * mine[..., None]).flatten(1) @ bases.flatten(0, 1)
 
     def _project_all(self, h: torch.Tensor, bases: torch.Tensor) -> torch.Tensor:
@@ -146,29 +174,29 @@ class BasisPool(nn.Module):
     # ---- expansion (Alg. 4) and aging (Alg. 2) ----------------------------------------------
 
     @torch.no_grad()
-    def maintain(self, sel: torch.Tensor, h: torch.Tensor, coef: torch.Tensor) -> None:
+    def maintain(self, sel, h: torch.Tensor, coef) -> None:
         """Run Alg. 4 then Alg. 2 for each (unit, hash) pair, in order (training only).
 
-        `coef` [n, m] are the projections computed at selection; they are exact until a
-        unit's basis changes in this call, after which that unit's coefficients are recomputed.
+        `sel` [n] units and `coef` [n, m] the projections computed at selection (tensors or
+        numpy arrays); they are exact until a unit's basis changes in this call, after which
+        that unit's coefficients are recomputed.
         """
-        units = sel.tolist()
-        counts = self.count.tolist()
-        locked = self.locked.tolist()
+        units_np = host(sel)
+        width = host(self.count)[units_np]
+        locked_np = host(self.locked)[units_np]
         # the samples whose unit can learn (initialised, not locked): often none, or a few
-        if not any(counts[u] and not locked[u] for u in units):
+        if not ((width > 0) & ~locked_np).any():
             return
-        nonzero = h.any(dim=1).cpu().numpy()
-        coefs = coef.detach().cpu().numpy()
+        nonzero = host(h).any(axis=1)
+        coefs = host(coef)
         # Per-sample projection norm and weakest vector from the selection-time coefficients
         # (slots beyond a unit's count are masked); valid until the unit's basis changes here.
-        width = np.asarray([counts[u] for u in units], dtype=np.int64)
         pnorms = np.sqrt(np.square(coefs).sum(axis=1))
         masked = np.where(np.arange(self.m)[None, :] < width[:, None], np.abs(coefs), np.inf)
         weakest_all = masked.argmin(axis=1)
-        if self._age_in_bulk(np.asarray(units), width, np.asarray(locked)[units] | ~nonzero,
-                             pnorms, weakest_all):
+        if self._age_in_bulk(units_np, width, locked_np | ~nonzero, pnorms, weakest_all):
             return
+        units, counts, locked = units_np.tolist(), self.count.tolist(), self.locked.tolist()
         nonzero, pnorms, weakest_all = nonzero.tolist(), pnorms.tolist(), weakest_all.tolist()
         bases = self.bases
         counters = self.age_counter.tolist()           # Python ints and floats (float64: the same

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hrn_hw.config import Config
-from reference.bases import BasisPool
+from reference.bases import BasisPool, host
 from reference.hashing import feature_hash, hash_tables, normalise, normalised_hash
 from reference.units import ConvUnit, fold_channels
 
@@ -48,6 +48,11 @@ def _cat(tensors: list) -> torch.Tensor | None:
     if len(tensors) == 1 or tensors[0] is None:
         return tensors[0]
     return torch.cat(tensors)
+
+
+def _cat_np(arrays: list) -> np.ndarray:
+    """np.concatenate without the copy for a single array."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 class Head(nn.Module):
@@ -144,95 +149,98 @@ class HRN(nn.Module):
         return residue_norm.detach().clamp(max=1.0)
 
     def route_batched(self, x: torch.Tensor) -> Routing:
-        """Route a batch, grouping samples by (selected unit, map shape) at each step."""
+        """Route a batch, grouping samples by (selected unit, map shape) at each step. The
+        bookkeeping (sample indices, selections, free units) is numpy; tensors carry only
+        what the loss differentiates."""
         x = pixels_to_input(x)
-        B, dev, train = x.shape[0], x.device, self.training
-        M = self.num_units
+        B, train = x.shape[0], self.training
         # the units each sample may still select: unused (and initialised, on frozen bases)
-        free = self.pool.selectable(torch.zeros(B, M, dtype=torch.bool, device=dev), train)
+        free = self.pool.selectable(np.zeros((B, self.num_units), dtype=bool), train)
         n_free = int(free[:1].sum())                     # (every row starts the same)
-        groups = [(torch.arange(B, device=dev), x, 0)]   # (sample indices, maps, hash index)
+        groups = [(np.arange(B), x, 0)]                 # (sample indices, maps, hash index)
         steps = []                                  # (indices, step, selected, ok, residues, norms)
         seeds = self.hash_seeds.tolist()
         for k in range(self.d):
-            idx = _cat([g[0] for g in groups])
+            idx = _cat_np([g[0] for g in groups])
             h = normalise(_cat([feature_hash(y, seeds[hid], self.s) for _, y, hid in groups]))
             sel, ok, r = self._select(h, free[idx], train)
             rn = r.norm(dim=1)
-            steps.append((idx, k, sel, ok, r, rn))
+            rn_host = host(rn)
+            steps.append((idx, k, sel, ok, r, rn_host))
             # every sample still here has now selected k + 1 units: any left for another step?
             if k == self.d - 1 or k + 1 >= n_free:
                 break
             free[idx, sel] = False          # (the row of a sample that selected nothing is moot)
-            go = ok & (rn.detach() >= self.tau_d)
+            go = ok & (rn_host >= self.tau_d)
             if not go.any():
                 break
             groups = self._run_units(groups, go, sel, rn)
         return self._collect(x, steps)
 
-    def _select(self, h: torch.Tensor, free: torch.Tensor, train: bool):
-        """One step's selection (sel, ok, residues) among the `free` units; in training with
-        Alg. 3's initialisation, then the basis maintenance (Alg. 4 and 2)."""
+    def _select(self, h: torch.Tensor, free: np.ndarray, train: bool):
+        """One step's selection (sel, ok: numpy; residues) among the `free` units [n, M]; in
+        training with Alg. 3's initialisation, then the basis maintenance (Alg. 4 and 2)."""
         if not train:
-            return self.pool.select_frozen(h, free)[:3]
-        sel, ok, r, coef = self.pool.select(h, ~free, True)
-        if bool(ok.all()):                                # the usual case: no masking copies
+            sel, ok, r = self.pool.select_frozen(h, torch.from_numpy(free).to(h.device))[:3]
+            return host(sel), host(ok), r
+        sel, ok, r, coef = self.pool.select_train(h, ~free)
+        if ok.all():                                      # the usual case: no masking copies
             self.pool.maintain(sel, h.detach(), coef)
         else:
-            self.pool.maintain(sel[ok], h[ok].detach(), coef[ok])
+            self.pool.maintain(sel[ok], h.detach()[torch.from_numpy(ok).to(h.device)], coef[ok])
         return sel, ok, r
 
     def _collect(self, x: torch.Tensor, steps: list) -> Routing:
         """Scatter every step's residues, routes and norms back to sample order: the embedding is
         one index_add of the steps' residues in step order (each row summed in that order)."""
-        B = x.shape[0]
-        idx, sel, ok, r, rn = (_cat([st[i] for st in steps]) for i in (0, 2, 3, 4, 5))
-        emb = x.new_zeros(B, self.s).index_add_(0, idx, r)   # row by row in step order
-        ks = _cat([torch.full_like(st[0], st[1]) for st in steps])
-        l1 = x.new_zeros(B).index_add(0, idx, r.abs().sum(1))
-        routes = torch.full((B, self.d), -1, dtype=torch.long, device=x.device)
-        norms = x.new_zeros(B, self.d)
-        if not bool(ok.all()):
+        B, dev = x.shape[0], x.device
+        idx, sel, ok, rn = (_cat_np([st[i] for st in steps]) for i in (0, 2, 3, 5))
+        r = _cat([st[4] for st in steps])
+        idx_t = torch.from_numpy(idx).to(dev)
+        emb = x.new_zeros(B, self.s).index_add_(0, idx_t, r)   # row by row in step order
+        l1 = x.new_zeros(B).index_add(0, idx_t, r.abs().sum(1))
+        ks = _cat_np([np.full(len(st[0]), st[1]) for st in steps])
+        routes = np.full((B, self.d), -1, dtype=np.int64)
+        norms = np.zeros((B, self.d), dtype=np.float32)
+        if not ok.all():
             idx, ks, sel, rn = idx[ok], ks[ok], sel[ok], rn[ok]
         routes[idx, ks] = sel
-        norms[idx, ks] = rn.detach()
-        return Routing(emb, routes, norms, l1)
+        norms[idx, ks] = rn
+        return Routing(emb, torch.from_numpy(routes).to(dev), torch.from_numpy(norms).to(dev), l1)
 
-    def _run_units(self, groups, go, sel, rn):
+    def _run_units(self, groups, go: np.ndarray, sel: np.ndarray, rn: torch.Tensor):
         """Regroup the continuing samples by (selected unit, map shape) and run each unit once."""
         units = list(self.units._modules.values())      # (ModuleList indexing is slow)
         buckets = self._regroup(groups, go, sel, rn if self._grad_scaling() else None, units)
         out = []
         for (unit, _), parts in sorted(buckets.items(), key=lambda kv: kv[0][0]):
-            pidx, maps, scale = (_cat(t) for t in zip(*parts))
-            out.append((pidx, units[unit](maps, self._grad_scale(scale)), unit + 1))
+            pidx, maps, scale = zip(*parts)
+            out.append((_cat_np(pidx), units[unit](_cat(maps), self._grad_scale(_cat(scale))), unit + 1))
         return out
 
-    def _regroup(self, groups, go, sel, scales, modules=None):
+    def _regroup(self, groups, go: np.ndarray, sel: np.ndarray, scales, modules):
         """{(unit, map shape): [(sample indices, maps, scales or None)]}: every group's continuing
         rows (`go`; `sel`, `scales` per row of the step's concatenation) split by selected unit,
         in sample order; maps folded to the units' channels first where those agree."""
         M = self.num_units
-        mods = list(self.units._modules.values()) if modules is None else modules
-        key = sel.masked_fill(~go, M)                    # M: the sample stops here
+        key = np.where(go, sel, M)                       # M: the sample stops here
         buckets: dict[tuple, list] = {}
         offset = 0
         for gidx, y, _ in groups:
             n = len(gidx)
             g_key = key[offset:offset + n]
-            counts = torch.bincount(g_key, minlength=M + 1).tolist()
-            rows = torch.argsort(g_key, stable=True)                    # continuing rows, by unit
-            if counts[M]:
-                rows = rows[:n - counts[M]]
-            units = [u for u in range(M) if counts[u]]
-            sizes = [counts[u] for u in units]
+            counts = np.bincount(g_key, minlength=M + 1)
+            rows = np.argsort(g_key, kind="stable")[:n - counts[M]]   # continuing rows, by unit
+            units = np.flatnonzero(counts[:M]).tolist()
+            sizes = counts[units].tolist()
             shape = tuple(y.shape[1:])     # the grouping key (and BN batch) stays the map's shape
-            in_ch = {mods[u].in_channels for u in units}
+            in_ch = {modules[u].in_channels for u in units}
             if len(in_ch) == 1:   # fold the channels before the copy (per sample, so the same sums)
                 y = fold_channels(y, in_ch.pop())
-            parts = [gidx.index_select(0, rows).split(sizes), y.index_select(0, rows).split(sizes),
+            rows_t = torch.from_numpy(rows).to(y.device)
+            parts = [np.split(gidx[rows], np.cumsum(sizes)[:-1]), y.index_select(0, rows_t).split(sizes),
                      [None] * len(units) if scales is None
-                     else scales[offset:offset + n].index_select(0, rows).split(sizes)]
+                     else scales[offset:offset + n].index_select(0, rows_t).split(sizes)]
             for unit, *part in zip(units, *parts):
                 buckets.setdefault((unit, shape), []).append(part)
             offset += n
@@ -245,8 +253,8 @@ class HRN(nn.Module):
         return Routing(*(torch.cat(t) for t in zip(*parts)))
 
     def _route_one(self, y: torch.Tensor):
-        train, M = self.training, self.num_units
-        used = torch.zeros(1, M, dtype=torch.bool, device=y.device)
+        train = self.training
+        free = self.pool.selectable(np.zeros((1, self.num_units), dtype=bool), train)
         emb = y.new_zeros(1, self.s)
         routes = torch.full((1, self.d), -1, dtype=torch.long, device=y.device)
         norms = y.new_zeros(1, self.d)
@@ -254,17 +262,15 @@ class HRN(nn.Module):
         hash_index = 0
         for k in range(self.d):
             h = normalised_hash(y, self.seed_of(hash_index), self.s)
-            sel, ok, r, coef = self.pool.select(h, used, train)
+            sel, ok, r = self._select(h, free, train)      # (maintains the bases in training)
             if not ok[0]:
                 break
             unit = int(sel[0])
             rn = r.norm(dim=1)
             emb, l1 = emb + r, l1 + r.abs().sum(1)
             routes[0, k], norms[0, k] = unit, rn[0].detach()
-            used[0, unit] = True
-            if train:
-                self.pool.maintain(sel, h.detach(), coef)
-            if k == self.d - 1 or float(rn[0].detach()) < self.tau_d or not self.pool.selectable(used, train).any():
+            free[0, unit] = False
+            if k == self.d - 1 or float(rn[0].detach()) < self.tau_d or not free.any():
                 break
             y = self.units[unit](y, self._grad_scale(rn))
             hash_index = unit + 1
