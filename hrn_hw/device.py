@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from hrn_hw.errors import HrnError
 
 
@@ -25,6 +27,15 @@ def synchronize(device: str) -> None:
         import torch
 
         torch.cuda.synchronize()
+
+
+def host_array(t) -> np.ndarray:
+    """A tensor (or array-like) as a numpy array: a view of a CPU tensor (no copy), a copy of a
+    device one; detached either way."""
+    if hasattr(t, "detach"):
+        t = t.detach()
+        return t.numpy() if t.device.type == "cpu" else t.cpu().numpy()
+    return np.asarray(t)
 
 
 def exact_cuda() -> None:

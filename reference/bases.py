@@ -16,13 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-
-def host(t) -> np.ndarray:
-    """A tensor (or array) as a numpy array: a view of a CPU tensor, a copy of a device one."""
-    if isinstance(t, torch.Tensor):
-        t = t.detach()
-        return t.numpy() if t.device.type == "cpu" else t.cpu().numpy()
-    return np.asarray(t)
+from hrn_hw.device import host_array
 
 
 class BasisPool(nn.Module):
@@ -64,8 +58,8 @@ class BasisPool(nn.Module):
     def selectable(self, used, train: bool) -> np.ndarray:
         """[n, M] numpy mask of units a sample may select next (`used` [n, M]: units already
         visited): unused, and initialised unless training."""
-        free = ~host(used)
-        return free if train else free & host(self.initialised())[None]
+        free = ~host_array(used)
+        return free if train else free & host_array(self.initialised())[None]
 
     # ---- selection (Alg. 3) -------------------------------------------------------------
 
@@ -79,7 +73,7 @@ class BasisPool(nn.Module):
         if not train:
             sel, ok, residue, coef_all = self.select_frozen(h, ~used & self.initialised())
             return sel, ok, residue, coef_all[torch.arange(len(sel), device=sel.device), sel]
-        sel, ok, residue, coef = self.select_train(h, host(used))
+        sel, ok, residue, coef = self.select_train(h, host_array(used))
         return (*(torch.from_numpy(a).to(h.device) for a in (sel, ok)), residue,
                 torch.from_numpy(coef).to(h.device))
 
@@ -96,9 +90,9 @@ class BasisPool(nn.Module):
         # Training edits self.bases in place afterwards: project on a snapshot the graph can keep.
         bases = self.bases.clone()
         coef_all = self._project_all(h, bases)
-        coefs = host(coef_all)
+        coefs = host_array(coef_all)
         rows = np.arange(len(coefs))
-        init = host(self.count) > 0
+        init = host_array(self.count) > 0
         cand = init & ~used
         energy = np.where(cand, np.square(coefs).sum(-1), np.float32(-1.0))
         sel = energy.argmax(1)                            # first (lowest) index on ties
@@ -106,7 +100,7 @@ class BasisPool(nn.Module):
         fresh = None
         if not init.all():
             empty = ~init[None] & ~used
-            nonzero = host(h.detach().norm(dim=1) > 0)
+            nonzero = host_array(h.detach().norm(dim=1) > 0)
             want = np.flatnonzero(empty.any(1) & nonzero & (~ok | (energy[rows, sel] < self.tau_empty ** 2)))
             fresh = np.zeros_like(ok)
             for i in want.tolist():
@@ -116,7 +110,7 @@ class BasisPool(nn.Module):
             if len(want):   # bases may have changed: project everyone on the current snapshot
                 bases = self.bases.clone()
                 coef_all = self._project_all(h, bases)
-                coefs = host(coef_all)
+                coefs = host_array(coef_all)
         mine = torch.from_numpy(sel[:, None] == np.arange(self.num_units)).to(h.device)
         residue = self._residue(h, coef_all, mine, bases)
         keep = ok if fresh is None else ok & ~fresh
@@ -181,14 +175,14 @@ class BasisPool(nn.Module):
         numpy arrays); they are exact until a unit's basis changes in this call, after which
         that unit's coefficients are recomputed.
         """
-        units_np = host(sel)
-        width = host(self.count)[units_np]
-        locked_np = host(self.locked)[units_np]
+        units_np = host_array(sel)
+        width = host_array(self.count)[units_np]
+        locked_np = host_array(self.locked)[units_np]
         # the samples whose unit can learn (initialised, not locked): often none, or a few
         if not ((width > 0) & ~locked_np).any():
             return
-        nonzero = host(h).any(axis=1)
-        coefs = host(coef)
+        nonzero = host_array(h).any(axis=1)
+        coefs = host_array(coef)
         # Per-sample projection norm and weakest vector from the selection-time coefficients
         # (slots beyond a unit's count are masked); valid until the unit's basis changes here.
         pnorms = np.sqrt(np.square(coefs).sum(axis=1))
@@ -210,7 +204,7 @@ class BasisPool(nn.Module):
             if n == 0 or locked[unit] or not nonzero[i]:   # a zero hash carries nothing to learn
                 continue
             if unit in dirty:
-                c = (bases[unit, :n] @ h[i]).cpu().numpy()
+                c = host_array(bases[unit, :n] @ h[i])
                 pnorm, weakest = float(np.sqrt(np.dot(c, c))), int(np.argmin(np.abs(c)))
             else:
                 pnorm, weakest = pnorms[i], weakest_all[i]

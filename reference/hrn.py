@@ -21,7 +21,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hrn_hw.config import Config
-from reference.bases import BasisPool, host
+from hrn_hw.device import host_array
+from reference.bases import BasisPool
 from reference.hashing import feature_hash, hash_tables, normalise, normalised_hash
 from reference.units import ConvUnit, fold_channels
 
@@ -165,7 +166,7 @@ class HRN(nn.Module):
             h = normalise(_cat([feature_hash(y, seeds[hid], self.s) for _, y, hid in groups]))
             sel, ok, r = self._select(h, free[idx], train)
             rn = r.norm(dim=1)
-            rn_host = host(rn)
+            rn_host = host_array(rn)
             steps.append((idx, k, sel, ok, r, rn_host))
             # every sample still here has now selected k + 1 units: any left for another step?
             if k == self.d - 1 or k + 1 >= n_free:
@@ -182,7 +183,7 @@ class HRN(nn.Module):
         training with Alg. 3's initialisation, then the basis maintenance (Alg. 4 and 2)."""
         if not train:
             sel, ok, r = self.pool.select_frozen(h, torch.from_numpy(free).to(h.device))[:3]
-            return host(sel), host(ok), r
+            return host_array(sel), host_array(ok), r
         sel, ok, r, coef = self.pool.select_train(h, ~free)
         if ok.all():                                      # the usual case: no masking copies
             self.pool.maintain(sel, h.detach(), coef)

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd import Function
 
+from hrn_hw.device import host_array
+
 
 def _pair(v) -> list[int]:
     return [v, v] if isinstance(v, int) else list(v)
@@ -129,7 +131,11 @@ class _UnitBlock(Function):
             y, None, None, running_mean, running_var, use_batch, momentum, eps)
         z = xhat * gamma.view(1, -1, 1, 1) + beta.view(1, -1, 1, 1)
         out = F.leaky_relu(z, slope) if slope else F.relu(z)
-        ctx.save_for_backward(x, weight, gamma, scale, y, xhat, z, save_mean, save_invstd)
+        # the Eq. 7 factor shaped once per sample [B, 1, 1, 1] (None when off), and whether every
+        # factor is non-zero (then the input gradient is recovered by dividing by it)
+        c = None if scale is None else _per_sample(scale, y)
+        ctx.divide = scale is not None and bool(host_array(scale).all())
+        ctx.save_for_backward(x, weight, gamma, c, y, xhat, z, save_mean, save_invstd)
         # running statistics only matter to the backward when they normalised (not in place then)
         ctx.running = (None, None) if use_batch else (running_mean, running_var)
         ctx.conf = conf
@@ -138,13 +144,13 @@ class _UnitBlock(Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, weight, gamma, scale, y, xhat, z, save_mean, save_invstd = ctx.saved_tensors
+        x, weight, gamma, c, y, xhat, z, save_mean, save_invstd = ctx.saved_tensors
         rm, rv = ctx.running
         stride, padding, use_batch, momentum, eps, slope = ctx.conf
         need = ctx.needs_input_grad
         gz = (torch.ops.aten.leaky_relu_backward(grad_out, z, slope, False) if slope
               else torch.ops.aten.threshold_backward(grad_out, z, 0))
-        scaled = gz if scale is None else gz * _per_sample(scale, gz)
+        scaled = gz if c is None else gz * c
         grad_g = (scaled * xhat).sum(dim=(0, 2, 3)) if need[3] else None
         grad_b = scaled.sum(dim=(0, 2, 3)) if need[4] else None
         need_x, need_w, need_bias = need[0], need[1], ctx.has_bias and need[2]
@@ -153,16 +159,15 @@ class _UnitBlock(Function):
         gxhat = gz * gamma.view(1, -1, 1, 1)
         gy = torch.ops.aten.native_batch_norm_backward(
             gxhat, y, None, rm, rv, save_mean, save_invstd, use_batch, eps, [True, False, False])[0]
-        if scale is None:
+        if c is None:
             gx, gw, gb = conv_backward(gy, x, weight, stride, padding, [need_x, need_w, need_bias])
         else:
             # parameter gradients from the per-sample scaled gradient; the input gradient of
             # sample b is linear in its own gradient, so dividing by c_b recovers the unscaled one
-            c = _per_sample(scale, gy)
-            divide = need_x and bool((scale != 0).all())
+            divide = need_x and ctx.divide
             gx, gw, gb = conv_backward(gy * c, x, weight, stride, padding, [divide, need_w, need_bias])
             if divide:
-                gx = gx / _per_sample(scale, gx)
+                gx = gx / c
             elif need_x:
                 gx = conv_backward(gy, x, weight, stride, padding, [True, False, False])[0]
         return (gx if need_x else None, gw if need_w else None, gb if need_bias else None,
