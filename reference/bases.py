@@ -15,8 +15,27 @@ import math
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.autograd import Function
 
 from hrn_hw.device import host_array
+
+
+class _ProjectOut(Function):
+    """r = h - (coefficients masked to each sample's unit) @ bases: h minus its projection on the
+    selected unit's basis. The projector I - B_u^T B_u is symmetric, so the gradient is the same
+    projection of the incoming gradient: one node for what autograd records as seven, with the
+    same products and sums (the same bits)."""
+
+    @staticmethod
+    def forward(ctx, h, coef_all, mine, flat_bases):
+        ctx.save_for_backward(mine, flat_bases)
+        return h - (coef_all * mine[..., None]).flatten(1) @ flat_bases
+
+    @staticmethod
+    def backward(ctx, grad):
+        mine, flat_bases = ctx.saved_tensors
+        coef = (grad @ flat_bases.T).view(*mine.shape, -1)
+        return grad - (coef * mine[..., None]).flatten(1) @ flat_bases, None, None, None
 
 
 class BasisPool(nn.Module):
@@ -88,8 +107,9 @@ class BasisPool(nn.Module):
         batch order, each seeing the bases the previous ones left.
         """
         # Training edits self.bases in place afterwards: project on a snapshot the graph can keep.
+        # (The coefficients carry no gradient: the residue's own node differentiates h.)
         bases = self.bases.clone()
-        coef_all = self._project_all(h, bases)
+        coef_all = self._project_all(h.detach(), bases)
         coefs = host_array(coef_all)
         rows = np.arange(len(coefs))
         init = host_array(self.count) > 0
@@ -109,7 +129,7 @@ class BasisPool(nn.Module):
                     sel[i], ok[i], fresh[i] = choice[0], True, choice[1]
             if len(want):   # bases may have changed: project everyone on the current snapshot
                 bases = self.bases.clone()
-                coef_all = self._project_all(h, bases)
+                coef_all = self._project_all(h.detach(), bases)
                 coefs = host_array(coef_all)
         mine = torch.from_numpy(sel[:, None] == np.arange(self.num_units)).to(h.device)
         residue = self._residue(h, coef_all, mine, bases)
@@ -140,8 +160,8 @@ class BasisPool(nn.Module):
                  bases: torch.Tensor) -> torch.Tensor:
         """h minus its projection on the selected unit's basis (`mine` [n, M]: True at each
         sample's unit), as one GEMM of the coefficients masked to the selected unit's slots
-        (no [n, m, s] gather of bases)."""
-        return h - (coef_all * mine[..., None]).flatten(1) @ bases.flatten(0, 1)
+        (no [n, m, s] gather of bases); differentiable in h only."""
+        return _ProjectOut.apply(h, coef_all, mine, bases.flatten(0, 1))
 
     def _project_all(self, h: torch.Tensor, bases: torch.Tensor) -> torch.Tensor:
         """Coefficients of every hash on every unit's basis: [n, M, m]."""

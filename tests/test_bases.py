@@ -541,3 +541,29 @@ def test_bulk_countdown_equals_the_per_sample_loop(seed, monkeypatch):
         for name, buf in fast.named_buffers():
             assert torch.equal(buf, dict(slow.named_buffers())[name]), name
     assert any(taken) and not all(taken)      # both ways were exercised
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_residue_node_gives_autograds_bits(seed):
+    """The residue's one-node backward (the projector applied to the incoming gradient) gives
+    the very bits autograd gives for the same expression recorded op by op."""
+    g = torch.Generator().manual_seed(seed)
+    M, m, s, n = 4, 3, 300, 16
+    flat = torch.linalg.qr(torch.randn(s, M * m, generator=g))[0].T.contiguous()
+    h0 = torch.randn(n, s, generator=g)
+    mine = torch.randint(0, M, (n,), generator=g)[:, None] == torch.arange(M)
+    grad = torch.randn(n, s, generator=g)
+    pool = make_pool(M, m, s)
+    pool.bases.copy_(flat.view(M, m, s))
+
+    h = h0.clone().requires_grad_()
+    coef = (h.detach() @ flat.T).view(n, M, m)
+    r = pool._residue(h, coef, mine, pool.bases)
+    r.backward(grad)
+
+    h_ref = h0.clone().requires_grad_()
+    r_ref = h_ref - ((h_ref @ flat.T).view(n, M, m) * mine[..., None]).flatten(1) @ flat
+    r_ref.backward(grad)
+    assert torch.equal(r, r_ref)
+    assert torch.equal(h.grad, h_ref.grad)
+    assert not torch.equal(h.grad, grad)      # (the projection did change the gradient)
