@@ -7,6 +7,7 @@ u = fmix32(fmix32(j) ^ seed), bucket = (u * s) >> 32, sign = +1 if u is even els
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -66,17 +67,64 @@ def hash_matrix(seed: int, n: int, s: int) -> torch.Tensor:
     return mat
 
 
+def _plain_feature_hash(flat: torch.Tensor, buckets: torch.Tensor, signs: torch.Tensor, s: int) -> torch.Tensor:
+    return flat.new_zeros(flat.shape[0], s).index_add_(1, buckets, flat * signs)
+
+
+class _FeatureHash(torch.autograd.Function):
+    """`_plain_feature_hash` of y's flattened rows as one autograd node: the gradient of map
+    entry j is sign_j times the gradient of its bucket (autograd's index_select and product)."""
+
+    @staticmethod
+    def forward(ctx, y, buckets, signs, s):
+        ctx.save_for_backward(buckets, signs)
+        ctx.shape = y.shape
+        return _plain_feature_hash(y.reshape(y.shape[0], -1), buckets, signs, s)
+
+    @staticmethod
+    def backward(ctx, grad):
+        buckets, signs = ctx.saved_tensors
+        return (grad.index_select(1, buckets) * signs).view(ctx.shape), None, None, None
+
+
 def feature_hash(y: torch.Tensor, seed: int, s: int) -> torch.Tensor:
     """phi(y): hash a batch of maps [B, ...] (flattened in CHW order) to [B, s] (differentiable)."""
-    flat = y.reshape(y.shape[0], -1)
-    buckets, signs = hash_tables(seed, flat.shape[1], s, flat.device)
-    return flat.new_zeros(flat.shape[0], s).index_add_(1, buckets, flat * signs)
+    buckets, signs = hash_tables(seed, math.prod(y.shape[1:]), s, y.device)
+    if y.requires_grad and torch.is_grad_enabled():
+        return _FeatureHash.apply(y, buckets, signs, s)
+    return _plain_feature_hash(y.reshape(y.shape[0], -1), buckets, signs, s)
+
+
+def _plain_normalise(phi: torch.Tensor) -> torch.Tensor:
+    norm = phi.norm(dim=1, keepdim=True)
+    return phi / torch.where(norm > 0, norm, 1.0)
+
+
+class _Normalise(torch.autograd.Function):
+    """`_plain_normalise` as one autograd node. Its backward is autograd's own chain for those
+    ops (division, where, vector norm) written out in the same order, so the gradient has the
+    same bits (tested), from one node instead of four."""
+
+    @staticmethod
+    def forward(ctx, phi):
+        norm = phi.norm(dim=1, keepdim=True)
+        den = torch.where(norm > 0, norm, 1.0)
+        out = phi / den
+        ctx.save_for_backward(phi, norm, den, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        phi, norm, den, out = ctx.saved_tensors
+        grad_norm = torch.where(norm > 0, (-grad * (out / den)).sum(1, keepdim=True), 0.0)
+        return grad / den + (phi / norm * grad_norm).masked_fill_(norm == 0, 0)
 
 
 def normalise(phi: torch.Tensor) -> torch.Tensor:
     """phi / ||phi||_2 per row; an all-zero row stays 0 (with a finite gradient)."""
-    norm = phi.norm(dim=1, keepdim=True)
-    return phi / torch.where(norm > 0, norm, 1.0)
+    if phi.requires_grad and torch.is_grad_enabled():
+        return _Normalise.apply(phi)
+    return _plain_normalise(phi)
 
 
 def normalised_hash(y: torch.Tensor, seed: int, s: int) -> torch.Tensor:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from reference.hashing import feature_hash, fmix32, hash_matrix, index_hash, normalised_hash
+from reference.hashing import feature_hash, fmix32, hash_matrix, index_hash, normalise, normalised_hash
 from reference.hrn import draw_seed
 
 M32 = 0xFFFFFFFF
@@ -286,3 +286,40 @@ def test_normalised_hash_is_scale_invariant():
     h1 = normalised_hash(y, 42, 300)
     h2 = normalised_hash(y / y.flatten(1).abs().max(1).values.view(-1, 1, 1, 1), 42, 300)
     torch.testing.assert_close(h1, h2, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_normalise_node_gives_autograds_bits(seed):
+    """normalise's one-node backward gives the bits autograd gives for the same ops recorded one
+    by one, zero rows included (finite there: the row is divided by 1)."""
+    from reference.hashing import _plain_normalise
+    g = torch.Generator().manual_seed(seed)
+    n = (1, 3, 16, 40)[seed % 4]
+    phi0 = torch.randn(n, 300, generator=g) * torch.rand(n, 1, generator=g) * 10
+    phi0[seed % n] = 0
+    grad = torch.randn(n, 300, generator=g)
+    got, want = phi0.clone().requires_grad_(), phi0.clone().requires_grad_()
+    out = normalise(got)
+    out.backward(grad)
+    out_ref = _plain_normalise(want)
+    out_ref.backward(grad)
+    assert torch.equal(out, out_ref) and torch.equal(got.grad, want.grad)
+    assert torch.isfinite(got.grad).all()
+    assert torch.equal(got.grad[seed % n], grad[seed % n])   # a zero row is divided by 1
+
+
+@pytest.mark.parametrize("shape", [(5, 16, 10, 10), (3, 1, 28, 28), (1, 4, 3, 3)])
+def test_feature_hash_node_gives_autograds_bits(shape):
+    """feature_hash's one-node backward (sign times the bucket's gradient) equals autograd's
+    gradient of the same ops recorded one by one."""
+    from reference.hashing import _plain_feature_hash, hash_tables
+    g = torch.Generator().manual_seed(len(shape) + shape[0])
+    y0 = torch.randn(*shape, generator=g)
+    grad = torch.randn(shape[0], 50, generator=g)
+    got, want = y0.clone().requires_grad_(), y0.clone().requires_grad_()
+    out = feature_hash(got, 777, 50)
+    out.backward(grad)
+    buckets, signs = hash_tables(777, y0[0].numel(), 50)
+    out_ref = _plain_feature_hash(want.reshape(shape[0], -1), buckets, signs, 50)
+    out_ref.backward(grad)
+    assert torch.equal(out, out_ref) and torch.equal(got.grad, want.grad)
