@@ -325,7 +325,9 @@ class HRN(nn.Module):
     def route(self, x: torch.Tensor, oracle: bool = False) -> Routing:
         """Route a batch. Eval without autograd takes the inference path (`_route_inference`);
         a single eval sample takes the per-sample path, which is faster there and gives the same
-        routes and embeddings on frozen bases."""
+        routes and embeddings on frozen bases. An empty batch routes nothing."""
+        if x.shape[0] == 0:
+            return self._no_routes(0, x.device)
         if not (oracle or self.training or torch.is_grad_enabled()):
             return self._route_inference(x)
         if oracle or (not self.training and x.shape[0] == 1):

@@ -262,3 +262,16 @@ def test_each_sample_runs_one_unit_fewer_than_it_selects(oracle):
     assert calls.samples == expect
     assert sum(calls.samples) == int((sel - 1).clamp(min=0).sum())
     assert int(sel.max()) == model.d and sum(calls.samples) <= x.shape[0] * (model.d - 1)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval", "eval-no-grad", "oracle"])
+def test_empty_batch_routes_nothing(mode):
+    """A batch of no images gives empty outputs of the right shapes on every path."""
+    model = trained_model(seed=0)
+    model.train(mode == "train")
+    x = torch.zeros(0, 1, 28, 28, dtype=torch.uint8)
+    with torch.set_grad_enabled(mode != "eval-no-grad"):
+        logits, r = model(x, 0, oracle=mode == "oracle")
+    assert logits.shape == (0, 2) and r.embedding.shape == (0, model.s)
+    assert r.routes.shape == (0, model.d) and r.residue_norms.shape == (0, model.d)
+    assert r.residue_l1.shape == (0,)
