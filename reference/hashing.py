@@ -95,9 +95,15 @@ def feature_hash(y: torch.Tensor, seed: int, s: int) -> torch.Tensor:
     return _plain_feature_hash(y.reshape(y.shape[0], -1), buckets, signs, s)
 
 
-def _plain_normalise(phi: torch.Tensor) -> torch.Tensor:
+def _normalise_parts(phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(phi / den, ||phi|| per row, den): den is the norm, or 1 for an all-zero row."""
     norm = phi.norm(dim=1, keepdim=True)
-    return phi / torch.where(norm > 0, norm, 1.0)
+    den = torch.where(norm > 0, norm, 1.0)
+    return phi / den, norm, den
+
+
+def _plain_normalise(phi: torch.Tensor) -> torch.Tensor:
+    return _normalise_parts(phi)[0]
 
 
 class _Normalise(torch.autograd.Function):
@@ -107,9 +113,7 @@ class _Normalise(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, phi):
-        norm = phi.norm(dim=1, keepdim=True)
-        den = torch.where(norm > 0, norm, 1.0)
-        out = phi / den
+        out, norm, den = _normalise_parts(phi)
         ctx.save_for_backward(phi, norm, den, out)
         return out
 
