@@ -521,6 +521,17 @@ def run_profile(args) -> dict:
     print(f"\ntorch.profiler, top {args.profile_top} ops by self CPU time:")
     print(table)
     out["torch_profiler"] = table
+    # the same count for the VC over the same batches: aten calls per training batch
+    vc = new_vc(cfg, args.seed, task.spec.num_classes, tuple(task.train_x.shape[1:]))
+    trv = Trainer("p", "vc", vc, vc_optimizer(vc, cfg), task, order, bs)
+    trv.step(min(args.warmup_batches * bs, len(order) - n))     # warm-up, then n samples
+    with profile(activities=[ProfilerActivity.CPU]) as tpv:
+        trv.step(n)
+    calls = {name: sum(e.count for e in p.key_averages() if e.key.startswith("aten::")) / (n // bs)
+             for name, p in (("hrn_batched", tp), ("vc", tpv))}
+    out["aten_calls_per_batch"] = {k: round(v, 1) for k, v in calls.items()}
+    print(f"aten op calls per training batch (optimiser included): HRN {calls['hrn_batched']:.0f}, "
+          f"VC {calls['vc']:.0f}")
 
     # 4) inference (eval, no_grad) on the model trained over those batches: phases and ops
     out["inference"] = {}
