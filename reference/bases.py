@@ -145,8 +145,8 @@ class BasisPool(nn.Module):
         Returns (sel, ok, residue: 0 where nothing was selectable, coefficients on every unit
         [n, M, m]); no initialisation, and the bases are not copied.
         """
-        coef_all = self._project_all(h, self.bases)
-        energy = coef_all.detach().square().sum(-1).masked_fill_(~cand, -1.0)
+        coef_all = self._project_all(h.detach(), self.bases)   # (the residue node differentiates h)
+        energy = coef_all.square().sum(-1).masked_fill_(~cand, -1.0)
         sel = energy.max(dim=1)[1]                       # first (lowest) index on ties
         ok = cand.any(dim=1)
         mine = sel[:, None] == torch.arange(self.num_units, device=sel.device)
