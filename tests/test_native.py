@@ -1,0 +1,213 @@
+"""The compiled autograd nodes (reference/native_nodes.cpp) against their Python specifications:
+every output, gradient and buffer bit for bit, node by node and over whole training runs; and
+the loader's and `hrn-hw native`'s behaviour."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+from conftest import pairwise_config, random_images, train_model
+
+from hrn_hw.cli import main as cli_main
+from reference import native, scaled_grad
+from reference.bases import BasisPool
+from reference.hashing import feature_hash, normalise
+from reference.hrn import HRN
+from reference.units import ConvUnit
+
+
+@pytest.fixture(scope="module")
+def twins():
+    """The compiled nodes of this source and torch (`make` builds them; built here if not)."""
+    if native.library_path().is_file():
+        module = native.nodes()
+    else:
+        missing = native.missing_tools()
+        assert not missing, f"cannot build the compiled nodes: {missing} not found"
+        module = native.build()
+    assert module is not None, "compiled nodes present but not loaded (is HRN_NATIVE=0 set?)"
+    return module
+
+
+def both(monkeypatch, twins, run):
+    """run() with the Python nodes, then with the compiled ones: (python result, compiled result)."""
+    monkeypatch.setattr(native, "nodes", lambda: None)
+    python = run()
+    monkeypatch.setattr(native, "nodes", lambda: twins)
+    compiled = run()
+    return python, compiled
+
+
+def assert_same_bits(a, b, what=""):
+    assert len(a) == len(b)
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x is None or y is None:
+            assert x is None and y is None, f"{what}[{i}]: one side has no value"
+            continue
+        assert x.dtype == y.dtype and x.shape == y.shape, f"{what}[{i}]"
+        assert torch.equal(x, y), f"{what}[{i}]: values differ"
+
+
+CPP_NODE = "torch::autograd::CppNode<(anonymous namespace)::{}>"
+
+
+def node_name(t: torch.Tensor) -> str:
+    return t.grad_fn.name()
+
+
+@pytest.mark.parametrize("shape", [(5, 16, 10, 10), (3, 1, 28, 28), (1, 4, 3, 3)])
+def test_feature_hash_twin(monkeypatch, twins, shape):
+    g = torch.Generator().manual_seed(shape[0])
+    y0, grad = torch.randn(*shape, generator=g), torch.randn(shape[0], 50, generator=g)
+
+    def run():
+        y = y0.clone().requires_grad_()
+        out = feature_hash(y, 777, 50)
+        out.backward(grad)
+        return out.detach(), y.grad, node_name(out)
+
+    (*py, py_node), (*cc, cc_node) = both(monkeypatch, twins, run)
+    assert (py_node, cc_node) == ("_FeatureHashBackward", CPP_NODE.format("FeatureHash"))
+    assert_same_bits(py, cc, "feature_hash")
+
+
+@pytest.mark.parametrize("n", [1, 3, 16, 40])
+def test_normalise_twin_zero_rows_included(monkeypatch, twins, n):
+    g = torch.Generator().manual_seed(n)
+    phi0 = torch.randn(n, 300, generator=g) * torch.rand(n, 1, generator=g) * 10
+    phi0[n // 2] = 0
+    grad = torch.randn(n, 300, generator=g)
+
+    def run():
+        phi = phi0.clone().requires_grad_()
+        out = normalise(phi)
+        out.backward(grad)
+        return out.detach(), phi.grad, node_name(out)
+
+    (*py, py_node), (*cc, cc_node) = both(monkeypatch, twins, run)
+    assert (py_node, cc_node) == ("_NormaliseBackward", CPP_NODE.format("Normalise"))
+    assert_same_bits(py, cc, "normalise")
+    assert torch.isfinite(cc[1]).all()
+
+
+@pytest.mark.parametrize("n", [1, 16, 33])
+def test_residue_twin(monkeypatch, twins, n):
+    g = torch.Generator().manual_seed(n)
+    M, m, s = 4, 3, 300
+    pool = BasisPool(M, m, s, 5, 1.2, 0.2, 0.01)
+    pool.bases.copy_(torch.linalg.qr(torch.randn(s, M * m, generator=g))[0].T.reshape(M, m, s))
+    h0, grad = torch.randn(n, s, generator=g), torch.randn(n, s, generator=g)
+    mine = torch.randint(0, M, (n,), generator=g)[:, None] == torch.arange(M)
+
+    def run():
+        h = h0.clone().requires_grad_()
+        r = pool._residue(h, pool._project_all(h.detach(), pool.bases), mine, pool.bases)
+        r.backward(grad)
+        return r.detach(), h.grad, node_name(r)
+
+    (*py, py_node), (*cc, cc_node) = both(monkeypatch, twins, run)
+    assert (py_node, cc_node) == ("_ProjectOutBackward", CPP_NODE.format("ProjectOut"))
+    assert_same_bits(py, cc, "residue")
+
+
+def _unit(train: bool, slope: float, bias: bool) -> ConvUnit:
+    torch.manual_seed(3)
+    act = {"type": "leaky_relu", "slope": slope} if slope else {"type": "relu"}
+    unit = ConvUnit(2, [{"type": "conv", "out_channels": 6, "kernel": 5, "stride": 3, "padding": 2, "bias": bias},
+                        {"type": "batchnorm"}, act]).train(train)
+    bn = unit.layers[1]
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.2, 0.2)
+    assert unit._fusable()
+    return unit
+
+
+@pytest.mark.parametrize("n", [1, 7, scaled_grad.SMALL_BATCH + 9])   # both kernels, BN on running stats at 1
+@pytest.mark.parametrize("scale", ["none", "positive", "with_zero"])
+@pytest.mark.parametrize("train,slope,bias,input_grad", [
+    (True, 0.01, True, True), (True, 0.0, False, True), (False, 0.01, True, True), (True, 0.01, True, False)])
+def test_unit_block_twin(monkeypatch, twins, n, scale, train, slope, bias, input_grad):
+    """Output, input and parameter gradients (Eq. 7 scaled or not, a zero factor included) and
+    the BN running statistics, in train and eval mode, for ReLU and leaky ReLU, with and
+    without conv bias and input gradient."""
+    g = torch.Generator().manual_seed(n)
+    x0 = torch.rand(n, 4, 10, 10, generator=g)        # (folded to the unit's 2 channels)
+    c = {"none": None, "positive": torch.rand(n, generator=g) + 0.05,
+         "with_zero": torch.rand(n, generator=g).index_fill_(0, torch.tensor([0]), 0.0)}[scale]
+    G = torch.randn(n, 6, 4, 4, generator=g)
+
+    def run():
+        unit = _unit(train, slope, bias)
+        x = x0.clone().requires_grad_(input_grad)
+        out = unit(x, c)
+        params = list(unit.parameters())
+        grads = torch.autograd.grad((out * G).sum(), ([x] if input_grad else []) + params)
+        return (out.detach(), *grads, *unit.state_dict().values()), node_name(out)
+
+    (py, py_node), (cc, cc_node) = both(monkeypatch, twins, run)
+    assert (py_node, cc_node) == ("_UnitBlockBackward", CPP_NODE.format("UnitBlock"))
+    assert_same_bits(py, cc, "unit block")
+
+
+def _train_digest(steps: int, extra_units: int, grad_scaling: bool) -> tuple[str, list[float]]:
+    cfg = pairwise_config(grad_scaling=grad_scaling)
+    torch.manual_seed(0)
+    model = HRN(cfg, seed=0)
+    model.add_head(2)
+    model.add_units(extra_units)
+    train_model(model, steps, seed=1)
+    digest = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        digest.update(key.encode() + value.detach().contiguous().numpy().tobytes())
+    model.eval()
+    with torch.no_grad():
+        logits = model(random_images(32, 7), 0)[0]
+    return digest.hexdigest(), logits.flatten().tolist()
+
+
+@pytest.mark.parametrize("extra_units,grad_scaling", [(0, True), (2, True), (2, False)])
+def test_training_with_twins_is_bit_identical(monkeypatch, twins, extra_units, grad_scaling):
+    """A training run (routing, Alg. 2-4, Eq. 7, Adam) ends in the same state, bit for bit, with
+    either set of nodes."""
+    py, cc = both(monkeypatch, twins, lambda: _train_digest(25, extra_units, grad_scaling))
+    assert py == cc
+
+
+def test_loader_refuses_other_builds_and_honours_the_switch(monkeypatch, twins, tmp_path):
+    native.nodes.cache_clear()
+    try:
+        monkeypatch.setenv(native.ENV_SWITCH, "0")
+        assert native.nodes() is None and native.in_use() is None
+        native.nodes.cache_clear()
+        monkeypatch.delenv(native.ENV_SWITCH)
+        assert native.in_use() == native.module_name()
+        # a changed source is another module: the present build is not loaded for it
+        edited = tmp_path / "native_nodes.cpp"
+        edited.write_bytes(native.SOURCE.read_bytes() + b"\n// edited\n")
+        built = native.module_name()
+        monkeypatch.setattr(native, "SOURCE", edited)
+        native.nodes.cache_clear()
+        assert native.module_name() != built
+        assert not native.library_path().is_file() and native.nodes() is None
+    finally:
+        monkeypatch.undo()
+        native.nodes.cache_clear()
+
+
+def test_cli_native_check_and_errors(monkeypatch, twins, tmp_path, capsys):
+    assert cli_main(["native", "--check"]) == 0
+    assert cli_main(["native"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    monkeypatch.setenv(native.ENV_DIR, str(tmp_path / "none"))
+    assert cli_main(["native", "--check"]) == 1
+    assert "not built" in capsys.readouterr().out
+    monkeypatch.setattr(native, "missing_tools", lambda: ["g++"])
+    assert cli_main(["native"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "g++ not found" in err
+    assert not (tmp_path / "none").exists()
