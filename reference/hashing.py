@@ -69,8 +69,20 @@ def hash_matrix(seed: int, n: int, s: int) -> torch.Tensor:
     return mat
 
 
+def hash_add_(out: torch.Tensor, flat: torch.Tensor, buckets: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
+    """out [n, s] += the hashes of flat's rows [n, L], in place (no autograd): index_add_ of
+    flat * signs, or the compiled loop that makes the same additions in the same order (CPU
+    float32, where built); returns out."""
+    twins = native.nodes()
+    if (twins is not None and out.device.type == "cpu" and out.dtype == torch.float32
+            and flat.dtype == torch.float32 and out.is_contiguous()):
+        twins.hash_add_(out, flat, buckets, signs)
+        return out
+    return out.index_add_(1, buckets, flat * signs)
+
+
 def _plain_feature_hash(flat: torch.Tensor, buckets: torch.Tensor, signs: torch.Tensor, s: int) -> torch.Tensor:
-    return flat.new_zeros(flat.shape[0], s).index_add_(1, buckets, flat * signs)
+    return hash_add_(flat.new_zeros(flat.shape[0], s), flat, buckets, signs)
 
 
 class _FeatureHash(torch.autograd.Function):

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from hrn_hw.config import Config
 from hrn_hw.device import host_array
 from reference.bases import BasisPool
-from reference.hashing import feature_hash, hash_tables, normalise, normalised_hash
+from reference.hashing import feature_hash, hash_add_, hash_tables, normalise, normalised_hash
 from reference.units import ConvUnit, fold_channels
 
 
@@ -295,7 +295,7 @@ class HRN(nn.Module):
         for k in range(d):
             flat = y.reshape(-1)
             buckets, signs = hash_tables(seeds[hash_index], flat.shape[0], s, flat.device)
-            phi = flat.new_zeros(s).index_add_(0, buckets, flat * signs)
+            phi = hash_add_(flat.new_zeros(1, s), flat[None], buckets, signs)[0]
             norm = phi.norm()
             h = phi / norm if float(norm) > 0 else phi      # normalised_hash for one sample
             coef = flat_bases @ h
@@ -396,7 +396,7 @@ class HRN(nn.Module):
                 flat = y.reshape(rows, -1)
                 buckets, signs = hash_tables(seeds[hid], flat.shape[1], s, dev)
                 into = h if rows == n else h.narrow(0, offset, rows)
-                into.index_add_(1, buckets, flat * signs)
+                hash_add_(into, flat, buckets, signs)
                 offset += rows
             norm = h.norm(dim=1, keepdim=True)                  # normalise, in place
             h.div_(torch.where(norm > 0, norm, one))

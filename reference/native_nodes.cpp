@@ -7,8 +7,13 @@
 //   normalise     <->  reference/hashing.py  _Normalise
 //   project_out   <->  reference/bases.py    _ProjectOut
 //   unit_block    <->  reference/scaled_grad.py  _UnitBlock (with its conv kernel choices given)
+//
+// and one kernel, hash_add_: the feature hash's scatter as a plain loop, with the additions that
+// index_add_ makes in the order it makes them (per row, in increasing map index).
 
 #include <torch/extension.h>
+
+#include <ATen/Parallel.h>
 
 #include <optional>
 #include <vector>
@@ -19,14 +24,63 @@ using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 using at::Tensor;
 
+// out[b, buckets[j]] += flat[b, j] * signs[j], for j = 0, 1, ... in turn within each row: what
+// out.index_add_(1, buckets, flat * signs) adds, in its order (the same bits; a sign is +-1, so
+// each product is exact). CPU float32 only (the caller checks); rows run in parallel.
+void hash_add_(Tensor& out, const Tensor& flat_in, const Tensor& buckets_in, const Tensor& signs_in) {
+  TORCH_CHECK(out.device().is_cpu() && out.scalar_type() == at::kFloat && out.is_contiguous() &&
+                  out.dim() == 2, "hash_add_: out must be a contiguous CPU float32 matrix");
+  Tensor flat = flat_in.contiguous(), buckets = buckets_in.contiguous(),
+         signs = signs_in.contiguous();
+  TORCH_CHECK(flat.scalar_type() == at::kFloat && flat.dim() == 2 && flat.size(0) == out.size(0),
+              "hash_add_: flat must be float32 [rows of out, n]");
+  TORCH_CHECK(buckets.scalar_type() == at::kLong && signs.scalar_type() == at::kFloat &&
+                  buckets.numel() == flat.size(1) && signs.numel() == flat.size(1),
+              "hash_add_: buckets (int64) and signs (float32) must have one entry per column");
+  const int64_t rows = flat.size(0), n = flat.size(1), s = out.size(1);
+  const float* x = flat.data_ptr<float>();
+  const int64_t* bucket = buckets.data_ptr<int64_t>();
+  const float* sign = signs.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
+    int64_t b = begin;
+    for (; b + 4 <= end; b += 4) {   // four rows per pass share the bucket and sign loads
+      float *r0 = o + b * s, *r1 = r0 + s, *r2 = r1 + s, *r3 = r2 + s;
+      const float *x0 = x + b * n, *x1 = x0 + n, *x2 = x1 + n, *x3 = x2 + n;
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t k = bucket[j];
+        const float g = sign[j];
+        r0[k] += x0[j] * g;
+        r1[k] += x1[j] * g;
+        r2[k] += x2[j] * g;
+        r3[k] += x3[j] * g;
+      }
+    }
+    for (; b < end; ++b) {
+      float* row = o + b * s;
+      const float* xb = x + b * n;
+      for (int64_t j = 0; j < n; ++j) row[bucket[j]] += xb[j] * sign[j];
+    }
+  });
+}
+
+Tensor plain_feature_hash(const Tensor& flat, const Tensor& buckets, const Tensor& signs,
+                          int64_t s) {
+  Tensor out = flat.new_zeros({flat.size(0), s});
+  if (flat.device().is_cpu() && flat.scalar_type() == at::kFloat) {
+    hash_add_(out, flat, buckets, signs);
+    return out;
+  }
+  return out.index_add_(1, buckets, flat * signs);
+}
+
 // phi(y) of the flattened rows: bucket j of row b gathers sign_j * y[b, j].
 struct FeatureHash : public torch::autograd::Function<FeatureHash> {
   static Tensor forward(AutogradContext* ctx, const Tensor& y, const Tensor& buckets,
                         const Tensor& signs, int64_t s) {
     ctx->save_for_backward({buckets, signs});
     ctx->saved_data["shape"] = y.sizes().vec();
-    Tensor flat = y.reshape({y.size(0), -1});
-    return flat.new_zeros({flat.size(0), s}).index_add_(1, buckets, flat * signs);
+    return plain_feature_hash(y.reshape({y.size(0), -1}), buckets, signs, s);
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     auto saved = ctx->get_saved_variables();
@@ -234,4 +288,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("normalise", &normalise, "phi / ||phi|| per row (autograd node)");
   m.def("project_out", &project_out, "residue of h on each row's selected basis (autograd node)");
   m.def("unit_block", &unit_block, "conv -> BN -> affine -> act with Eq. 7 scaling (autograd node)");
+  m.def("hash_add_", &hash_add_, "out += phi(flat) row by row, index_add_'s additions in its order");
 }

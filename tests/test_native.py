@@ -73,6 +73,43 @@ def test_feature_hash_twin(monkeypatch, twins, shape):
     assert_same_bits(py, cc, "feature_hash")
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n,L,s", [(1, 784, 300), (7, 1600, 300), (256, 1600, 300), (33, 9, 300), (5, 5000, 50)])
+def test_hash_add_kernel_makes_index_adds_additions(twins, threads, n, L, s):
+    """The compiled scatter gives index_add_'s bits (the same additions in the same order), on
+    rows of mixed magnitude, a transposed (non-contiguous) input and rows in blocks of four plus
+    a remainder, on one and two threads."""
+    from reference.hashing import hash_tables
+    g = torch.Generator().manual_seed(n + L)
+    flat = torch.randn(L, n, generator=g).T * torch.logspace(-3, 3, n)[:, None]
+    buckets, signs = hash_tables(99 + L, L, s)
+    start = torch.randn(n, s, generator=g)
+    was = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        want = start.clone().index_add_(1, buckets, flat * signs)
+        got = start.clone()
+        twins.hash_add_(got, flat, buckets, signs)
+    finally:
+        torch.set_num_threads(was)
+    assert torch.equal(got, want)
+
+
+def test_inference_paths_with_twins_are_bit_identical(monkeypatch, twins, make_trained):
+    """Batched (route_frozen) and single-sample inference: the same logits and routes either way."""
+    model = make_trained(extra_units=2).eval()
+    x = random_images(70, 3)
+
+    def run():
+        with torch.no_grad():
+            batched, routing = model(x, 0)
+            single = torch.cat([model(x[i:i + 1], 0)[0] for i in range(5)])
+        return batched, routing.embedding, routing.routes, single
+
+    python, compiled = both(monkeypatch, twins, run)
+    assert_same_bits(python, compiled, "inference")
+
+
 @pytest.mark.parametrize("n", [1, 3, 16, 40])
 def test_normalise_twin_zero_rows_included(monkeypatch, twins, n):
     g = torch.Generator().manual_seed(n)
