@@ -58,6 +58,15 @@ def random_images(n: int, seed: int) -> torch.Tensor:
     return x
 
 
+def randomise_bn(bn) -> None:
+    """Non-trivial BatchNorm statistics and affine parameters (uniform draws from torch's RNG)."""
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.2, 0.2)
+
+
 def train_model(model, steps: int, batch: int = 16, seed: int = 0, lr: float = 1e-3):
     """A few Adam steps on random images and labels with the Eq. 6 loss (task 0 head)."""
     torch.manual_seed(seed)

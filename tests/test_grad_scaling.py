@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import random_images, trained_model
+from conftest import random_images, randomise_bn, trained_model
 from reference import scaled_grad
 from reference.hashing import normalised_hash
 from reference.hrn import HRN, pixels_to_input
@@ -315,12 +315,7 @@ UNIT_LAYERS = [{"type": "conv", "out_channels": 6, "kernel": 5, "stride": 3, "pa
 def _unit_pair(train: bool, layers=UNIT_LAYERS, seed: int = 5):
     torch.manual_seed(seed)
     unit = ConvUnit(1, layers).train(train)
-    bn = unit.layers[1]
-    with torch.no_grad():
-        bn.running_mean.uniform_(-0.5, 0.5)
-        bn.running_var.uniform_(0.5, 2.0)
-        bn.weight.uniform_(0.5, 1.5)
-        bn.bias.uniform_(-0.2, 0.2)
+    randomise_bn(unit.layers[1])
     assert unit._fusable()
     return unit, copy.deepcopy(unit)
 

@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 import torch
-from conftest import pairwise_config, random_images, train_model
+from conftest import pairwise_config, random_images, randomise_bn, train_model
 
 from hrn_hw.cli import main as cli_main
 from reference import native, scaled_grad
@@ -154,12 +154,7 @@ def _unit(train: bool, slope: float, bias: bool) -> ConvUnit:
     act = {"type": "leaky_relu", "slope": slope} if slope else {"type": "relu"}
     unit = ConvUnit(2, [{"type": "conv", "out_channels": 6, "kernel": 5, "stride": 3, "padding": 2, "bias": bias},
                         {"type": "batchnorm"}, act]).train(train)
-    bn = unit.layers[1]
-    with torch.no_grad():
-        bn.running_mean.uniform_(-0.5, 0.5)
-        bn.running_var.uniform_(0.5, 2.0)
-        bn.weight.uniform_(0.5, 1.5)
-        bn.bias.uniform_(-0.2, 0.2)
+    randomise_bn(unit.layers[1])
     assert unit._fusable()
     return unit
 
