@@ -70,12 +70,13 @@ def hash_matrix(seed: int, n: int, s: int) -> torch.Tensor:
 
 
 def hash_add_(out: torch.Tensor, flat: torch.Tensor, buckets: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
-    """out [n, s] += the hashes of flat's rows [n, L], in place (no autograd): index_add_ of
-    flat * signs, or the compiled loop that makes the same additions in the same order (CPU
-    float32, where built); returns out."""
+    """out [n, s] += the hashes of flat's rows [n, L], in place: index_add_ of flat * signs, or
+    the compiled loop that makes the same additions in the same order (CPU float32 without
+    autograd, where built); returns out."""
     twins = native.nodes()
     if (twins is not None and out.device.type == "cpu" and out.dtype == torch.float32
-            and flat.dtype == torch.float32 and out.is_contiguous()):
+            and flat.dtype == torch.float32 and out.is_contiguous()
+            and not (torch.is_grad_enabled() and (flat.requires_grad or out.requires_grad))):
         twins.hash_add_(out, flat, buckets, signs)
         return out
     return out.index_add_(1, buckets, flat * signs)
