@@ -228,12 +228,16 @@ def cmd_native(args) -> int:
     from reference import native
 
     path = native.library_path()
+    module, problem = native.load()
     if args.check:
-        print(f"compiled nodes: {'built' if path.is_file() else 'not built'} ({path})")
-        return 0 if path.is_file() else 1
-    if path.is_file():
+        said = "built" if module is not None else "not built" if problem is None else f"broken: {problem}"
+        print(f"compiled nodes: {said} ({path})")
+        return 0 if module is not None else 1
+    if module is not None:
         print(f"compiled nodes: up to date ({path})")
         return 0
+    if problem is not None:
+        print(f"compiled nodes: the build at {path} does not load ({problem}); rebuilding it")
     missing = native.missing_tools()
     if missing:
         raise HrnError(f"cannot build the compiled nodes: {' and '.join(missing)} not found on PATH "

@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import sysconfig
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -60,25 +61,42 @@ def build(verbose: bool = False):
     missing_tools()
     name = module_name()
     out = build_dir() / name
-    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)       # from scratch: a broken build is not reused
+    out.mkdir(parents=True)
     module = cpp.load(name, [str(SOURCE)], extra_cflags=["-O2"], build_directory=str(out), verbose=verbose)
+    load.cache_clear()
     nodes.cache_clear()
     return module
 
 
 @lru_cache(maxsize=1)
-def nodes():
-    """The loaded twins, or None: no build for this source and torch, or HRN_NATIVE=0."""
-    if os.environ.get(ENV_SWITCH, "1") == "0":
-        return None
+def load() -> tuple[object | None, str | None]:
+    """(the present build's module, None), (None, why it does not load), or (None, None) when
+    there is no build for this source and torch."""
     path = library_path()
     if not path.is_file():
-        return None
+        return None, None
     import torch  # noqa: F401  (the extension links against torch's libraries)
 
-    spec = importlib.util.spec_from_file_location(module_name(), path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec = importlib.util.spec_from_file_location(module_name(), path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    except (ImportError, OSError) as exc:
+        return None, str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return module, None
+
+
+@lru_cache(maxsize=1)
+def nodes():
+    """The loaded twins, or None: no build for this source and torch, a build that does not
+    load (warned once; the Python nodes run), or HRN_NATIVE=0."""
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return None
+    module, problem = load()
+    if problem is not None:
+        warnings.warn(f"the compiled nodes {library_path()} do not load ({problem}); the Python nodes "
+                      "run (same results, slower): rebuild them with `hrn-hw native`", RuntimeWarning, stacklevel=2)
     return module
 
 

@@ -210,32 +210,62 @@ def test_training_with_twins_is_bit_identical(monkeypatch, twins, extra_units, g
     assert py == cc
 
 
-def test_loader_refuses_other_builds_and_honours_the_switch(monkeypatch, twins, tmp_path):
+def forget_loads() -> None:
+    native.load.cache_clear()
     native.nodes.cache_clear()
-    try:
-        monkeypatch.setenv(native.ENV_SWITCH, "0")
-        assert native.nodes() is None and native.in_use() is None
-        native.nodes.cache_clear()
-        monkeypatch.delenv(native.ENV_SWITCH)
-        assert native.in_use() == native.module_name()
-        # a changed source is another module: the present build is not loaded for it
-        edited = tmp_path / "native_nodes.cpp"
-        edited.write_bytes(native.SOURCE.read_bytes() + b"\n// edited\n")
-        built = native.module_name()
-        monkeypatch.setattr(native, "SOURCE", edited)
-        native.nodes.cache_clear()
-        assert native.module_name() != built
-        assert not native.library_path().is_file() and native.nodes() is None
-    finally:
-        monkeypatch.undo()
-        native.nodes.cache_clear()
 
 
-def test_cli_native_check_and_errors(monkeypatch, twins, tmp_path, capsys):
+@pytest.fixture
+def fresh_loader(monkeypatch):
+    """The loader's caches cleared before and after (environment and patches undone first)."""
+    forget_loads()
+    yield
+    monkeypatch.undo()
+    forget_loads()
+
+
+def test_loader_refuses_other_builds_and_honours_the_switch(monkeypatch, twins, tmp_path, fresh_loader):
+    monkeypatch.setenv(native.ENV_SWITCH, "0")
+    assert native.nodes() is None and native.in_use() is None
+    forget_loads()
+    monkeypatch.delenv(native.ENV_SWITCH)
+    assert native.in_use() == native.module_name()
+    # a changed source is another module: the present build is not loaded for it
+    edited = tmp_path / "native_nodes.cpp"
+    edited.write_bytes(native.SOURCE.read_bytes() + b"\n// edited\n")
+    built = native.module_name()
+    monkeypatch.setattr(native, "SOURCE", edited)
+    forget_loads()
+    assert native.module_name() != built
+    assert not native.library_path().is_file() and native.nodes() is None
+
+
+def test_broken_build_warns_and_the_python_nodes_run(monkeypatch, twins, tmp_path, fresh_loader, capsys):
+    monkeypatch.setenv(native.ENV_DIR, str(tmp_path))
+    native.library_path().parent.mkdir(parents=True)
+    native.library_path().write_bytes(b"not a shared object")
+    with pytest.warns(RuntimeWarning, match="do not load.*hrn-hw native"):
+        assert native.nodes() is None
+    y = torch.rand(2, 3, 4, requires_grad=True)
+    assert normalise(feature_hash(y, 5, 50)).grad_fn.name() == "_NormaliseBackward"
+    assert cli_main(["native", "--check"]) == 1
+    assert "broken" in capsys.readouterr().out
+
+    def failed_build(verbose=False):
+        raise RuntimeError("Error building extension 'hrn_native'\nninja: build stopped")
+    monkeypatch.setattr(native, "build", failed_build)
+    assert cli_main(["native"]) == 2
+    out, err = capsys.readouterr()
+    assert "does not load" in out and "rebuilding" in out
+    assert err.count("\n") == 1 and "failed: ninja: build stopped" in err
+
+
+def test_cli_native_check_and_errors(monkeypatch, twins, tmp_path, capsys, fresh_loader):
     assert cli_main(["native", "--check"]) == 0
     assert cli_main(["native"]) == 0
     assert "up to date" in capsys.readouterr().out
     monkeypatch.setenv(native.ENV_DIR, str(tmp_path / "none"))
+    forget_loads()
     assert cli_main(["native", "--check"]) == 1
     assert "not built" in capsys.readouterr().out
     monkeypatch.setattr(native, "missing_tools", lambda: ["g++"])
