@@ -101,6 +101,29 @@ def build_lock(directory: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def small_export() -> Path:
+    """A small trained-and-exported Pairwise-MNIST model shared by the testbenches that need
+    real data (hrn-hw train --limit 200 --epochs 1, then an export with 10 golden vectors per
+    task and no RTL), built once under BUILD_DIR/_fixture/ (the model is its X.pt)."""
+    import subprocess
+
+    base = BUILD_DIR / "_fixture"
+    out = base / "export"
+    with build_lock(base):
+        if all((out / f).is_file() for f in ("manifest.json", "weights.npz", "golden/vectors.npz")):
+            return out
+        ckpt = base / "X.pt"
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        if not ckpt.is_file():
+            exe = Path(sys.executable).parent / "hrn-hw"
+            subprocess.run([str(exe), "train", "--scenario", "pairwise-mnist", "--limit", "200", "--epochs", "1",
+                            "--out", str(ckpt)], check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+        from hrn_hw.export.pipeline import export
+
+        export(ckpt, out, force=True, golden_per_task=10, eval_limit=50, calib=64, quiet=True, rtl=False)
+        return out
+
+
 def _verilator_runner(toplevel: str, build_dir: Path, ports_only: bool):
     """cocotb's Verilator runner, and the extra sources of the build. With `ports_only`, only
     the top module's signals are visible to VPI (a Verilator control file) instead of every

@@ -24,8 +24,8 @@ import numpy as np
 
 import cocotb
 
-from simlib import (BUILD_DIR, build_lock, pack_beats, params, record, run_dut, start, stream_frame, to_signed,
-                    to_unsigned, unpack_beat)
+from simlib import (BUILD_DIR, pack_beats, params, record, run_dut, small_export, start, stream_frame,
+                    to_signed, to_unsigned, unpack_beat)
 
 P = params()
 
@@ -121,25 +121,6 @@ def _write_cases(build: Path, cases: list) -> dict:
     np.savez(path, **arrays)
     return {"vectors": str(path),
             "cases": [{"name": n, "call": int(c), "cycles": int(cy)} for n, c, _, _, cy in cases]}
-
-
-def small_export(root: Path | None = None) -> Path:
-    """A small real export (trained once, then reused from sim/build/conv_engine_export/):
-    hrn-hw train --scenario pairwise-mnist --limit 200 --epochs 1, then
-    export(golden_per_task=10, eval_limit=50, calib=64)."""
-    from hrn_hw.cli import main
-    from hrn_hw.export.pipeline import export
-
-    root = root or BUILD_DIR / "conv_engine_export"
-    out = root / "export"
-    with build_lock(root):
-        if (out / "manifest.json").is_file() and (out / "weights.npz").is_file():
-            return out
-        model = root / "model.pt"
-        assert main(["train", "--scenario", "pairwise-mnist", "--limit", "200", "--epochs", "1",
-                     "--out", str(model), "--force"]) == 0
-        export(model, out, force=True, golden_per_task=10, eval_limit=50, calib=64, quiet=True, rtl=False)
-        return out
 
 
 def real_cases(qm, unit: int, calls: list, images: np.ndarray, lanes=None, words=1, pixel_lanes=1) -> list:

@@ -4,7 +4,7 @@ words per beat (`test_head(words)`: the embedding beats carry non-zero junk past
 engine must ignore).
 
 The build holds the fixture export's five heads (300-60-10-2, s16 formats; see
-sim/test_residue.py's `fixture_export`) plus one synthetic head (task 5: 300-23-3) with narrow,
+`simlib.small_export`) plus one synthetic head (task 5: 300-23-3) with narrow,
 truncating formats, a bias finer than the products, a ReLU-like slope and a 3-group hidden
 layer whose last group is partial; it makes the largest head 3 classes, so the real heads'
 logits are padded with a zero. The pytest side computes every expected logit vector with the
@@ -93,7 +93,7 @@ def synthetic_head(s: int, seed: int = 7):
 def test_head(words: int = 1):
     """pytest: the fixture export's heads plus the synthetic one, LANES lanes (default),
     `words` per beat and memory row (a build of its own for W > 1)."""
-    from test_residue import fixture_export
+    from simlib import small_export
 
     from hrn_hw import golden
     from hrn_hw.export.ir import QuantModel
@@ -101,8 +101,8 @@ def test_head(words: int = 1):
     from hrn_hw.rtl.head import LANES, HeadEngine
     from simlib import BUILD_DIR
 
-    qm = QuantModel.load(fixture_export())
-    z = np.load(fixture_export() / "golden" / "vectors.npz")
+    qm = QuantModel.load(small_export())
+    z = np.load(small_export() / "golden" / "vectors.npz")
     qm2 = dataclasses.replace(qm, heads=qm.heads + [synthetic_head(qm.s)])
     T, C, s, ef = len(qm2.heads), qm2.max_classes, qm.s, qm.emb_fmt
     rng = np.random.default_rng(9)

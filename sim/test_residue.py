@@ -4,7 +4,7 @@ r^2, the stop decision and the embedding bit-exact with `hrn_hw.fixedpoint.ops.r
 W words per beat (`test_residue(words)`: h beats carry non-zero junk past s, which the block
 must ignore; the monitor's and the embedding's words past s must be zero).
 
-Real data: a small Pairwise-MNIST export (`fixture_export`, cached under sim/build/_fixture/);
+Real data: a small Pairwise-MNIST export (`simlib.small_export`, cached under sim/build/_fixture/);
 the pytest side replays the golden model step by step on the golden vectors' pixels and hands
 every step's h, selected unit, coefficients and residue to the simulation in an .npz file.
 Extremes on the same build: h = 0, saturating residues, exact rounding ties, a non-zero h whose
@@ -13,44 +13,17 @@ residue is exactly zero (the stop fires), embedding saturation.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 
 import cocotb
 
-from simlib import pack_beats, params, record, run_dut, start, stream_frame, to_unsigned, unpack_beat
+from simlib import pack_beats, params, record, run_dut, small_export, start, stream_frame, to_unsigned, unpack_beat
 
 P = params()
 N_REAL = 8            # golden-vector samples replayed in the simulation
 
 
 # ---- pytest side: the fixture export and the golden replay ---------------------------------
-
-def fixture_export() -> Path:
-    """A small trained-and-exported Pairwise-MNIST model (train --limit 200 --epochs 1, export
-    with 10 golden vectors per task), built once under sim/build/_fixture/."""
-    from simlib import BUILD_DIR, ROOT, build_lock
-
-    base = BUILD_DIR / "_fixture"
-    out = base / "export"
-    with build_lock(base):
-        if (out / "manifest.json").is_file() and (out / "golden" / "vectors.npz").is_file():
-            return out
-        ckpt = base / "X.pt"
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        if not ckpt.is_file():
-            exe = Path(sys.executable).parent / "hrn-hw"
-            subprocess.run([str(exe), "train", "--scenario", "pairwise-mnist", "--limit", "200", "--epochs", "1",
-                            "--out", str(ckpt)], check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-        from hrn_hw.export.pipeline import export
-
-        export(ckpt, out, force=True, golden_per_task=10, eval_limit=50, calib=64, quiet=True, rtl=False)
-        return out
-
 
 def golden_steps(qm, pixels: np.ndarray):
     """Replay golden.run on each image: [(sample, [(h, sel, coef[m], r)], embedding)]."""
@@ -278,8 +251,8 @@ def test_residue(words: int = 1):
     from hrn_hw.rtl.residue import Residue, residue_params
     from simlib import BUILD_DIR
 
-    qm = QuantModel.load(fixture_export())
-    z = np.load(fixture_export() / "golden" / "vectors.npz")
+    qm = QuantModel.load(small_export())
+    z = np.load(small_export() / "golden" / "vectors.npz")
     rp = residue_params(qm, words)
     name = "residue" if words == 1 else f"residue_w{words}"
     build = BUILD_DIR / name

@@ -231,9 +231,9 @@ def routing_variant(qm, uninitialise: list, stop_quantile: float, pixels: np.nda
 
 def fixture_cases(qm, count: int) -> dict:
     """The fixture export's first `count` golden-vector images plus the extreme inputs."""
-    from test_residue import fixture_export
+    from simlib import small_export
 
-    z = np.load(fixture_export() / "golden" / "vectors.npz")
+    z = np.load(small_export() / "golden" / "vectors.npz")
     ext, ext_names = extreme_inputs(qm)
     pixels = np.concatenate([z["pixels"][:count], ext])
     tasks = np.concatenate([z["tasks"][:count], np.arange(len(ext)) % len(qm.heads)])
@@ -244,11 +244,11 @@ def fixture_cases(qm, count: int) -> dict:
 def test_top():
     """pytest: the fixture export (50 golden-vector images of 5 tasks) and the extreme inputs."""
     from hrn_hw.export.ir import QuantModel
-    from test_residue import fixture_export
+    from simlib import small_export
 
     from simlib import BUILD_DIR
 
-    qm = QuantModel.load(fixture_export())
+    qm = QuantModel.load(small_export())
     cases = fixture_cases(qm, 50)
     check_top(cases, simulate_top(qm, cases, BUILD_DIR / "top"))
 
@@ -259,10 +259,10 @@ def test_top_stop_and_runout():
     stop early on tau_d, others run out of initialised units."""
     from hrn_hw.export.ir import QuantModel
     from simlib import BUILD_DIR
-    from test_residue import fixture_export
+    from simlib import small_export
 
-    base = QuantModel.load(fixture_export())
-    z = np.load(fixture_export() / "golden" / "vectors.npz")
+    base = QuantModel.load(small_export())
+    z = np.load(small_export() / "golden" / "vectors.npz")
     qm = routing_variant(base, [2, 3], 0.5, z["pixels"][:50])
     cases = fixture_cases(qm, 50)
     lengths = (cases["route"] >= 0).sum(axis=1)

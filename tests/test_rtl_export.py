@@ -18,9 +18,9 @@ from test_export_cli import QUICK, cli, error_line
 @pytest.fixture(scope="module")
 def model():
     """The RTL fixture model's checkpoint (trained and exported once under sim/build/_fixture/)."""
-    from test_residue import fixture_export
+    from simlib import small_export
 
-    return fixture_export().parent / "X.pt"
+    return small_export().parent / "X.pt"
 
 
 def test_knobs_validate():
@@ -34,11 +34,11 @@ def test_knobs_validate():
 
 
 def test_conv_lanes_capped_per_unit():
-    from test_residue import fixture_export
+    from simlib import small_export
 
     from hrn_hw.export.ir import QuantModel
 
-    qm = QuantModel.load(fixture_export())
+    qm = QuantModel.load(small_export())
     unit = qm.units[0]
     assert RtlKnobs().lanes_of(unit) == unit.layers[0].out_channels
     assert RtlKnobs(conv_lanes=4).lanes_of(unit) == 4
@@ -48,12 +48,12 @@ def test_conv_lanes_capped_per_unit():
 def test_cycle_model_structure():
     """Per phase: one route step per selected unit (one when none is), a residue per selected
     unit, a conv call per selected unit but the last; more conv lanes never cost cycles."""
-    from test_residue import fixture_export
+    from simlib import small_export
 
     from hrn_hw.export.ir import QuantModel
     from hrn_hw.rtl.latency import sample_cycles, sample_phases
 
-    qm = QuantModel.load(fixture_export())
+    qm = QuantModel.load(small_export())
     one, three, none = (sample_phases(qm, r) for r in ([1, -1, -1], [1, 2, 0], [-1, -1, -1]))
     assert three["route"] == 3 * one["route"] and none["route"] == one["route"]
     assert three["residue"] == 3 * one["residue"] and none["residue"] == 0
@@ -67,7 +67,7 @@ def test_cycle_model_structure():
 
 def test_verilog_cache(tmp_path, monkeypatch):
     """The top level's Verilog is generated once per design and taken from the cache after."""
-    from test_residue import fixture_export
+    from simlib import small_export
 
     from hrn_hw.export.ir import QuantModel
     from hrn_hw.rtl import emit
@@ -76,7 +76,7 @@ def test_verilog_cache(tmp_path, monkeypatch):
     monkeypatch.setenv(emit.CACHE_ENV, str(tmp_path / "cache"))
     calls = []
     monkeypatch.setattr(emit, "to_verilog", lambda top, name: calls.append(name) or f"// {name} {len(calls)}\n")
-    qm = QuantModel.load(fixture_export())
+    qm = QuantModel.load(small_export())
     first = emit.top_verilog(HrnTop(qm))
     assert emit.top_verilog(HrnTop(qm)) == first and len(calls) == 1
     emit.top_verilog(HrnTop(qm, RtlKnobs(head_lanes=5)))

@@ -25,9 +25,9 @@ def test_crossbar_states_follow_the_reachable_calls():
     from hrn_hw.export.ir import QuantModel
     from hrn_hw.export.shapes import unit_out_shape
     from hrn_hw.rtl.crossbar import routing_table, state_sequence
-    from test_residue import fixture_export
+    from simlib import small_export
 
-    qm = QuantModel.load(fixture_export())
+    qm = QuantModel.load(small_export())
     table = routing_table(qm)
     assert len(table.transitions) == len(qm.reachable)
     shape = tuple(qm.input_shape)
