@@ -231,7 +231,8 @@ def cmd_native(args) -> int:
     module, problem = native.load()
     if args.check:
         said = "built" if module is not None else "not built" if problem is None else f"broken: {problem}"
-        print(f"compiled nodes: {said} ({path})")
+        off = f"; {native.ENV_SWITCH}=0 is set, so the Python nodes run" if native.switched_off() else ""
+        print(f"compiled nodes: {said} ({path}){off}")
         return 0 if module is not None else 1
     if module is not None:
         print(f"compiled nodes: up to date ({path})")

@@ -87,11 +87,16 @@ def load() -> tuple[object | None, str | None]:
     return module, None
 
 
+def switched_off() -> bool:
+    """HRN_NATIVE=0 in the environment: the Python nodes run even where a build exists."""
+    return os.environ.get(ENV_SWITCH, "1") == "0"
+
+
 @lru_cache(maxsize=1)
 def nodes():
     """The loaded twins, or None: no build for this source and torch, a build that does not
     load (warned once; the Python nodes run), or HRN_NATIVE=0."""
-    if os.environ.get(ENV_SWITCH, "1") == "0":
+    if switched_off():
         return None
     module, problem = load()
     if problem is not None:
