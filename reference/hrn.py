@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from hrn_hw.config import Config
 from hrn_hw.device import host_array
+from reference import native
 from reference.bases import BasisPool
 from reference.hashing import feature_hash, hash_add_, hash_tables, normalise, normalised_hash
 from reference.units import ConvUnit, fold_channels
@@ -83,6 +84,31 @@ def draw_seed(model_seed: int, hash_index: int, taken: set[int]) -> int:
         seed = int(rng.integers(0, 2**32, dtype=np.uint64))
         if seed not in taken:
             return seed
+
+
+def _frozen_step(h, flat_bases_t, flat_bases, unit_ids, blocked, idx, k: int, emb, l1, routes, norms, one,
+                 tau: float, M: int, m: int, last: bool):
+    """One step of `HRN.route_frozen` after hashing, on its buffers, in place: normalise h,
+    select (`BasisPool.select_frozen`: every row has a candidate), take the residue, scatter it
+    into emb, l1, routes and norms at the step's samples `idx`; unless `last`, mark the selected
+    units used in `blocked` and return each row's next key (its unit, or M where it stops)."""
+    n = h.shape[0]
+    norm = h.norm(dim=1, keepdim=True)
+    h.div_(torch.where(norm > 0, norm, one))
+    coef = torch.mm(h, flat_bases_t).view(n, M, m)                  # (what h @ B^T runs)
+    energy = coef.square().sum(-1).masked_fill_(blocked if k == 0 else blocked[idx], -1.0)
+    sel = energy.max(dim=1)[1]                                      # first (lowest) index on ties
+    mine = sel[:, None] == unit_ids
+    r = h.sub_(torch.mm(coef.mul_(mine[..., None]).flatten(1), flat_bases))
+    rn = r.norm(dim=1)
+    emb.index_add_(0, idx, r)
+    l1.index_add_(0, idx, r.abs().sum(1))
+    routes[idx, k] = sel
+    norms[idx, k] = rn
+    if last:
+        return None
+    blocked[idx, sel] = True
+    return torch.where(rn >= tau, sel, M)
 
 
 class HRN(nn.Module):
@@ -386,6 +412,8 @@ class HRN(nn.Module):
         seeds = self.hash_seeds.tolist()
         units = list(self.units._modules.values())
         runners: dict = {}                    # unit -> its frozen_runner, made when first needed
+        twins = native.nodes()
+        step = _frozen_step if twins is None else twins.frozen_step
         idx = torch.arange(B, device=dev)     # the step's samples, in the order of its rows
         groups = [(x, 0, B)]                  # (maps, hash index, rows), in row order
         for k in range(d):
@@ -398,24 +426,12 @@ class HRN(nn.Module):
                 into = h if rows == n else h.narrow(0, offset, rows)
                 hash_add_(into, flat, buckets, signs)
                 offset += rows
-            norm = h.norm(dim=1, keepdim=True)                  # normalise, in place
-            h.div_(torch.where(norm > 0, norm, one))
-            # BasisPool.select_frozen (every row has n_free - k > 0 candidates) and _residue
-            coef = torch.mm(h, flat_bases_t).view(n, M, m)            # (what h @ B^T runs)
-            energy = coef.square().sum(-1).masked_fill_(blocked if k == 0 else blocked[idx], -1.0)
-            sel = energy.max(dim=1)[1]                          # first (lowest) index on ties
-            mine = sel[:, None] == unit_ids
-            r = h.sub_(torch.mm(coef.mul_(mine[..., None]).flatten(1), flat_bases))
-            rn = r.norm(dim=1)
-            out.embedding.index_add_(0, idx, r)
-            out.residue_l1.index_add_(0, idx, r.abs().sum(1))
-            out.routes[idx, k] = sel
-            out.residue_norms[idx, k] = rn
-            if k == d - 1 or k + 1 >= n_free:
+            last = k == d - 1 or k + 1 >= n_free
+            key = step(h, flat_bases_t, flat_bases, unit_ids, blocked, idx, k, out.embedding,
+                       out.residue_l1, out.routes, out.residue_norms, one, self.tau_d, M, m, last)
+            if last:
                 break
-            blocked[idx, sel] = True
-            groups, idx = self._regroup_frozen(groups, idx, torch.where(rn >= self.tau_d, sel, M),
-                                               units, runners)
+            groups, idx = self._regroup_frozen(groups, idx, key, units, runners)
             if not groups:
                 break
         return out

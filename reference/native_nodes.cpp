@@ -7,6 +7,7 @@
 //   normalise     <->  reference/hashing.py  _Normalise
 //   project_out   <->  reference/bases.py    _ProjectOut
 //   unit_block    <->  reference/scaled_grad.py  _UnitBlock (with its conv kernel choices given)
+//   frozen_step   <->  reference/hrn.py  _frozen_step (inference: no autograd)
 //
 // and one kernel, hash_add_: the feature hash's scatter as a plain loop, with the additions that
 // index_add_ makes in the order it makes them (per row, in increasing map index).
@@ -259,6 +260,32 @@ struct UnitBlock : public torch::autograd::Function<UnitBlock> {
   }
 };
 
+// hrn.py _frozen_step (HRN.route_frozen's step after hashing), the same ATen calls in order:
+// normalise h in place, select, take the residue, scatter it into the outputs at `idx`; unless
+// `last`, mark the selected units used and return each row's next key (its unit, or M: stop).
+std::optional<Tensor> frozen_step(Tensor h, const Tensor& flat_bases_t, const Tensor& flat_bases,
+                                  const Tensor& unit_ids, Tensor blocked, const Tensor& idx,
+                                  int64_t k, Tensor emb, Tensor l1, Tensor routes, Tensor norms,
+                                  const Tensor& one, double tau, int64_t M, int64_t m, bool last) {
+  using at::indexing::TensorIndex;
+  const int64_t n = h.size(0);
+  Tensor norm = at::linalg_vector_norm(h, 2, {1}, true);
+  h.div_(at::where(norm > 0, norm, one));
+  Tensor coef = at::mm(h, flat_bases_t).view({n, M, m});
+  Tensor energy = coef.square().sum(-1).masked_fill_(k == 0 ? blocked : blocked.index({idx}), -1.0);
+  Tensor sel = std::get<1>(energy.max(1));
+  Tensor mine = sel.unsqueeze(1) == unit_ids;
+  Tensor r = h.sub_(at::mm(coef.mul_(mine.unsqueeze(-1)).flatten(1), flat_bases));
+  Tensor rn = at::linalg_vector_norm(r, 2, {1}, false);
+  emb.index_add_(0, idx, r);
+  l1.index_add_(0, idx, r.abs().sum(1));
+  routes.index_put_({TensorIndex(idx), TensorIndex(k)}, sel);
+  norms.index_put_({TensorIndex(idx), TensorIndex(k)}, rn);
+  if (last) return std::nullopt;
+  blocked.index_put_({TensorIndex(idx), TensorIndex(sel)}, true);
+  return at::where(rn >= tau, sel, M);
+}
+
 Tensor feature_hash(const Tensor& y, const Tensor& buckets, const Tensor& signs, int64_t s) {
   return FeatureHash::apply(y, buckets, signs, s);
 }
@@ -289,4 +316,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("project_out", &project_out, "residue of h on each row's selected basis (autograd node)");
   m.def("unit_block", &unit_block, "conv -> BN -> affine -> act with Eq. 7 scaling (autograd node)");
   m.def("hash_add_", &hash_add_, "out += phi(flat) row by row, index_add_'s additions in its order");
+  m.def("frozen_step", &frozen_step, "route_frozen's step after hashing (hrn._frozen_step), in place");
 }

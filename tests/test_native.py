@@ -109,6 +109,39 @@ def test_inference_paths_with_twins_are_bit_identical(monkeypatch, twins, make_t
     assert_same_bits(python, compiled, "inference")
 
 
+@pytest.mark.parametrize("k,last", [(0, False), (1, False), (2, True)])
+def test_frozen_step_twin(twins, k, last):
+    """route_frozen's step after hashing: the same buffers and keys, bit for bit, with a zero
+    hash row, blocked units, samples out of order and a residue below tau (a stop)."""
+    from reference.hrn import _frozen_step
+    g = torch.Generator().manual_seed(k)
+    B, M, m, s = 40, 5, 3, 300
+    n = B if k == 0 else 23                       # (step 0 routes every sample, in order)
+    flat_bases = torch.linalg.qr(torch.randn(s, M * m, generator=g))[0].T.contiguous()
+    h0 = torch.randn(n, s, generator=g)
+    h0[3] = 0
+    h0[5] = flat_bases[4] * 2.0                   # lies in unit 1's span: residue ~0, below tau
+    idx = torch.arange(B) if k == 0 else torch.randperm(B, generator=g)[:n]
+    blocked0 = torch.rand(B, M, generator=g) < 0.3
+    blocked0[:, 1] = False
+    blocked0[blocked0.all(1), 0] = False          # every row keeps a candidate
+    outs0 = (torch.randn(B, s, generator=g), torch.rand(B, generator=g),
+             torch.randint(-1, M, (B, 3), generator=g), torch.rand(B, 3, generator=g))
+
+    def run(step):
+        h, blocked, outs = h0.clone(), blocked0.clone(), [t.clone() for t in outs0]
+        key = step(h, flat_bases.T, flat_bases, torch.arange(M), blocked, idx, k,
+                   *outs, torch.ones(()), 1e-4, M, m, last)
+        return [h, blocked, *outs], key
+
+    (py, py_key), (cc, cc_key) = run(_frozen_step), run(twins.frozen_step)
+    assert_same_bits(py, cc, "frozen step")
+    if last:
+        assert py_key is None and cc_key is None
+    else:
+        assert torch.equal(py_key, cc_key) and int((cc_key == M).sum()) >= 1
+
+
 @pytest.mark.parametrize("n", [1, 3, 16, 40])
 def test_normalise_twin_zero_rows_included(monkeypatch, twins, n):
     g = torch.Generator().manual_seed(n)
