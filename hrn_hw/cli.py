@@ -247,8 +247,8 @@ def cmd_native(args) -> int:
     try:
         native.build(args.verbose)
     except (OSError, RuntimeError, ImportError) as exc:   # a failed compile or load
-        lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        raise HrnError(f"building {native.SOURCE.name} failed: {lines[-1]} (rerun with --verbose)") from None
+        raise HrnError(f"building {native.SOURCE.name} failed: {native.error_line(exc)} "
+                       "(rerun with --verbose)") from None
     print(f"compiled nodes: built ({path})")
     return 0
 

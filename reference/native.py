@@ -1,9 +1,10 @@
-"""Compiled twins of the training path's autograd nodes (`native_nodes.cpp`): build and load.
+"""Compiled twins of the reference's hot steps (`native_nodes.cpp`): build and load.
 
-The Python nodes (`hashing._FeatureHash`, `hashing._Normalise`, `bases._ProjectOut`,
-`scaled_grad._UnitBlock`) are the specification; their C++ twins issue the same ATen calls in
-the same order, so training gives the same bits either way (tests compare every output and
-gradient), with less interpreter time per training batch. `make` builds the twins once per
+The Python code (the autograd nodes `hashing._FeatureHash`, `hashing._Normalise`,
+`bases._ProjectOut`, `scaled_grad._UnitBlock`; inference's `hrn._frozen_step`; the hash's
+`index_add_`) is the specification; the C++ twins issue the same ATen calls or additions in the
+same order, so training and inference give the same bits either way (tests compare every
+output and gradient), with less interpreter time per batch. `make` builds the twins once per
 virtual environment (`hrn-hw native`, under a minute of g++); where no build is present, or
 with HRN_NATIVE=0 in the environment, the Python nodes run.
 """
@@ -43,7 +44,15 @@ def module_name() -> str:
 
 
 def library_path() -> Path:
-    return build_dir() / module_name() / f"{module_name()}.so"
+    """The build's shared library: <build_dir>/<module name>/<module name>.so."""
+    name = module_name()
+    return build_dir() / name / f"{name}.so"
+
+
+def error_line(exc: BaseException) -> str:
+    """The last line of an exception's message (a compiler's or loader's), or its type's name."""
+    lines = str(exc).strip().splitlines()
+    return lines[-1] if lines else type(exc).__name__
 
 
 def missing_tools() -> list[str]:
@@ -59,8 +68,8 @@ def build(verbose: bool = False):
     import torch.utils.cpp_extension as cpp
 
     missing_tools()
-    name = module_name()
-    out = build_dir() / name
+    out = library_path().parent
+    name = out.name
     shutil.rmtree(out, ignore_errors=True)       # from scratch: a broken build is not reused
     out.mkdir(parents=True)
     module = cpp.load(name, [str(SOURCE)], extra_cflags=["-O2"], build_directory=str(out), verbose=verbose)
@@ -79,11 +88,11 @@ def load() -> tuple[object | None, str | None]:
     import torch  # noqa: F401  (the extension links against torch's libraries)
 
     try:
-        spec = importlib.util.spec_from_file_location(module_name(), path)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     except (ImportError, OSError) as exc:
-        return None, str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        return None, error_line(exc)
     return module, None
 
 
