@@ -35,31 +35,65 @@ from hrn_hw.rtl.rows import beats
 READ_LATENCY = 1        # a buffer's synchronous read before its first word
 
 
-def sample_phases(qm, route, task: int = 0, knobs: RtlKnobs | dict | None = None, table=None) -> dict:
-    """Cycles per phase of one sample with `route` (selected units per step, -1 when none)."""
-    knobs = knobs if isinstance(knobs, RtlKnobs) else RtlKnobs.from_dict(knobs)
-    table = table or routing_table(qm)
-    s, n0, W = int(qm.s), table.states[0].size, knobs.words
-    units = [int(u) for u in route if int(u) >= 0]
-    route_step = (hash_unit_cycles(n0, s, words=W) - beats(n0, W) - beats(s, W)) \
+def route_step_cycles(qm, knobs: RtlKnobs) -> int:
+    """One route step of the top level after its map's last beat entered the hash unit: the
+    hash unit's tail, the normaliser after its input, the projection comparator (chained)."""
+    s, W = int(qm.s), knobs.words
+    n0 = int(np.prod(qm.input_shape))
+    return (hash_unit_cycles(n0, s, words=W) - beats(n0, W) - beats(s, W)) \
         + (normaliser_cycles(s, int(qm.norm_k), words=W, root_bits=knobs.root_bits) - beats(s, W)) \
         + projection_cycles(s, qm.num_units, words=W)
-    conv, state = 0, 0
-    for unit in units[:-1]:
-        call_id, nxt = table.call(state, unit)
-        call = unit_calls(qm, unit)[call_id]
-        conv += conv_engine_cycles(qm.units[unit], call, knobs.lanes_of(qm.units[unit]), words=W,
-                                   pixel_lanes=knobs.pixel_lanes) + READ_LATENCY
-        state = nxt
-    return {
-        "input": beats(n0, W),
-        "route": route_step * max(1, len(units)),
-        "residue": (residue_cycles(s, words=W) + READ_LATENCY) * len(units),
-        "conv": conv,
-        "finish": 1 + READ_LATENCY,
-        "head": head_cycles(s, [(l["n_in"], l["n_out"]) for l in head_layers([qm.heads[task]])[0]],
-                            qm.max_classes, knobs.head_lanes, words=W),
-    }
+
+
+def conv_call_cycles(qm, unit: int, call_id: int, knobs: RtlKnobs) -> int:
+    """Conv engine cycles of unit `unit`'s reachable call `call_id` at the knobs."""
+    u = qm.units[unit]
+    return conv_engine_cycles(u, unit_calls(qm, unit)[call_id], knobs.lanes_of(u), words=knobs.words,
+                              pixel_lanes=knobs.pixel_lanes)
+
+
+def head_run_cycles(qm, task: int, knobs: RtlKnobs) -> int:
+    """Head engine cycles of task `task`'s head at the knobs (from its first embedding word)."""
+    sizes = [(l["n_in"], l["n_out"]) for l in head_layers([qm.heads[task]])[0]]
+    return head_cycles(int(qm.s), sizes, qm.max_classes, knobs.head_lanes, words=knobs.words)
+
+
+def sample_ops(qm, route, task: int = 0, knobs: RtlKnobs | dict | None = None, table=None) -> list[tuple]:
+    """The top level's schedule of one sample, in order: (phase, block, cycles) per step, where
+    block is the engine that works ("hash", "route", "residue", "unit<u>", "head"). The phases'
+    sum is the sample's latency; `sample_phases` and the dataflow simulator's `rtl`
+    architecture both read this list."""
+    knobs = knobs if isinstance(knobs, RtlKnobs) else RtlKnobs.from_dict(knobs)
+    table = table or routing_table(qm)
+    s, W = int(qm.s), knobs.words
+    units = [int(u) for u in route if int(u) >= 0]
+    ops = [("input", "hash", beats(table.states[0].size, W))]
+    route_step = route_step_cycles(qm, knobs)
+    residue = residue_cycles(s, words=W) + READ_LATENCY
+    state = 0
+    for k in range(max(1, len(units))):
+        ops.append(("route", "route", route_step))
+        if k >= len(units):
+            break
+        ops.append(("residue", "residue", residue))
+        if k < len(units) - 1:
+            call_id, state_next = table.call(state, units[k])
+            ops.append(("conv", f"unit{units[k]}", conv_call_cycles(qm, units[k], call_id, knobs) + READ_LATENCY))
+            state = state_next
+    ops.append(("finish", "residue", 1 + READ_LATENCY))
+    ops.append(("head", "head", head_run_cycles(qm, task, knobs)))
+    return ops
+
+
+PHASES = ("input", "route", "residue", "conv", "finish", "head")
+
+
+def sample_phases(qm, route, task: int = 0, knobs: RtlKnobs | dict | None = None, table=None) -> dict:
+    """Cycles per phase of one sample with `route` (selected units per step, -1 when none)."""
+    phases = dict.fromkeys(PHASES, 0)
+    for phase, _, cycles in sample_ops(qm, route, task, knobs, table):
+        phases[phase] += cycles
+    return phases
 
 
 def sample_cycles(qm, routes, knobs: RtlKnobs | dict | None = None, tasks=None) -> np.ndarray:
@@ -73,3 +107,35 @@ def sample_cycles(qm, routes, knobs: RtlKnobs | dict | None = None, tasks=None) 
     table = routing_table(qm)
     return np.array([sum(sample_phases(qm, r, int(t), knobs, table).values()) for r, t in zip(routes, tasks)],
                     dtype=np.int64)
+
+
+def pipelined_ops(qm, route, task: int = 0, knobs: RtlKnobs | dict | None = None, table=None) -> list[tuple]:
+    """One sample's jobs on the engines of a pipelined top level, in order: (phase, engine,
+    cycles), engine one of "hash", "normaliser", "projection", "residue", "unit<u>", "head".
+
+    Store-and-forward: each engine takes a whole frame from the FIFO before it (one cycle of
+    synchronous read) and runs its block's formula on it, so a job's cycles do not depend on
+    what the other samples do. The image goes from the input port straight into the hash unit;
+    the map a conv call reads, the h vector a residue replays and the embedding the head reads
+    stay in the sample's own buffers. The head's job starts with the finish handshake and the
+    embedding memory's read latency, as in the top level."""
+    knobs = knobs if isinstance(knobs, RtlKnobs) else RtlKnobs.from_dict(knobs)
+    table = table or routing_table(qm)
+    s, W, M = int(qm.s), knobs.words, qm.num_units
+    units = [int(u) for u in route if int(u) >= 0]
+    ops = [("input", "hash", hash_unit_cycles(table.states[0].size, s, words=W))]
+    normalise = normaliser_cycles(s, int(qm.norm_k), words=W, root_bits=knobs.root_bits) + READ_LATENCY
+    project = projection_cycles(s, M, words=W) + READ_LATENCY
+    residue = residue_cycles(s, words=W) + READ_LATENCY
+    state = 0
+    for k in range(max(1, len(units))):
+        ops += [("route", "normaliser", normalise), ("route", "projection", project)]
+        if k >= len(units):
+            break
+        ops.append(("residue", "residue", residue))
+        if k < len(units) - 1:
+            call_id, state = table.call(state, units[k])
+            ops.append(("conv", f"unit{units[k]}", conv_call_cycles(qm, units[k], call_id, knobs) + READ_LATENCY))
+            ops.append(("route", "hash", hash_unit_cycles(table.states[state].size, s, words=W) + READ_LATENCY))
+    ops.append(("head", "head", 1 + READ_LATENCY + head_run_cycles(qm, task, knobs)))
+    return ops
