@@ -1,4 +1,4 @@
-"""The `hrn-hw` command line: train, eval, plot, export, verify, bench and native."""
+"""The `hrn-hw` command line: train, eval, plot, export, verify, bench, simulate and native."""
 
 from __future__ import annotations
 
@@ -224,6 +224,18 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_simulate(args) -> int:
+    from hrn_hw.dataflow.simulate import Request, format_summary, simulate
+
+    req = Request(export_dir=Path(args.export), arch=args.arch, out=Path(args.out) if args.out else None,
+                  force=args.force, images=args.images, task=args.task, samples=args.samples, arrival=args.arrival,
+                  seed=args.seed, in_flight=args.in_flight, optimise=args.optimise, core_budget=args.core_budget,
+                  data_dir=args.data_dir, engine=args.engine, plots=not args.no_plots)
+    doc, out = simulate(req)
+    print(format_summary(doc, out))
+    return 0
+
+
 def cmd_native(args) -> int:
     from reference import native
 
@@ -336,6 +348,29 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="replace an existing bench directory")
     b.add_argument("--data-dir", help="directory holding SVHN / CIFAR-100 files")
     b.set_defaults(func=cmd_bench)
+
+    sm = sub.add_parser("simulate", help="simulate an export's routed dataflow on an FPGA or many-core chip "
+                                          "(throughput, latency, utilisation, bottleneck)")
+    sm.add_argument("export", help="export directory (hrn-hw export -o)")
+    sm.add_argument("--arch", default="fpga-pipelined",
+                    help="architecture: rtl, fpga-pipelined, manycore (built in) or a YAML file (default fpga-pipelined)")
+    sm.add_argument("-o", "--out", help="directory to write (default: OUT/simulate/<architecture>)")
+    sm.add_argument("--force", action="store_true", help="replace an existing simulation directory")
+    sm.add_argument("--images", type=_positive, help="run the golden model on N test images (default: the golden vectors)")
+    sm.add_argument("--task", type=int, help="with --images: only task T's test images")
+    sm.add_argument("--samples", type=_positive, help="stream N samples, cycling through the workload's")
+    sm.add_argument("--arrival", default="back-to-back",
+                    help="back-to-back (default) or poisson:RATE (samples per cycle)")
+    sm.add_argument("--seed", type=_seed, default=0, help="seed of Poisson arrivals (default 0)")
+    sm.add_argument("--in-flight", type=_positive, help="samples in flight (overrides the architecture file)")
+    sm.add_argument("--optimise", action="store_true",
+                    help="manycore: place units to cut traffic x hops and replicate hot units; reports the simulated gain")
+    sm.add_argument("--core-budget", type=_positive, help="--optimise: cores it may use (default: the whole mesh)")
+    sm.add_argument("--data-dir", help="directory holding SVHN / CIFAR-100 files (--images)")
+    sm.add_argument("--engine", choices=("auto", "native", "python"), default="auto",
+                    help="event engine: the compiled one where built (auto), or force one")
+    sm.add_argument("--no-plots", action="store_true", help="write simulate.json only")
+    sm.set_defaults(func=cmd_simulate)
 
     n = sub.add_parser("native", help="compile the reference's training nodes in C++ (same bits, faster; once per environment)")
     n.add_argument("--check", action="store_true", help="only say whether they are built (exit 1 if not)")

@@ -25,19 +25,22 @@ def compare(expected: dict, got: dict) -> dict:
             "first_mismatches": np.nonzero(any_bad)[0][:10].tolist()}
 
 
-def _load_export(export_dir: Path, n: int | None):
-    """QuantModel and golden vectors (the first n) of an export, with clear errors."""
+def load_model(export_dir: Path) -> QuantModel:
+    """The QuantModel of an export directory, with one-line errors for a missing, foreign or
+    corrupt one."""
+    export_dir = Path(export_dir)
     if not export_dir.is_dir():
         raise ExportError(f"{export_dir}: no such export directory")
     try:
-        qm = QuantModel.load(export_dir)
+        return QuantModel.load(export_dir)
     except zipfile.BadZipFile:
         raise ExportError(f"{export_dir / 'weights.npz'}: corrupt or truncated (not a zip archive)") from None
-    try:
-        vec = vectors.load(export_dir)
-    except zipfile.BadZipFile:
-        raise ExportError(f"{export_dir / 'golden' / 'vectors.npz'}: corrupt or truncated golden vectors "
-                          "(not a zip archive)") from None
+
+
+def _load_export(export_dir: Path, n: int | None):
+    """QuantModel and golden vectors (the first n) of an export, with clear errors."""
+    qm = load_model(export_dir)
+    vec = vectors.load(export_dir)
     if n is not None:
         vec = {k: v[:n] for k, v in vec.items()}
     return qm, vec

@@ -142,10 +142,10 @@ class Arch:
         """A copy with some settings replaced, validated again (for sweeps and CLI overrides)."""
         raw = copy.deepcopy(self.data)
         raw.update(changes)
-        return from_dict(_plain(raw), self.name, self.path)
+        return from_dict(plain(raw), self.name, self.path)
 
 
-def _plain(data: dict) -> dict:
+def plain(data: dict) -> dict:
     """`data` as the YAML a user would write (knobs as a mapping, cells as lists)."""
     out = dict(data)
     out.pop("clock_note", None)

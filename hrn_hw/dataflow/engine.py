@@ -38,7 +38,12 @@ TRACE_COLUMNS = ("sample", "job", "server", "start", "end", "release")
 
 
 class DeadlockError(RuntimeError):
-    """The simulated system stopped with samples in flight (bounded queues full in a cycle)."""
+    """The simulated system stopped with samples in flight (bounded queues full in a cycle);
+    `pools` are the ids of the pools whose queues blocked samples wait for."""
+
+    def __init__(self, message: str, pools=()):
+        super().__init__(message)
+        self.pools = list(pools)
 
 
 @dataclass
@@ -305,7 +310,7 @@ class _Run:
             stuck = [p for p in range(pb.num_pools) if self.waiting[p]]
             raise DeadlockError(f"{N - self.finished} of {N} samples never finished (cycle {self.now}): they wait "
                                 f"for room in the queues of pools {stuck}; the queue bounds are too small for "
-                                "the samples in flight")
+                                "the samples in flight", stuck)
         trace = np.array(self.trace, dtype=np.int64).reshape(-1, 6)
         return Outcome(self.admit, self.done, np.array(self.busy, dtype=np.int64),
                        np.array(self.blocked, dtype=np.int64), np.array(self.max_queue, dtype=np.int64),

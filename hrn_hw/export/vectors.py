@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,8 @@ def load(export_dir: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             out = {k: z[k] for k in KEYS}
+    except zipfile.BadZipFile:
+        raise ExportError(f"{path}: corrupt or truncated golden vectors (not a zip archive)") from None
     except (OSError, ValueError, KeyError) as exc:
         raise ExportError(f"{path}: unreadable golden vectors ({exc.__class__.__name__})") from None
     n = len(out["pixels"])
