@@ -1,4 +1,4 @@
-"""The `hrn-hw` command line: train, eval, plot, export, verify, bench, simulate and native."""
+"""The `hrn-hw` command line: train, eval, plot, export, verify, bench, simulate, sweep and native."""
 
 from __future__ import annotations
 
@@ -236,6 +236,16 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from hrn_hw.dataflow.explore import explore, format_rows
+
+    doc, out = explore(Path(args.export), Path(args.sweep), Path(args.out) if args.out else None, args.force,
+                       args.scheduler, args.workers)
+    print(format_rows(doc))
+    print(f"written to {out} (sweep.json, sweep.csv, sweep.png)")
+    return 0
+
+
 def cmd_native(args) -> int:
     from reference import native
 
@@ -371,6 +381,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="event engine: the compiled one where built (auto), or force one")
     sm.add_argument("--no-plots", action="store_true", help="write simulate.json only")
     sm.set_defaults(func=cmd_simulate)
+
+    sw = sub.add_parser("sweep", help="simulate every point of a design-space sweep (architectures x knobs x "
+                                      "mappings) on Dask; throughput/latency table and Pareto front")
+    sw.add_argument("export", help="export directory (hrn-hw export -o)")
+    sw.add_argument("sweep", help="sweep YAML file (docs/dataflow.md \"Sweeps\")")
+    sw.add_argument("-o", "--out", help="directory to write (default: OUT/sweep/<sweep file name>)")
+    sw.add_argument("--force", action="store_true", help="replace an existing sweep directory")
+    sw.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
+    sw.add_argument("--workers", type=int, help="local Dask workers (default: one per core; 0: in this process)")
+    sw.set_defaults(func=cmd_sweep)
 
     n = sub.add_parser("native", help="compile the reference's training nodes in C++ (same bits, faster; once per environment)")
     n.add_argument("--check", action="store_true", help="only say whether they are built (exit 1 if not)")

@@ -159,28 +159,46 @@ def optimised(req: Request, qm, work, arch, arrival, ctx, baseline: dict) -> tup
     return ctx, gain
 
 
-def simulate(req: Request) -> tuple[dict, Path]:
-    """Run a simulation; returns (simulate.json's dictionary, the directory written)."""
-    from hrn_hw.verify import load_model
+@dataclass
+class Evaluation:
+    """One simulated mapping of a workload: what `simulate` writes and a sweep point keeps."""
+    work: workload.Workload
+    ctx: dict
+    mapped: object
+    outcome: object
+    results: dict
+    gain: dict | None
 
-    arch = load_arch(req)
-    parse = workload.parse_arrival(req.arrival)
-    out = Path(req.out) if req.out is not None else default_dir(req, arch.name)
-    qm = load_model(Path(req.export_dir))
-    check_target(out, req.force, SIMULATION)
-    _say(req, f"[1/4] workload: {'golden vectors' if req.images is None else f'{req.images} test images'}")
+
+def evaluate(req: Request, qm, arch: archs.Arch, trace: int = 0) -> Evaluation:
+    """Workload, mapping (optimised with --optimise) and simulation of one request."""
     work = load_workload(req, qm)
-    arrival = workload.arrivals(*parse, len(work), seed=req.seed)
+    arrival = workload.arrivals(*workload.parse_arrival(req.arrival), len(work), seed=req.seed)
     ctx = {"export_dir": Path(req.export_dir)}
     _say(req, f"[2/4] {arch.name}: mapping and simulating {len(work):,} samples")
-    mapped = MAPPERS[arch.kind](qm, work, arch, arrival, TRACE_SAMPLES, ctx)
+    mapped = MAPPERS[arch.kind](qm, work, arch, arrival, trace, ctx)
     outcome, res = simulate_mapped(mapped, arch, req.engine)
     gain = None
     if req.optimise:
         _say(req, "[2/4] --optimise: placing and replicating units, simulating the optimised mapping")
         ctx, gain = optimised(req, qm, work, arch, arrival, ctx, res)
-        mapped = MAPPERS[arch.kind](qm, work, arch, arrival, TRACE_SAMPLES, ctx)
+        mapped = MAPPERS[arch.kind](qm, work, arch, arrival, trace, ctx)
         outcome, res = simulate_mapped(mapped, arch, req.engine)
+    return Evaluation(work, ctx, mapped, outcome, res, gain)
+
+
+def simulate(req: Request) -> tuple[dict, Path]:
+    """Run a simulation; returns (simulate.json's dictionary, the directory written)."""
+    from hrn_hw.verify import load_model
+
+    arch = load_arch(req)
+    workload.parse_arrival(req.arrival)
+    out = Path(req.out) if req.out is not None else default_dir(req, arch.name)
+    qm = load_model(Path(req.export_dir))
+    check_target(out, req.force, SIMULATION)
+    _say(req, f"[1/4] workload: {'golden vectors' if req.images is None else f'{req.images} test images'}")
+    ev = evaluate(req, qm, arch, TRACE_SAMPLES)
+    work, ctx, mapped, outcome, res, gain = ev.work, ev.ctx, ev.mapped, ev.outcome, ev.results, ev.gain
     _say(req, "[3/4] throughput against samples in flight")
     curve = in_flight_sweep(req, qm, work, arch, ctx)
     doc = {
