@@ -46,6 +46,14 @@ class DeadlockError(RuntimeError):
         self.pools = list(pools)
 
 
+def deadlock_error(samples: int, finished: int, cycle: int, pools: list) -> DeadlockError:
+    """The error of a run that stopped at `cycle` with `finished` of `samples` done while
+    samples wait for room in the queues of `pools`."""
+    return DeadlockError(f"{samples - finished} of {samples} samples never finished (cycle {cycle}): they wait "
+                         f"for room in the queues of pools {pools}; the queue bounds are too small for the "
+                         "samples in flight", pools)
+
+
 @dataclass
 class Problem:
     """What the engine simulates. Arrays are int64 numpy arrays.
@@ -307,10 +315,7 @@ class _Run:
                     self._enqueue(self.jpool[job], sample, job)
             self._settle()
         if self.finished != N:
-            stuck = [p for p in range(pb.num_pools) if self.waiting[p]]
-            raise DeadlockError(f"{N - self.finished} of {N} samples never finished (cycle {self.now}): they wait "
-                                f"for room in the queues of pools {stuck}; the queue bounds are too small for "
-                                "the samples in flight", stuck)
+            raise deadlock_error(N, self.finished, self.now, [p for p in range(pb.num_pools) if self.waiting[p]])
         trace = np.array(self.trace, dtype=np.int64).reshape(-1, 6)
         return Outcome(self.admit, self.done, np.array(self.busy, dtype=np.int64),
                        np.array(self.blocked, dtype=np.int64), np.array(self.max_queue, dtype=np.int64),

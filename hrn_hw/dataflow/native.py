@@ -159,10 +159,7 @@ def _trace_rows(pb: engine.Problem) -> int:
 
 def _deadlock(pb: engine.Problem, info: np.ndarray, stuck: np.ndarray) -> engine.DeadlockError:
     """The Python engine's DeadlockError for the compiled engine's final state."""
-    N, pools = pb.num_samples, np.flatnonzero(stuck).tolist()
-    return engine.DeadlockError(f"{N - int(info[2])} of {N} samples never finished (cycle {int(info[1])}): they wait "
-                                f"for room in the queues of pools {pools}; the queue bounds are too small for "
-                                "the samples in flight")
+    return engine.deadlock_error(pb.num_samples, int(info[2]), int(info[1]), np.flatnonzero(stuck).tolist())
 
 
 def simulate(problem: engine.Problem) -> engine.Outcome:
