@@ -178,6 +178,7 @@ class Run {
     Bits idle_, actionable_;
     Heap heap_;
     i64 next_sample_ = 0, inflight_ = 0, finished_ = 0, area_ = 0, now_ = 0, trace_used_ = 0;
+    i64* progress_ = nullptr;   // finished samples, published every 4,096 for a progress bar
     bool trace_full_ = false;
 
     i64 first_job(i64 sample) const { return in_.chain_start[in_.sample_class[sample]]; }
@@ -243,7 +244,7 @@ class Run {
         if (jobs_[job].last) {
             out_.done[sample] = now_;
             --inflight_;
-            ++finished_;
+            if ((++finished_ & 4095) == 0) __atomic_store_n(progress_, finished_, __ATOMIC_RELAXED);
             moved_on(s);
         } else if (srv.moved) {
             release(s);
@@ -353,6 +354,7 @@ public:
     }
 
     Code run(i64* info, i64* stuck) {
+        progress_ = info + 2;
         i64 next_arrival = 0;   // the next sample whose arrival (> 0) is still an event
         while (next_arrival < in_.N && in_.arrival[next_arrival] <= 0) ++next_arrival;
         settle();
@@ -382,7 +384,8 @@ extern "C" int hrn_dataflow_simulate(
     const i64* job_duration, const i64* job_lead, i64 num_samples, const i64* sample_class,
     const i64* arrival, i64 in_flight, i64 trace_samples, i64* admit, i64* done, i64* busy,
     i64* blocked, i64* max_queue, i64* trace, i64 trace_rows, i64* info, i64* stuck) {
-    // info[3] out: inflight_area, the last cycle, finished samples; stuck[P] out: samples
+    // info[3] out: inflight_area, the last cycle, finished samples (also published while the run
+    // goes, every 4,096 samples, for a progress bar polled from another thread); stuck[P] out: samples
     // blocked at each pool's queue. The problem is assumed valid (Problem.check); the
     // output arrays start zeroed.
     if (num_samples > MAX_ID || num_jobs > MAX_ID || num_servers > MAX_ID) return TOO_LARGE;

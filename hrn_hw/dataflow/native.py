@@ -162,8 +162,31 @@ def _deadlock(pb: engine.Problem, info: np.ndarray, stuck: np.ndarray) -> engine
     return engine.deadlock_error(pb.num_samples, int(info[2]), int(info[1]), np.flatnonzero(stuck).tolist())
 
 
-def simulate(problem: engine.Problem) -> engine.Outcome:
-    """Run `problem` with the compiled engine (HrnError where it is not available)."""
+PROGRESS_SAMPLES = 200_000     # runs at least this long show a progress bar (when asked for)
+
+
+def _call_with_progress(call, total: int, counter: np.ndarray, show: bool) -> int:
+    """Run `call()` (a ctypes call, which releases the GIL) in a thread while a tqdm bar on stderr
+    follows `counter[0]`, the finished samples the engine publishes."""
+    if not show or total < PROGRESS_SAMPLES:
+        return call()
+    import threading
+
+    from tqdm import tqdm
+
+    result = []
+    worker = threading.Thread(target=lambda: result.append(call()), daemon=True)
+    worker.start()
+    with tqdm(total=total, desc="simulating", unit=" samples", unit_scale=True, file=sys.stderr, leave=False) as bar:
+        while worker.is_alive():
+            worker.join(0.2)
+            bar.update(int(counter[0]) - bar.n)
+    return result[0]
+
+
+def simulate(problem: engine.Problem, progress: bool = False) -> engine.Outcome:
+    """Run `problem` with the compiled engine (HrnError where it is not available); `progress`:
+    a bar on stderr for long runs."""
     fn = _entry()
     problem.check()
     arrays = {name: np.ascontiguousarray(getattr(problem, name), dtype=np.int64) for name in INPUTS}
@@ -173,12 +196,15 @@ def simulate(problem: engine.Problem) -> engine.Outcome:
                              np.zeros((_trace_rows(problem), 6), np.int64))
     info, stuck = np.zeros(3, np.int64), np.zeros(P, np.int64)
     a = {name: arr.ctypes.data for name, arr in arrays.items()}
-    rc = fn(S, a["pool_servers"], P, a["pool_capacity"], len(arrays["chain_start"]) - 1, a["chain_start"],
-            len(arrays["job_pool"]), a["job_pool"], a["job_delay"], a["job_duration"], a["job_lead"],
-            N, a["sample_class"], a["arrival"], int(problem.in_flight), int(problem.trace_samples),
-            outcome.admit.ctypes.data, outcome.done.ctypes.data, outcome.busy.ctypes.data,
-            outcome.blocked.ctypes.data, outcome.max_queue.ctypes.data, outcome.trace.ctypes.data,
-            len(outcome.trace), info.ctypes.data, stuck.ctypes.data)
+    def call() -> int:
+        return fn(S, a["pool_servers"], P, a["pool_capacity"], len(arrays["chain_start"]) - 1, a["chain_start"],
+                  len(arrays["job_pool"]), a["job_pool"], a["job_delay"], a["job_duration"], a["job_lead"],
+                  N, a["sample_class"], a["arrival"], int(problem.in_flight), int(problem.trace_samples),
+                  outcome.admit.ctypes.data, outcome.done.ctypes.data, outcome.busy.ctypes.data,
+                  outcome.blocked.ctypes.data, outcome.max_queue.ctypes.data, outcome.trace.ctypes.data,
+                  len(outcome.trace), info.ctypes.data, stuck.ctypes.data)
+
+    rc = _call_with_progress(call, N, info[2:], progress)
     if rc == DEADLOCK:
         raise _deadlock(problem, info, stuck)
     if rc != OK:
@@ -196,9 +222,10 @@ def _warn_once(reason: str) -> None:
                       stacklevel=3)
 
 
-def run(problem: engine.Problem, prefer: str = "auto") -> engine.Outcome:
+def run(problem: engine.Problem, prefer: str = "auto", progress: bool = False) -> engine.Outcome:
     """Simulate `problem`. prefer: "auto" (the compiled engine where it builds and loads, else the
-    Python one with one warning per process), "native" (compiled or HrnError), "python"."""
+    Python one with one warning per process), "native" (compiled or HrnError), "python".
+    progress: a bar on stderr while a long compiled run goes."""
     if prefer not in ("auto", "native", "python"):
         raise HrnError(f"unknown engine {prefer!r}: choose auto, native or python")
     if prefer == "python" or (prefer == "auto" and switched_off()):
@@ -208,4 +235,4 @@ def run(problem: engine.Problem, prefer: str = "auto") -> engine.Outcome:
         if reason is not None:
             _warn_once(reason)
             return engine.simulate(problem)
-    return simulate(problem)
+    return simulate(problem, progress)

@@ -105,12 +105,12 @@ def load_workload(req: Request, qm) -> workload.Workload:
     return work if req.samples is None else work.repeat(req.samples)
 
 
-def simulate_mapped(mapped, arch, engine: str) -> tuple[object, dict]:
-    """Run the engine on a Mapped; (outcome, results)."""
+def simulate_mapped(mapped, arch, engine: str, progress: bool = False) -> tuple[object, dict]:
+    """Run the engine on a Mapped (a progress bar on long runs with `progress`); (outcome, results)."""
     from hrn_hw.dataflow.engine import DeadlockError
 
     try:
-        out = run_engine(mapped.problem, engine)
+        out = run_engine(mapped.problem, engine, progress)
     except DeadlockError as exc:
         full = ", ".join(mapped.pools[p] for p in exc.pools) or "some"
         raise HrnError(f"{arch.path}: the mapping deadlocks (samples never finished): they wait for room in "
@@ -177,13 +177,13 @@ def evaluate(req: Request, qm, arch: archs.Arch, trace: int = 0) -> Evaluation:
     ctx = {"export_dir": Path(req.export_dir)}
     _say(req, f"[2/4] {arch.name}: mapping and simulating {len(work):,} samples")
     mapped = MAPPERS[arch.kind](qm, work, arch, arrival, trace, ctx)
-    outcome, res = simulate_mapped(mapped, arch, req.engine)
+    outcome, res = simulate_mapped(mapped, arch, req.engine, req.progress)
     gain = None
     if req.optimise:
         _say(req, "[2/4] --optimise: placing and replicating units, simulating the optimised mapping")
         ctx, gain = optimised(req, qm, work, arch, arrival, ctx, res)
         mapped = MAPPERS[arch.kind](qm, work, arch, arrival, trace, ctx)
-        outcome, res = simulate_mapped(mapped, arch, req.engine)
+        outcome, res = simulate_mapped(mapped, arch, req.engine, req.progress)
     return Evaluation(work, ctx, mapped, outcome, res, gain)
 
 
