@@ -58,6 +58,22 @@ def head_run_cycles(qm, task: int, knobs: RtlKnobs) -> int:
     return head_cycles(int(qm.s), sizes, qm.max_classes, knobs.head_lanes, words=knobs.words)
 
 
+def route_steps(table, route):
+    """Per route step of a sample: (unit, call), unit the selected unit (None: the step found
+    none and the sample stops), call (call id, map state after it) when the unit runs on the
+    map, None for the last selected unit (it contributes its basis only)."""
+    units = [int(u) for u in route if int(u) >= 0]
+    if not units:
+        yield None, None
+    state = 0
+    for k, unit in enumerate(units):
+        call = None
+        if k < len(units) - 1:
+            call = table.call(state, unit)
+            state = call[1]
+        yield unit, call
+
+
 def sample_ops(qm, route, task: int = 0, knobs: RtlKnobs | dict | None = None, table=None) -> list[tuple]:
     """The top level's schedule of one sample, in order: (phase, block, cycles) per step, where
     block is the engine that works ("hash", "route", "residue", "unit<u>", "head"). The phases'
@@ -66,20 +82,16 @@ def sample_ops(qm, route, task: int = 0, knobs: RtlKnobs | dict | None = None, t
     knobs = knobs if isinstance(knobs, RtlKnobs) else RtlKnobs.from_dict(knobs)
     table = table or routing_table(qm)
     s, W = int(qm.s), knobs.words
-    units = [int(u) for u in route if int(u) >= 0]
     ops = [("input", "hash", beats(table.states[0].size, W))]
     route_step = route_step_cycles(qm, knobs)
     residue = residue_cycles(s, words=W) + READ_LATENCY
-    state = 0
-    for k in range(max(1, len(units))):
+    for unit, call in route_steps(table, route):
         ops.append(("route", "route", route_step))
-        if k >= len(units):
+        if unit is None:
             break
         ops.append(("residue", "residue", residue))
-        if k < len(units) - 1:
-            call_id, state_next = table.call(state, units[k])
-            ops.append(("conv", f"unit{units[k]}", conv_call_cycles(qm, units[k], call_id, knobs) + READ_LATENCY))
-            state = state_next
+        if call is not None:
+            ops.append(("conv", f"unit{unit}", conv_call_cycles(qm, unit, call[0], knobs) + READ_LATENCY))
     ops.append(("finish", "residue", 1 + READ_LATENCY))
     ops.append(("head", "head", head_run_cycles(qm, task, knobs)))
     return ops
@@ -122,20 +134,18 @@ def pipelined_ops(qm, route, task: int = 0, knobs: RtlKnobs | dict | None = None
     knobs = knobs if isinstance(knobs, RtlKnobs) else RtlKnobs.from_dict(knobs)
     table = table or routing_table(qm)
     s, W, M = int(qm.s), knobs.words, qm.num_units
-    units = [int(u) for u in route if int(u) >= 0]
     ops = [("input", "hash", hash_unit_cycles(table.states[0].size, s, words=W))]
     normalise = normaliser_cycles(s, int(qm.norm_k), words=W, root_bits=knobs.root_bits) + READ_LATENCY
     project = projection_cycles(s, M, words=W) + READ_LATENCY
     residue = residue_cycles(s, words=W) + READ_LATENCY
-    state = 0
-    for k in range(max(1, len(units))):
+    for unit, call in route_steps(table, route):
         ops += [("route", "normaliser", normalise), ("route", "projection", project)]
-        if k >= len(units):
+        if unit is None:
             break
         ops.append(("residue", "residue", residue))
-        if k < len(units) - 1:
-            call_id, state = table.call(state, units[k])
-            ops.append(("conv", f"unit{units[k]}", conv_call_cycles(qm, units[k], call_id, knobs) + READ_LATENCY))
+        if call is not None:
+            call_id, state = call
+            ops.append(("conv", f"unit{unit}", conv_call_cycles(qm, unit, call_id, knobs) + READ_LATENCY))
             ops.append(("route", "hash", hash_unit_cycles(table.states[state].size, s, words=W) + READ_LATENCY))
     ops.append(("head", "head", 1 + READ_LATENCY + head_run_cycles(qm, task, knobs)))
     return ops
