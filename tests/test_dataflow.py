@@ -168,6 +168,20 @@ def test_simulate_writes_results_and_plots(export_dir, tmp_path, capsys):
     assert not (out / "gantt.png").exists()
 
 
+def test_manycore_optimise_reports_the_simulated_gain(export_dir, tmp_path):
+    out = tmp_path / "mesh"
+    assert main(["simulate", str(export_dir), "--arch", "manycore", "--optimise", "--samples", "400", "-o", str(out),
+                 "--no-plots"]) == 0
+    doc = json.loads((out / "simulate.json").read_text())
+    gain = doc["placement_gain"]
+    assert gain["throughput_gain"] == pytest.approx(gain["optimised"]["samples_per_cycle"]
+                                                    / gain["default"]["samples_per_cycle"])
+    assert gain["optimised"]["samples_per_cycle"] == doc["results"]["throughput"]["samples_per_cycle"]
+    assert gain["objective"]["objective_after"] <= gain["objective"]["objective_before"]
+    links = [q for q in doc["results"]["pools"] if q["name"].startswith("link(")]
+    assert len(links) == 4 * 8 * 7 and all(q["utilisation"] <= 1 for q in doc["results"]["pools"])
+
+
 def bad_arch(tmp_path, text: str) -> str:
     path = tmp_path / "arch.yaml"
     path.write_text(text)
@@ -191,6 +205,14 @@ def bad_arch(tmp_path, text: str) -> str:
     (["--task", "0"], "--task needs --images"),
     (["--arch", "ARCH:kind: fpga-pipelined\nin_flight: 8\nfifo_depth: 1\nreplicas: {unit0: 1}\n"
       "knobs: {words: 3}\n"], "power of two"),
+    (["--arch", "ARCH:kind: manycore\ncore: {sram_bytes: 2048}\n"], "does not fit"),
+    (["--arch", "ARCH:kind: manycore\nmesh: [2, 2]\n"], "gets no core"),
+    (["--arch", "ARCH:kind: manycore\nplacement: {unit7: [1, 1]}\n"], "no such unit"),
+    (["--arch", "ARCH:kind: manycore\nreplicas: {hash: 2}\n"], "only units can have copies"),
+    (["--arch", "ARCH:kind: manycore\nnoc: {link_bytes_per_cycle: 0}\n"], "must be an integer >= 1"),
+    (["--arch", "ARCH:kind: manycore\nio: [9, 9]\n"], "outside the 8 x 8 mesh"),
+    (["--arch", "ARCH:kind: manycore\ncore: {macs: 3}\n"], "unknown key(s) macs"),
+    (["--arch", "manycore", "--core-budget", "4"], "--core-budget applies to --optimise"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(export_dir, tmp_path, capsys, args, message):
     args = [bad_arch(tmp_path, a[5:]) if a.startswith("ARCH:") else a for a in args]

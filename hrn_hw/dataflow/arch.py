@@ -146,21 +146,24 @@ class Arch:
 
 
 def plain(data: dict) -> dict:
-    """`data` as the YAML a user would write (knobs as a mapping, cells as lists)."""
+    """`data` as the YAML a user would write (knobs as a mapping, tuples as lists)."""
+    def lists(value):
+        if isinstance(value, dict):
+            return {k: lists(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [lists(v) for v in value]
+        return value
+
     out = dict(data)
     out.pop("clock_note", None)
     if "fifo_depth" in out:
         depth = out["fifo_depth"]
-        plain = lambda v: "unbounded" if v is None else v
-        out["fifo_depth"] = {k: plain(v) for k, v in depth.items()} if isinstance(depth, dict) else plain(depth)
+        plain_depth = lambda v: "unbounded" if v is None else v     # noqa: E731
+        out["fifo_depth"] = {k: plain_depth(v) for k, v in depth.items()} if isinstance(depth, dict) \
+            else plain_depth(depth)
     if isinstance(out.get("knobs"), RtlKnobs):
         out["knobs"] = out["knobs"].to_dict()
-    if "placement" in out:
-        out["placement"] = {k: [list(c) for c in v] for k, v in out["placement"].items()}
-    for key in ("io", "mesh"):
-        if isinstance(out.get(key), tuple):
-            out[key] = list(out[key])
-    return out
+    return lists(out)
 
 
 def from_dict(raw: dict, name: str, path: str = "<dict>") -> Arch:

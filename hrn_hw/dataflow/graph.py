@@ -56,18 +56,28 @@ def dataflow_graph(qm, knobs: RtlKnobs) -> nx.DiGraph:
     return g
 
 
-def transition_graph(work: Workload) -> nx.DiGraph:
+def transition_graph(work: Workload, path_bytes=None) -> nx.DiGraph:
     """Nodes "input", "unit<u>", "head"; edge weight = samples that take the transition
     (input -> first unit, unit -> next unit, last unit -> head; input -> head for a sample
-    that found no unit)."""
+    that found no unit). With `path_bytes(units, task)` (bytes moved on each transition of
+    such a route), edges also carry "bytes": the mean per sample that takes them."""
     g = nx.DiGraph(name="unit transitions")
+    g.add_nodes_from(["input", "head"])
     rows, inverse = work.classes()
     counts = np.bincount(inverse, minlength=len(rows))
     for row, count in zip(rows, counts):
-        path = ["input"] + [f"unit{u}" for u in row[:-1] if u >= 0] + ["head"]
-        for a, b in zip(path, path[1:]):
-            weight = g.edges[a, b]["weight"] if g.has_edge(a, b) else 0
-            g.add_edge(a, b, weight=weight + int(count))
+        units = [int(u) for u in row[:-1] if u >= 0]
+        path = ["input"] + [f"unit{u}" for u in units] + ["head"]
+        moved = path_bytes(units, int(row[-1])) if path_bytes else [0] * (len(path) - 1)
+        for a, b, nbytes in zip(path, path[1:], moved):
+            if not g.has_edge(a, b):
+                g.add_edge(a, b, weight=0, total=0)
+            g.edges[a, b]["weight"] += int(count)
+            g.edges[a, b]["total"] += int(count) * nbytes
+    for _, _, edge in g.edges(data=True):
+        total = edge.pop("total")
+        if path_bytes:
+            edge["bytes"] = total / edge["weight"]
     return g
 
 

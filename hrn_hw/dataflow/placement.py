@@ -14,6 +14,7 @@ import numpy as np
 
 from hrn_hw.dataflow import manycore
 from hrn_hw.dataflow.arch import BLOCKS, Arch, ArchError
+from hrn_hw.dataflow.graph import transition_graph as transitions
 from hrn_hw.dataflow.mesh import cells, hops
 from hrn_hw.dataflow.workload import Workload
 from hrn_hw.export.ir import QuantModel
@@ -92,21 +93,7 @@ def transition_graph(qm: QuantModel, work: Workload) -> nx.DiGraph:
     samples taking the transition; edge "bytes": mean bytes per such sample moved on the mesh
     between the two nodes' blocks (`_transition_bytes`)."""
     table = routing_table(qm)
-    rows, inverse = work.classes()
-    counts = np.bincount(inverse, minlength=len(rows))
-    graph = nx.DiGraph()
-    graph.add_nodes_from(["input", "head"])
-    for row, n in zip(rows, counts):
-        units = [int(u) for u in row[:-1] if u >= 0]
-        path = ["input"] + [f"unit{u}" for u in units] + ["head"]
-        for a, b, nbytes in zip(path, path[1:], _transition_bytes(qm, units, int(row[-1]), table)):
-            if not graph.has_edge(a, b):
-                graph.add_edge(a, b, weight=0, total=0)
-            graph.edges[a, b]["weight"] += int(n)
-            graph.edges[a, b]["total"] += int(n) * nbytes
-    for _, _, edge in graph.edges(data=True):
-        edge["bytes"] = edge.pop("total") / edge["weight"]
-    return graph
+    return transitions(work, lambda units, task: _transition_bytes(qm, units, task, table))
 
 
 def _pair_cost(nbytes: float, cells_a: list, cells_b: list) -> float:

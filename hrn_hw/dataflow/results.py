@@ -105,9 +105,9 @@ def summarise(mapped: Mapped, out: Outcome, clock_mhz: float, clock_note: str = 
     }
 
 
-def _bottleneck_line(res: dict) -> str:
+def _bottleneck_line(res: dict, named) -> str:
     b = res["bottleneck"]
-    busiest = f"{b['pool']} {100 * b['utilisation']:.1f} % busy"
+    busiest = f"{named(b['pool'])} {100 * b['utilisation']:.1f} % busy"
     if b["limit"] == "in-flight":
         return f"the samples-in-flight limit ({res['in_flight']['limit']}); busiest {busiest}"
     if b["limit"] == "arrivals":
@@ -115,8 +115,14 @@ def _bottleneck_line(res: dict) -> str:
     return busiest
 
 
-def format_table(res: dict, title: str) -> str:
-    """The printed summary: throughput, latency, bottleneck, the busiest servers."""
+def format_table(res: dict, title: str, hosts: dict | None = None) -> str:
+    """The printed summary: throughput, latency, bottleneck, the busiest servers; `hosts`
+    names what runs on a pool ("core(0,1)" -> "hash+normaliser")."""
+    hosts = hosts or {}
+
+    def named(pool: str) -> str:
+        return f"{pool} [{hosts[pool]}]" if pool in hosts else pool
+
     t, lat = res["throughput"], res["latency_cycles"]
     lines = [title,
              f"  throughput   {t['samples_per_cycle']:.6g} samples/cycle = {t['samples_per_s']:,.0f} samples/s at "
@@ -124,13 +130,13 @@ def format_table(res: dict, title: str) -> str:
              f"(median {t['median_interval_cycles']:,.0f})",
              f"  latency      cycles min {lat['min']:,} / median {lat['median']:,.0f} / p99 {lat['p99']:,.0f} / "
              f"max {lat['max']:,}",
-             f"  bottleneck   {_bottleneck_line(res)}; engine bound {res['bottleneck']['bound']['cycles']:,.1f} "
-             f"cycles/sample ({res['bottleneck']['bound']['pool']})",
+             f"  bottleneck   {_bottleneck_line(res, named)}; engine bound {res['bottleneck']['bound']['cycles']:,.1f} "
+             f"cycles/sample ({named(res['bottleneck']['bound']['pool'])})",
              f"  in flight    mean {res['in_flight']['mean']:.2f} (limit {res['in_flight']['limit'] or 'none'})"]
     pools = sorted(res["pools"], key=lambda q: -q["utilisation"])
     shown = [q for q in pools if not q["name"].startswith("link(")][:12]
     links = [q for q in pools if q["name"].startswith("link(")]
-    lines.append("  utilisation  " + ", ".join(f"{q['name']}{'' if q['servers'] == 1 else ' x' + str(q['servers'])} "
+    lines.append("  utilisation  " + ", ".join(f"{named(q['name'])}{'' if q['servers'] == 1 else ' x' + str(q['servers'])} "
                                                 f"{100 * q['utilisation']:.1f} %" for q in shown))
     if links:
         lines.append(f"  links        busiest {links[0]['name']} {100 * links[0]['utilisation']:.1f} %, "

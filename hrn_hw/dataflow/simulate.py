@@ -266,8 +266,13 @@ def write_plots(stage: Path, doc: dict, mapped, outcome, work) -> None:
 def format_summary(doc: dict, out: Path) -> str:
     """The lines `hrn-hw simulate` prints."""
     a = doc["architecture"]
+    hosts = {}
+    for block, cells in (a.get("placement") or {}).items():
+        for r, c in cells:
+            key = f"core({r},{c})"
+            hosts[key] = f"{hosts[key]}+{block}" if key in hosts else block
     lines = [results.format_table(doc["results"], f"{a['name']} ({a['kind']}), {doc['workload']['samples']:,} samples "
-                                                  f"of {doc['workload']['source']}")]
+                                                  f"of {doc['workload']['source']}", hosts)]
     gain = doc.get("placement_gain")
     if gain:
         lines.append(f"  --optimise   throughput x{gain['throughput_gain']:.3f}, median latency "
