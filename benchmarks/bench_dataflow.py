@@ -155,6 +155,8 @@ def main() -> None:
     print("[3/5] meshes, default and optimised placement", file=sys.stderr, flush=True)
     meshes = [{"export": export, "arch": "manycore", "settings": {"mesh": list(m)}, "optimise": opt}
               for m in MESHES for opt in (False, True)]
+    meshes += [{"export": export, "arch": "manycore", "settings": {"mesh": [8, 8], "in_flight": k}, "optimise": True}
+               for k in (32, 64)]
     report["manycore"] = run_sweep(design_point, meshes, workers=args.workers, desc="mesh points")
     print("[4/5] simulator speed (one core)", file=sys.stderr, flush=True)
     report["speed"] = speed(export)
@@ -179,7 +181,8 @@ def summary(r: dict) -> str:
         gain = p["gain"]
         extra = f", gain x{gain['throughput_gain']:.3f} throughput, x{gain['median_latency_ratio']:.3f} latency" \
             if gain else ""
-        lines.append(f"  mesh {p['settings']['mesh']} {'optimised' if p['optimise'] else 'default':>9}: interval "
+        k = p["settings"].get("in_flight", 16)
+        lines.append(f"  mesh {p['settings']['mesh']} K={k} {'optimised' if p['optimise'] else 'default':>9}: interval "
                      f"{p['interval_cycles']:8.1f}, latency p50 {p['latency_cycles']['median']:7.0f}, "
                      f"bottleneck {p['bottleneck']}{extra}")
     for s in r["speed"]:

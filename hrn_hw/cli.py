@@ -374,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--seed", type=_seed, default=0, help="seed of Poisson arrivals (default 0)")
     sm.add_argument("--in-flight", type=_positive, help="samples in flight (overrides the architecture file)")
     sm.add_argument("--optimise", action="store_true",
-                    help="manycore: place units to cut traffic x hops and replicate hot units; reports the simulated gain")
+                    help="manycore: replicate hot blocks and place them to cut traffic x hops; reports the simulated gain")
     sm.add_argument("--core-budget", type=_positive, help="--optimise: cores it may use (default: the whole mesh)")
     sm.add_argument("--data-dir", help="directory holding SVHN / CIFAR-100 files (--images)")
     sm.add_argument("--engine", choices=("auto", "native", "python"), default="auto",

@@ -208,7 +208,7 @@ def bad_arch(tmp_path, text: str) -> str:
     (["--arch", "ARCH:kind: manycore\ncore: {sram_bytes: 2048}\n"], "does not fit"),
     (["--arch", "ARCH:kind: manycore\nmesh: [2, 2]\n"], "gets no core"),
     (["--arch", "ARCH:kind: manycore\nplacement: {unit7: [1, 1]}\n"], "no such unit"),
-    (["--arch", "ARCH:kind: manycore\nreplicas: {hash: 2}\n"], "only units can have copies"),
+    (["--arch", "ARCH:kind: manycore\nreplicas: {unit7: 2}\n"], "replicas.unit7: no such unit"),
     (["--arch", "ARCH:kind: manycore\nnoc: {link_bytes_per_cycle: 0}\n"], "must be an integer >= 1"),
     (["--arch", "ARCH:kind: manycore\nio: [9, 9]\n"], "outside the 8 x 8 mesh"),
     (["--arch", "ARCH:kind: manycore\ncore: {macs: 3}\n"], "unknown key(s) macs"),

@@ -187,7 +187,7 @@ def test_mapping_errors(small):
     qm, work = small
     zeros = np.zeros(len(work), dtype=np.int64)
     cases = [(manycore(mesh=[2, 3]), "unit0 gets no core"),
-             (manycore(replicas={"hash": 2}), "only units can have copies"),
+             (manycore(replicas={"unit9": 2}), "replicas.unit9: no such unit"),
              (manycore(placement={"unit1": [[1, 1], [2, 2]]}, replicas={"unit1": 3}), "replicas.unit1 = 3"),
              (manycore(placement={"unit1": [[1, 1], [1, 1]]}), "placed twice"),
              (manycore(placement={"unit9": [[1, 1]]}), "no such unit"),
@@ -226,6 +226,23 @@ def test_replicas_take_turns_in_sample_order(small):
     cores = [c for c in unit_cores(mapped, "unit2") if c]
     copies = [f"core({r},{c})" for r, c in mapped.info["placement"]["unit2"]]
     assert 0 < len(cores) < len(work) and cores == [copies[i % 2] for i in range(len(cores))]
+
+
+def test_a_replicated_router_block_keeps_each_sample_on_one_copy(small):
+    """hash and residue copies hold a sample's map and embedding: every visit of a sample goes
+    to the same copy, and samples take the copies in turn."""
+    qm, golden = small
+    mapped = map_manycore(qm, golden, manycore(replicas={"hash": 2, "residue": 3}), np.zeros(len(golden), np.int64))
+    pb = mapped.problem
+    for block, n in (("hash", 2), ("residue", 3)):
+        copies = [f"core({r},{c})" for r, c in mapped.info["placement"][block]]
+        used = []
+        for i, c in enumerate(pb.sample_class):
+            lo = pb.chain_start[c]
+            cores = {mapped.pools[pb.job_pool[lo + j]] for j, lab in enumerate(mapped.job_labels[c]) if lab == block}
+            assert len(cores) == 1
+            used.append(cores.pop())
+        assert used == [copies[i % n] for i in range(len(used))]
 
 
 def test_transition_graph_and_traffic(small):

@@ -175,7 +175,8 @@ def from_dict(raw: dict, name: str, path: str = "<dict>") -> Arch:
         raise ArchError(f"{path}: kind must be one of {', '.join(SCHEMA)}, got {kind!r}")
     _known(raw, SCHEMA[kind], path)
     data = {"kind": kind, "description": str(raw.get("description", "")),
-            "clock_mhz": _number(raw.get("clock_mhz", 200.0), _where(path, "clock_mhz")),
+            "clock_mhz": _number(raw.get("clock_mhz", 1000.0 if kind == "manycore" else 200.0),
+                                 _where(path, "clock_mhz")),
             "clock_note": "nominal"}
     if kind in ("rtl", "fpga-pipelined"):
         data["knobs"] = _knobs(raw.get("knobs"), _where(path, "knobs"))

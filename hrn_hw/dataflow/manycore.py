@@ -27,9 +27,11 @@ Design:
   residue -> head, head, logits head -> io. A step that finds no unit (a route with no unit)
   ends after its projection: a decision projection -> residue, then the (empty) embedding
   residue -> head. Map elements take ceil(width / 8) bytes of their format; vectors likewise.
-- Replicas: a unit with r copies on r cores; the k-th sample (in sample order) whose route
-  runs the unit takes copy k mod r (static round robin). The Mapped's classes are the
-  distinct (route class, copy choices), found with numpy.
+- Replicas: any block may have r copies on r cores (`replicas`, or the cells of `placement`);
+  the k-th sample (in sample order) whose route uses the block takes copy k mod r (static round
+  robin) for all its visits, so the hash copy that keeps a sample's map and the residue copy
+  that accumulates its embedding stay the same through the sample. The Mapped's classes are
+  the distinct (route class, copy choices), found with numpy.
 - SRAM per core: what its blocks keep (a unit's conv weights and biases; the projection's
   and the residue's copy of all bases M x m x s; the residue's embedding accumulator per
   sample in flight; all heads' weights and biases; the hash core's map buffer: in_flight x the
@@ -218,6 +220,11 @@ def class_steps(qm: QuantModel, work: Workload) -> tuple[list, np.ndarray]:
     return [sample_steps(qm, row[:-1], int(row[-1]), table) for row in rows], inverse
 
 
+def _blocks(chain: list) -> set:
+    """Blocks that compute in one chain of steps."""
+    return {st[1] for st in chain if st[0] == "compute"}
+
+
 def _conv_units(chain: list) -> set:
     """Units whose conv runs in one chain of steps."""
     return {int(st[1][4:]) for st in chain if st[0] == "compute" and st[1].startswith("unit")}
@@ -247,16 +254,12 @@ def _jobs(steps: list, cell_of, arch: Arch) -> list[tuple]:
 def _check_blocks(qm: QuantModel, arch: Arch) -> None:
     """One-line errors for placements and replicas that cannot be mapped."""
     units = {f"unit{u}" for u in range(qm.num_units)}
-    for name in arch["replicas"]:
-        if name not in units:
-            raise ArchError(f"{arch.path}: replicas.{name}: only units can have copies "
-                            f"(this export's units: unit0 .. unit{qm.num_units - 1})")
+    for what, names in (("replicas", arch["replicas"]), ("placement", arch["placement"])):
+        for name in names:
+            if name not in units and name not in ROUTER_BLOCKS:
+                raise ArchError(f"{arch.path}: {what}.{name}: no such unit in this export "
+                                f"(units: unit0 .. unit{qm.num_units - 1})")
     for name, where in arch["placement"].items():
-        if name not in units and name not in ROUTER_BLOCKS:
-            raise ArchError(f"{arch.path}: placement.{name}: no such unit in this export "
-                            f"(units: unit0 .. unit{qm.num_units - 1})")
-        if name in ROUTER_BLOCKS and len(where) > 1:
-            raise ArchError(f"{arch.path}: placement.{name}: only units can have copies, got {len(where)} cells")
         if len(set(where)) != len(where):
             raise ArchError(f"{arch.path}: placement.{name}: a copy placed twice on the same cell {where}")
         if name in arch["replicas"] and arch["replicas"][name] != len(where):
@@ -284,7 +287,7 @@ def resolve_placement(qm: QuantModel, arch: Arch, used: list[int], placement: di
     place = placement_mod.default_placement(qm, arch, used)
     rows, cols = arch["mesh"]
     for block in list(ROUTER_BLOCKS) + [f"unit{u}" for u in used]:
-        want = 1 if block in ROUTER_BLOCKS or block in arch["placement"] else arch["replicas"].get(block, 1)
+        want = len(arch["placement"][block]) if block in arch["placement"] else arch["replicas"].get(block, 1)
         got = len(place.get(block, []))
         if got < want:
             what = "no core" if got == 0 else f"{got} of its {want} copies"
@@ -319,32 +322,32 @@ def sram_use(qm: QuantModel, arch: Arch, place: dict) -> dict:
 
 # ---- replicas ---------------------------------------------------------------------------
 
-def _replicated(copies: dict) -> list[int]:
-    return sorted(u for u, n in copies.items() if n > 1)
+def _replicated(copies: dict) -> list[str]:
+    return sorted(b for b, n in copies.items() if n > 1)
 
 
 def copy_classes(steps: list, inverse: np.ndarray, copies: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(keys [K, 1 + R], sample_class [N]): each sample's route class and, per replicated unit
-    (copies[u] > 1, ascending u), the copy it takes (static round robin over the samples that run
-    the unit, -1 for those that do not); keys are the distinct combinations."""
+    """(keys [K, 1 + R], sample_class [N]): each sample's route class and, per replicated block
+    (copies[b] > 1, in name order), the copy it takes (static round robin over the samples that
+    use the block, -1 for those that do not); keys are the distinct combinations."""
     replicated = _replicated(copies)
     if not replicated:
         keys = np.arange(len(steps), dtype=np.int64)[:, None]
         return keys, inverse
     code = inverse.astype(np.int64)                       # mixed radix: class, then copy + 1 per unit
-    for u in replicated:
-        runs = np.array([u in _conv_units(chain) for chain in steps])[inverse]
-        code = code * (copies[u] + 1) + np.where(runs, (np.cumsum(runs) - 1) % copies[u] + 1, 0)
+    for b in replicated:
+        runs = np.array([b in _blocks(chain) for chain in steps])[inverse]
+        code = code * (copies[b] + 1) + np.where(runs, (np.cumsum(runs) - 1) % copies[b] + 1, 0)
     codes, sample_class = np.unique(code, return_inverse=True)
     columns = []
-    for u in reversed(replicated):
-        codes, digit = np.divmod(codes, copies[u] + 1)
+    for b in reversed(replicated):
+        codes, digit = np.divmod(codes, copies[b] + 1)
         columns.insert(0, digit - 1)
     return np.stack([codes] + columns, axis=1), sample_class.reshape(-1)
 
 
 def _cell_picker(place: dict, replicated: list, key) -> callable:
-    choice = {f"unit{u}": int(c) for u, c in zip(replicated, key[1:])}
+    choice = {b: int(c) for b, c in zip(replicated, key[1:])}
     return lambda block: tuple(place[block][max(0, choice.get(block, 0))])
 
 
@@ -357,7 +360,7 @@ def map_manycore(qm: QuantModel, work: Workload, arch: Arch, arrival: np.ndarray
     used = used_units(steps)
     place = resolve_placement(qm, arch, used, placement)
     sram = sram_use(qm, arch, place)
-    copies = {u: len(place[f"unit{u}"]) for u in used}
+    copies = {b: len(v) for b, v in place.items() if b != "io"}
     keys, sample_class = copy_classes(steps, inverse, copies)
     replicated = _replicated(copies)
     chains = [_jobs(steps[int(key[0])], _cell_picker(place, replicated, key), arch) for key in keys]
@@ -367,5 +370,5 @@ def map_manycore(qm: QuantModel, work: Workload, arch: Arch, arrival: np.ndarray
     mesh.add_links(table, arch["mesh"])
     info = {"mesh": list(arch["mesh"]), "io": list(arch["io"]),
             "placement": {b: [list(c) for c in v] for b, v in place.items() if b != "io"},
-            "sram_bytes_used": sram, "copies": {f"unit{u}": n for u, n in copies.items()}, "ops_note": OPS_NOTE}
+            "sram_bytes_used": sram, "copies": copies, "ops_note": OPS_NOTE}
     return build(table, chains, sample_class, arrival, arch["in_flight"], trace_samples, info=info)

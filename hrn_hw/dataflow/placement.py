@@ -2,7 +2,7 @@
 cause, and the optimiser behind `--optimise` (replicate hot units, then cut bytes x hops).
 
 A placement is a dict block -> list of cells, one per copy ("io" included: the architecture's
-I/O cell, which never moves); only units ("unit<N>") have more than one copy.
+I/O cell, which never moves); any block may have several copies.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _ring(arch: Arch) -> list:
 
 def default_placement(qm: QuantModel, arch: Arch, used_units, copies: dict | None = None) -> dict:
     """The default mapping: io fixed; blocks the architecture places keep their cells; hash,
-    normaliser, projection, residue and head, then each used unit with its copies
+    normaliser, projection, residue and head, then each used unit, each with its copies
     (`copies` {block: n}, else the architecture's replicas), take the next free cells in
     row-major order after io's. Blocks left without a free cell get an empty list."""
     copies = copies or {}
@@ -40,7 +40,7 @@ def default_placement(qm: QuantModel, arch: Arch, used_units, copies: dict | Non
     free = (c for c in _ring(arch) if c not in taken)
     for block in list(BLOCKS) + [f"unit{u}" for u in used_units if 0 <= u < qm.num_units]:
         if block not in place:
-            n = 1 if block in BLOCKS else copies.get(block, arch["replicas"].get(block, 1))
+            n = copies.get(block, arch["replicas"].get(block, 1))
             place[block] = list(itertools.islice(free, n))
     return place
 
@@ -120,19 +120,25 @@ def block_load(qm: QuantModel, work: Workload, arch: Arch) -> dict:
     return _load(*_class_counts(qm, work), arch["core"])
 
 
-def _replicate(copies: dict, load: dict, spare: int) -> dict:
-    """Add copies to the unit with the largest load per copy while `spare` cores remain and it
-    is busier per copy than the busiest router block."""
+def _replicate(copies: dict, load: dict, spare: int, floor: float) -> dict:
+    """Add a copy to the block with the largest load per copy while `spare` cores remain and
+    that load is above `floor` (what no copy can beat: a pinned block's load, or the interval
+    the samples-in-flight limit allows)."""
     copies = dict(copies)
-    router = max(load.get(b, 0.0) for b in BLOCKS)
     for _ in range(spare):
         if not copies:
             break
-        unit = max(sorted(copies), key=lambda b: load.get(b, 0.0) / copies[b])
-        if load.get(unit, 0.0) / copies[unit] <= router:
+        block = max(sorted(copies), key=lambda b: load.get(b, 0.0) / copies[b])
+        if load.get(block, 0.0) / copies[block] <= floor:
             break
-        copies[unit] += 1
+        copies[block] += 1
     return copies
+
+
+def in_flight_floor(load: dict, in_flight: int) -> float:
+    """The interval below which copies do not help: a sample's core cycles (a lower bound of
+    its latency, its chain being sequential) over the samples in flight."""
+    return sum(load.values()) / in_flight
 
 
 class _Climber:
@@ -217,8 +223,9 @@ class _Climber:
 
 
 def optimise(qm: QuantModel, work: Workload, arch: Arch, core_budget: int | None = None) -> tuple[dict, dict]:
-    """(placement, report): hot units replicated within `core_budget` cores (default: every
-    core but io's), then every block the architecture does not place put where it cuts bytes x
+    """(placement, report): hot blocks replicated within `core_budget` cores (default: every
+    core but io's) until the busiest copy is no busier than a pinned block or than the
+    samples-in-flight limit allows, then every block the architecture does not place put where it cuts bytes x
     hops (greedy, then hill climbing from the better of greedy and the default mapping; no
     randomness). The report holds the objective of the default mapping, of the default mapping
     with the chosen copies ("before") and of the result ("after"), the copies per unit and the
@@ -229,25 +236,27 @@ def optimise(qm: QuantModel, work: Workload, arch: Arch, core_budget: int | None
     rows, cols = arch["mesh"]
     budget = rows * cols - 1 if core_budget is None else min(core_budget, rows * cols - 1)
     fixed_cells = {tuple(c) for b in arch["placement"] for c in arch["placement"][b]} - {tuple(arch["io"])}
-    movable_units = [f"unit{u}" for u in used if f"unit{u}" not in pinned]
-    copies = {b: arch["replicas"].get(b, 1) for b in movable_units}
-    movable_router = [b for b in BLOCKS if b not in pinned]
-    spare = budget - len(fixed_cells) - len(movable_router) - sum(copies.values())
+    movable = [b for b in list(BLOCKS) + [f"unit{u}" for u in used] if b not in pinned]
+    copies = {b: arch["replicas"].get(b, 1) for b in movable}
+    spare = budget - len(fixed_cells) - sum(copies.values())
     if spare < 0:
         raise ArchError(f"core budget {budget}: the blocks need {budget - spare} cores "
                         f"on the {rows} x {cols} mesh (io at {list(arch['io'])} not counted)")
-    copies = _replicate(copies, _load(steps, counts, arch["core"]), spare)
+    load = _load(steps, counts, arch["core"])
+    floor = max([in_flight_floor(load, arch["in_flight"])]
+                + [load.get(b, 0.0) / len(arch["placement"][b]) for b in pinned if b != "io"])
+    copies = _replicate(copies, load, spare, floor)
     flows = _flows(steps, counts)
     default = manycore.resolve_placement(qm, arch, used)
     start = default_placement(qm, arch, used, copies)
     free = [c for c in cells(arch["mesh"]) if c != tuple(arch["io"]) and c not in fixed_cells]
-    climber = _Climber(flows, start, movable_router + movable_units, free)
+    climber = _Climber(flows, start, movable, free)
     greedy = climber.greedy()
     if objective(flows, greedy) > objective(flows, start):
         climber.place = {b: list(v) for b, v in start.items()}
     result = climber.climb()
     report = {"objective_default": objective(flows, default), "objective_before": objective(flows, start),
               "objective_after": objective(flows, result),
-              "copies": {f"unit{u}": len(result[f"unit{u}"]) for u in used},
+              "copies": {b: len(v) for b, v in result.items() if b != "io"},
               "cores_used": len({c for b, v in result.items() if b != "io" for c in v}), "core_budget": budget}
     return {b: [tuple(c) for c in v] for b, v in result.items()}, report
