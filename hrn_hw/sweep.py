@@ -90,7 +90,7 @@ def _client(stack: ExitStack, scheduler: str | None, workers: int):
     if scheduler is None:
         cluster = stack.enter_context(LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-            silence_logs=logging.WARNING))
+            silence_logs=logging.CRITICAL))     # a failing point is reported once, as one line
         return stack.enter_context(Client(cluster, set_as_default=False))
     try:
         client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
