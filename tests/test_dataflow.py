@@ -168,6 +168,23 @@ def test_simulate_writes_results_and_plots(export_dir, tmp_path, capsys):
     assert not (out / "gantt.png").exists()
 
 
+def test_images_runs_the_golden_model_on_test_images(export_dir, qm, tmp_path):
+    """--images N [--task T]: the routes are the golden model's on those test images."""
+    from hrn_hw import golden
+    from hrn_hw.scenarios import load_tasks, scenario_tasks
+
+    out = tmp_path / "img"
+    assert main(["simulate", str(export_dir), "--images", "12", "--task", "1", "--arch", "rtl", "-o", str(out),
+                 "--no-plots"]) == 0
+    doc = json.loads((out / "simulate.json").read_text())
+    task = load_tasks([scenario_tasks(qm.source["scenario"])[1]])[0]
+    routes = golden.run(qm, task.test_x[:12], np.ones(12, dtype=np.int64)).routes
+    assert doc["workload"]["samples"] == 12 and "task 1" in doc["workload"]["source"]
+    expect = latency.sample_cycles(qm, routes, fpga.resolve_knobs(archs.load("rtl"), export_dir)[0], np.ones(12))
+    assert doc["results"]["latency_cycles"]["max"] == expect.max() and doc["results"]["latency_cycles"]["min"] == expect.min()
+    assert main(["simulate", str(export_dir), "--images", "4", "--task", "9", "-o", str(out), "--force"]) == 2
+
+
 def test_manycore_optimise_reports_the_simulated_gain(export_dir, tmp_path):
     out = tmp_path / "mesh"
     assert main(["simulate", str(export_dir), "--arch", "manycore", "--optimise", "--samples", "400", "-o", str(out),
