@@ -180,7 +180,7 @@ def evaluate(req: Request, qm, arch: archs.Arch, trace: int = 0) -> Evaluation:
     outcome, res = simulate_mapped(mapped, arch, req.engine, req.progress)
     gain = None
     if req.optimise:
-        _say(req, "[2/4] --optimise: placing and replicating units, simulating the optimised mapping")
+        _say(req, "[2/4] --optimise: replicating and placing blocks, simulating the optimised mapping")
         ctx, gain = optimised(req, qm, work, arch, arrival, ctx, res)
         mapped = MAPPERS[arch.kind](qm, work, arch, arrival, trace, ctx)
         outcome, res = simulate_mapped(mapped, arch, req.engine, req.progress)
@@ -198,41 +198,45 @@ def simulate(req: Request) -> tuple[dict, Path]:
     check_target(out, req.force, SIMULATION)
     _say(req, f"[1/4] workload: {'golden vectors' if req.images is None else f'{req.images} test images'}")
     ev = evaluate(req, qm, arch, TRACE_SAMPLES)
-    work, ctx, mapped, outcome, res, gain = ev.work, ev.ctx, ev.mapped, ev.outcome, ev.results, ev.gain
     _say(req, "[3/4] throughput against samples in flight")
-    curve = in_flight_sweep(req, qm, work, arch, ctx)
-    doc = {
-        "format": FORMAT, "version": VERSION, "hrn_hw_version": hrn_hw.__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "export": str(req.export_dir), "source": qm.source,
-        "architecture": {"name": arch.name, "kind": arch.kind, "file": arch.path,
-                         "settings": archs.plain(arch.data), **_jsonable(mapped.info)},
-        "workload": {"source": work.source, "samples": len(work), "arrival": req.arrival, "seed": req.seed,
-                     "route_lengths": np.bincount(work.route_lengths(), minlength=qm.d + 1).tolist(),
-                     "transitions": [[a, b, d["weight"]] for a, b, d in graph.transition_graph(work).edges(data=True)]},
-        "results": res,
-        "in_flight_curve": curve,
-        "placement_gain": gain,
-        "dataflow_graph": _graph_json(mapped, res, qm, arch, ctx),
-    }
+    doc = document(req, qm, arch, ev, in_flight_sweep(req, qm, ev.work, arch, ev.ctx))
     _say(req, f"[4/4] writing {out}")
     with staged_directory(out, req.force, SIMULATION) as stage:
         (stage / "simulate.json").write_text(json.dumps(doc, indent=1) + "\n")
         if req.plots:
-            write_plots(stage, doc, mapped, outcome, work)
+            write_plots(stage, doc, ev.mapped, ev.outcome, ev.work)
     return doc, out
 
 
-def _graph_json(mapped, res: dict, qm, arch, ctx) -> dict:
+def document(req: Request, qm, arch: archs.Arch, ev: Evaluation, curve: list) -> dict:
+    """simulate.json's dictionary."""
+    work = ev.work
+    return {
+        "format": FORMAT, "version": VERSION, "hrn_hw_version": hrn_hw.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "export": str(req.export_dir), "source": qm.source,
+        "architecture": {"name": arch.name, "kind": arch.kind, "file": arch.path,
+                         "settings": archs.plain(arch.data), **_jsonable(ev.mapped.info)},
+        "workload": {"source": work.source, "samples": len(work), "arrival": req.arrival, "seed": req.seed,
+                     "route_lengths": np.bincount(work.route_lengths(), minlength=qm.d + 1).tolist(),
+                     "transitions": [[a, b, d["weight"]] for a, b, d in graph.transition_graph(work).edges(data=True)]},
+        "results": ev.results,
+        "in_flight_curve": curve,
+        "placement_gain": ev.gain,
+        "dataflow_graph": _graph_json(ev.mapped, ev.results, qm, arch),
+    }
+
+
+def _graph_json(mapped, res: dict, qm, arch) -> dict:
     """The architecture graph with utilisation, and (FPGA) the dataflow graph with its cycles."""
     import networkx as nx
 
+    from hrn_hw.rtl.knobs import RtlKnobs
+
     doc = {"architecture": nx.node_link_data(graph.architecture_graph(mapped, res), edges="edges")}
     if arch.kind != "manycore":
-        knobs = mapped.info["knobs"]
-        from hrn_hw.rtl.knobs import RtlKnobs
-
-        doc["dataflow"] = nx.node_link_data(graph.dataflow_graph(qm, RtlKnobs.from_dict(knobs)), edges="edges")
+        knobs = RtlKnobs.from_dict(mapped.info["knobs"])
+        doc["dataflow"] = nx.node_link_data(graph.dataflow_graph(qm, knobs), edges="edges")
     return _jsonable(doc)
 
 
