@@ -61,6 +61,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hrn_hw.export.shapes import layer_out_hw, unit_calls
+from hrn_hw.rtl.fixed import convert_expr, saturate, shift_right
 from hrn_hw.rtl.rows import mux_select
 
 LOAD, COMPUTE, DRAIN, OUT = range(4)
@@ -153,14 +154,6 @@ def _pick(index, values, shape):
 def _span(values):
     """A shape holding every one of `values` (and 0, 1)."""
     return range(min(0, *values), max(1, *values) + 1)
-
-
-def _sat(q, fmt):
-    return Mux(q > fmt.qmax, fmt.qmax, Mux(q < fmt.qmin, fmt.qmin, q))
-
-
-def _shift(value, amount: int):
-    return value >> amount if amount > 0 else value << -amount
 
 
 def _word(data, i, width: int):
@@ -475,17 +468,15 @@ class ConvEngine(wiring.Component):
         register, then LeakyReLU in the out format, y > 0 ? y : convert(alpha * y, frac +
         alpha_frac); returns the activated value (one cycle after `acc`)."""
         of = self.conv.out_fmt
-        qv = _shift(acc, shifts[0])
+        qv = shift_right(acc, shifts[0])
         for sh in shifts[1:]:
-            qv = Mux(shift_c == sh, _shift(acc, sh), qv)
+            qv = Mux(shift_c == sh, shift_right(acc, sh), qv)
         y2 = Signal(signed(of.width), name=f"y{lane}")
-        m.d.sync += y2.eq(_sat(qv, of))
+        m.d.sync += y2.eq(saturate(qv, of))
         if self.act is None:
             return y2
-        af = self.act.alpha_frac
-        half_a = (1 << (af - 1)) if (of.rounding == "rnd" and af > 0) else 0
         alpha = Const(self.act.alpha, max(1, int(self.act.alpha).bit_length()))
-        return Mux(y2 > 0, y2, _sat(_shift(y2 * alpha + half_a, af), of))
+        return Mux(y2 > 0, y2, convert_expr(y2 * alpha, of.frac + self.act.alpha_frac, of))
 
     def _next_chunk(self, m, cid, ox, oy, base):
         """Each pixel lane moves P pixels on in the call's raster (dx = P mod Wo, dy = P // Wo,

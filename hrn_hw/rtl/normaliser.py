@@ -32,7 +32,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hrn_hw.fixedpoint.fmt import Fmt
-from hrn_hw.rtl.residue import convert_expr
+from hrn_hw.rtl.fixed import convert_expr
 from hrn_hw.rtl.rows import beats, frame_row_words, pack_words, row_shape, row_words, tree_sum
 
 LOAD, FLUSH, DIV, SQRT, OUT = range(5)

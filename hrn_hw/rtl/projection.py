@@ -28,7 +28,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hrn_hw.fixedpoint.fmt import Fmt
-from hrn_hw.rtl.residue import convert_expr
+from hrn_hw.rtl.fixed import convert_expr
 from hrn_hw.rtl.rows import beats, mux_select, row_init, row_shape, row_words, tree_sum
 
 ACC, FLUSH, CONV, SQUARE, SCAN, DONE = range(6)

@@ -43,22 +43,11 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hrn_hw.fixedpoint.fmt import Fmt
+from hrn_hw.rtl.fixed import convert_expr
 from hrn_hw.rtl.rows import beats, frame_row_words, mux_select, pack_words, row_init, row_shape, row_words, tree_sum
 
 RUN, FLUSH, DONE, EMB = range(4)
 PIPE_STAGES = 3       # ROM read / h register, difference register, residue register
-
-
-def convert_expr(value, acc_frac: int, fmt: Fmt):
-    """Amaranth expression of `fmt.convert`: an exact signed integer with acc_frac fraction
-    bits -> fmt (add half an LSB for rnd, arithmetic shift, saturate)."""
-    shift = acc_frac - fmt.frac
-    if shift > 0:
-        half = (1 << (shift - 1)) if fmt.rounding == "rnd" else 0
-        q = (value + half) >> shift
-    else:
-        q = value << -shift
-    return Mux(q > fmt.qmax, fmt.qmax, Mux(q < fmt.qmin, fmt.qmin, q))
 
 
 def residue_params(qm, words: int = 1) -> dict:
@@ -253,6 +242,6 @@ class Residue(wiring.Component):
         return mod
 
 
-__all__ = ["Residue", "convert_expr", "residue_params", "residue_phases", "residue_cycles",
+__all__ = ["Residue", "residue_params", "residue_phases", "residue_cycles",
            "embedding_cycles", "PIPE_STAGES", "beats", "row_shape", "row_init", "row_words",
            "pack_words", "tree_sum"]
