@@ -13,9 +13,9 @@ Interface (clock `clk`, synchronous reset `rst`):
 - output: `out_valid` / `out_ready` with `sel`, `ok`, `coef` (M*m words of c_fmt, flat, unit
   major: word u*m + i is c_ui) and `energy` (M words, flat); held until the handshake.
 
-One multiply-accumulate lane per basis vector (M * m lanes), each with its basis vector in a
-synchronous ROM of rows of W words (row r = B_ui[rW .. rW + W - 1], zero past s) addressed by
-the beat: a lane does W multiplies per cycle, summed by an adder tree into its accumulator, so
+One multiply-accumulate lane per basis vector (M * m lanes), each reading its basis vector from
+the basis ROMs (`hrn_hw/rtl/basis_rom.py`: its own, or with `rom="external"` a port of the
+top level's shared ROMs) at the beat's row: a lane does W multiplies per cycle, summed by an adder tree into its accumulator, so
 h is consumed at one beat per cycle. Then one cycle converts all coefficients, one squares and
 sums them per unit, and M cycles scan the units for the argmax. W = 1 is the one-word block.
 """
@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth import Cat, Module, Mux, Signal, signed
-from amaranth.lib import memory, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hrn_hw.fixedpoint.fmt import Fmt
+from hrn_hw.rtl.basis_rom import reader_ports, read_rows
 from hrn_hw.rtl.fixed import convert_expr
-from hrn_hw.rtl.rows import beats, mux_select, row_init, row_shape, row_words, tree_sum
+from hrn_hw.rtl.rows import beats, mux_select, row_shape, row_words, tree_sum
 
 ACC, FLUSH, CONV, SQUARE, SCAN, DONE = range(6)
 MAC_STAGES = 2        # ROM read / h register, then the accumulate
@@ -57,7 +58,7 @@ class ProjectionComparator(wiring.Component):
     """Parameters: bases [M, m, s] integers in b_fmt (zero rows for missing vectors), and the
     h, basis and coefficient formats, and words (W per beat, default 1)."""
 
-    def __init__(self, bases: np.ndarray, h_fmt: Fmt, b_fmt: Fmt, c_fmt: Fmt, words: int = 1):
+    def __init__(self, bases: np.ndarray, h_fmt: Fmt, b_fmt: Fmt, c_fmt: Fmt, words: int = 1, rom: str = "internal"):
         bases = np.asarray(bases, dtype=np.int64)
         M, m, s = bases.shape
         if bases.min(initial=0) < b_fmt.qmin or bases.max(initial=0) > b_fmt.qmax:
@@ -68,7 +69,9 @@ class ProjectionComparator(wiring.Component):
         self.words, self.rows = int(words), beats(s, int(words))
         self.h_fmt, self.b_fmt, self.c_fmt = h_fmt, b_fmt, c_fmt
         self.e_width = 2 * c_fmt.width + max(1, m.bit_length())
+        self.rom = rom
         super().__init__({
+            **reader_ports(rom, bases, b_fmt.width, self.words),
             "allowed": In(M),
             "in_valid": In(1),
             "in_ready": Out(1),
@@ -99,18 +102,13 @@ class ProjectionComparator(wiring.Component):
         mod.d.sync += [h_r.eq(self.in_data), v_r.eq(take)]
         h_words = row_words(h_r, hf.width, W)
 
+        rows_b = read_rows(mod, self, self.rom, j, take, self.bases, bf.width, W)
         accs, coefs = [], []
         for lane in range(lanes):
-            u, i = divmod(lane, m)
-            rom = memory.Memory(shape=row_shape(bf.width, W), depth=rows,
-                                init=row_init(self.bases[u, i], bf.width, W))
-            mod.submodules[f"rom{lane}"] = rom
-            rd = rom.read_port()
-            mod.d.comb += [rd.addr.eq(j), rd.en.eq(take)]
             acc = Signal(signed(acc_w), name=f"acc{lane}")
             with mod.If(v_r):   # the ROM's zeros past s cancel whatever h holds there
                 mod.d.sync += acc.eq(acc + tree_sum(
-                    b * h for b, h in zip(row_words(rd.data, bf.width, W), h_words)))
+                    b * h for b, h in zip(row_words(rows_b[lane], bf.width, W), h_words)))
             accs.append(acc)
             coefs.append(Signal(signed(cf.width), name=f"c{lane}"))
 

@@ -24,11 +24,9 @@ Interface (clock `clk`, synchronous reset `rst`):
   with back-pressure). Each accumulator word is written back to zero as it is read out, so
   the next sample starts from a zero memory (the memory is zero after reset).
 
-The basis ROMs have the projection comparator's layout (`hrn_hw/rtl/projection.py`): one
-synchronous ROM per basis vector, lane u*m + i holding B_ui in rows of W words (row r =
-B_ui[rW .. rW + W - 1], zero past s); the residue reads all of them at the beat's row and
-keeps the selected unit's m rows (a mux), so a top level can share the ROMs between the two
-blocks (the projection reads them while h streams in, the residue while h is replayed).
+The basis ROMs are `hrn_hw/rtl/basis_rom.py`'s (the block's own, or with `rom="external"` a
+port of the top level's ROMs, shared with the projection comparator): the residue reads every
+vector's row at the beat and keeps the selected unit's m rows (a mux).
 
 Pipeline (no stall inside a frame): ROM read and h register; m products, sum and the
 aligned difference (registered); convert (round, saturate; registered); square-accumulate
@@ -43,6 +41,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hrn_hw.fixedpoint.fmt import Fmt
+from hrn_hw.rtl.basis_rom import reader_ports, read_rows
 from hrn_hw.rtl.fixed import convert_expr
 from hrn_hw.rtl.rows import beats, frame_row_words, mux_select, pack_words, row_init, row_shape, row_words, tree_sum
 
@@ -84,7 +83,7 @@ class Residue(wiring.Component):
     embedding accumulator: |emb_acc| <= d * 2^(w_r - 1)); words (W per beat, default 1)."""
 
     def __init__(self, bases: np.ndarray, h_fmt: Fmt, b_fmt: Fmt, c_fmt: Fmt, r_fmt: Fmt,
-                 emb_fmt: Fmt, stop_threshold: int, max_steps: int, words: int = 1):
+                 emb_fmt: Fmt, stop_threshold: int, max_steps: int, words: int = 1, rom: str = "internal"):
         bases = np.asarray(bases, dtype=np.int64)
         M, m, s = bases.shape
         if bases.min(initial=0) < b_fmt.qmin or bases.max(initial=0) > b_fmt.qmax:
@@ -102,7 +101,9 @@ class Residue(wiring.Component):
         self.acc_width = r_fmt.width + max(1, self.max_steps.bit_length())
         self.e_width = 2 * r_fmt.width + max(1, s.bit_length())
         W = self.words
+        self.rom = rom
         super().__init__({
+            **reader_ports(rom, bases, b_fmt.width, W),
             "sel": In(range(max(2, M))),
             "coef": In(m * c_fmt.width),
             "in_valid": In(1),
@@ -146,15 +147,7 @@ class Residue(wiring.Component):
         h1 = Signal(row_shape(hf.width, W))
         v1, j1 = Signal(), Signal(ab)
         mod.d.sync += [h1.eq(pack_words(mod, frame_row_words(self.in_data, hf.width, W, self.s, j), hf.width, name="h_in")), v1.eq(take), j1.eq(j)]
-        rom_data = []
-        for lane in range(M * m):
-            u, i = divmod(lane, m)
-            rom = memory.Memory(shape=row_shape(bf.width, W), depth=rows,
-                                init=row_init(self.bases[u, i], bf.width, W))
-            mod.submodules[f"rom{lane}"] = rom
-            rd = rom.read_port()
-            mod.d.comb += [rd.addr.eq(j), rd.en.eq(take)]
-            rom_data.append(rd.data)
+        rom_data = read_rows(mod, self, self.rom, j, take, self.bases, bf.width, W)
         sel1 = Signal.like(self.sel)
         mod.d.sync += sel1.eq(sel_now)
 

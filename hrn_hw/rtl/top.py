@@ -35,6 +35,7 @@ from amaranth.lib.wiring import In, Out
 
 from hrn_hw.export.ir import INPUT_FMT
 from hrn_hw.export.shapes import unit_calls
+from hrn_hw.rtl.basis_rom import BasisRom
 from hrn_hw.rtl.conv_engine import ConvEngine, _pick, conv_engine_params
 from hrn_hw.rtl.crossbar import routing_table
 from hrn_hw.rtl.hash_unit import HashUnit
@@ -86,8 +87,9 @@ class HrnTop(wiring.Component):
         k = self.knobs
         self.hash_unit = HashUnit(s, self.map_width, True, self.map_depth, words=W)
         self.normaliser = Normaliser(s, int(qm.norm_k), qm.h_fmt, words=W, root_bits=k.root_bits)
-        self.projection = ProjectionComparator(qm.bases, qm.h_fmt, qm.basis_fmt, qm.coef_fmt, words=W)
-        self.residue = Residue(**residue_params(qm, words=W))
+        self.projection = ProjectionComparator(qm.bases, qm.h_fmt, qm.basis_fmt, qm.coef_fmt, words=W, rom="external")
+        self.residue = Residue(**residue_params(qm, words=W), rom="external")
+        self.basis_rom = BasisRom(qm.bases, qm.basis_fmt.width, words=W, ports=2)
         self.head = HeadEngine(**head_params(qm, lanes=k.head_lanes, words=W))
         self.engines = {}
         for unit in qm.units:
@@ -122,6 +124,10 @@ class HrnTop(wiring.Component):
         hu, nm, pj, rs, hd = self.hash_unit, self.normaliser, self.projection, self.residue, self.head
         m.submodules.hash_unit, m.submodules.normaliser = hu, nm
         m.submodules.projection, m.submodules.residue, m.submodules.head = pj, rs, hd
+        m.submodules.basis_rom = rom = self.basis_rom        # held once: port 0 projection, port 1 residue
+        for p, reader in enumerate((pj, rs)):
+            m.d.comb += [getattr(rom, f"addr{p}").eq(reader.rom_addr), getattr(rom, f"en{p}").eq(reader.rom_en),
+                         reader.rom_data.eq(getattr(rom, f"data{p}"))]
         for u, eng in self.engines.items():
             m.submodules[f"unit{u}"] = eng
 
