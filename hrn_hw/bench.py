@@ -120,6 +120,22 @@ def time_batch1(model, pixels: np.ndarray, task_ids: np.ndarray, device: str, wa
             "max_us": float(us.max()), "samples_per_s": 1e6 / median}
 
 
+def pytorch_one_thread(model, pixels, task_ids, tasks, device: str) -> dict:
+    """{"1_thread": {"batch1", "batch256"}}: the PyTorch timings again on one CPU thread (CPU
+    runs on a machine with more than one core; {} otherwise)."""
+    import torch
+
+    if device != "cpu" or (os.cpu_count() or 1) < 2:
+        return {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {"1_thread": {"batch1": time_batch1(model, pixels, task_ids, device),
+                             "batch256": time_batched(model, tasks, device)}}
+    finally:
+        torch.set_num_threads(threads)
+
+
 def time_batched(model, tasks: list, device: str, batch: int = BATCH, batches: int = BATCHES) -> dict:
     """Throughput of `batches` forwards of `batch` test images (batch b: task b % T), after one warm-up."""
     import torch
@@ -178,6 +194,39 @@ def rtl_summary(cycles: np.ndarray, routes: np.ndarray, clock: float, knobs, kno
                                   "max": int(cycles.max())},
             "median_cycles_by_route_length": {int(k): float(np.median(cycles[steps == k])) for k in np.unique(steps)},
             "latency_us_nominal": med / clock, "samples_per_s_nominal": clock * 1e6 / med}
+
+
+def measured_clocks(export_dir) -> list[dict]:
+    """Post-route clocks of the export's RTL from `hrn-hw implement` (OUT/implement/<part>/
+    implement.json): part, device, Fmax (MHz), whether timing met the target, the file."""
+    if export_dir is None:
+        return []
+    out = []
+    for path in sorted(Path(export_dir).glob("implement/*/implement.json")):
+        try:
+            doc = json.loads(path.read_text())
+            mhz = float(doc["fmax_mhz"])
+            out.append({"part": str(doc["part"]), "device": str(doc["device"]), "fmax_mhz": mhz,
+                        "timing_met": bool(doc.get("timing_met")), "target_mhz": doc.get("target_mhz"),
+                        "file": str(path)})
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise HrnError(f"--export {export_dir}: unreadable {path} ({exc.__class__.__name__})") from None
+        if not math.isfinite(mhz) or mhz <= 0:
+            raise HrnError(f"--export {export_dir}: {path} holds no positive Fmax")
+    return out
+
+
+def at_clock(cycles: float, mhz: float) -> dict:
+    """Latency (us) and one instance's samples/s of `cycles` per sample at `mhz`."""
+    return {"latency_us": cycles / mhz, "samples_per_s": mhz * 1e6 / cycles}
+
+
+def speedups(latency_us: float, samples_per_s: float, runs: dict) -> dict:
+    """RTL against each PyTorch run ({name: {"batch1", "batch256"}}): batch-1 latency ratio and
+    batch-256 throughput ratio (> 1: the RTL is faster)."""
+    return {name: {"batch1_latency": run["batch1"]["median_us"] / latency_us,
+                   "batch256_throughput": samples_per_s / run["batch256"]["samples_per_s"]}
+            for name, run in runs.items()}
 
 
 def machine_record(root: str | Path) -> dict:
@@ -241,6 +290,15 @@ def format_table(r: dict) -> str:
                  f"median {cyc['median']:,.0f}  max {cyc['max']:,}")
     lines.append(f"RTL at {clk:g} MHz (nominal) vs PyTorch {dev}: {sp['rtl_vs_pytorch_batch1_latency']:.1f}x "
                  f"batch-1 latency, {sp['rtl_vs_pytorch_batch256_throughput']:.2f}x batch-256 throughput")
+    one = r["pytorch"].get("one_thread")
+    if one:
+        lines.append(f"PyTorch {dev}, 1 thread: batch 1 {one['batch1']['median_us']:,.2f} us (median), batch "
+                     f"{one['batch256']['batch_size']} {one['batch256']['samples_per_s']:,.0f} samples/s")
+    for m in r.get("rtl_measured") or []:
+        ratios = "; ".join(f"{name.replace('_', ' ')}: {v['batch1_latency']:.2f}x batch-1 latency, "
+                           f"{v['batch256_throughput']:.3f}x batch-256 throughput" for name, v in m["speedup"].items())
+        lines.append(f"RTL @ {m['fmax_mhz']:g} MHz measured on {m['device']}: {m['latency_us']:,.2f} us, "
+                     f"{m['samples_per_s']:,.0f} samples/s; vs PyTorch {ratios}")
     threads = r["pytorch"]["threads"]
     lines.append(f"torch {r['pytorch']['torch_version']}, {threads} thread{'s' * (threads != 1)}, "
                  f"{r['pytorch']['device_name']}")
@@ -332,13 +390,24 @@ def bench(model_path: str | Path, out: str | Path | None = None, device: str = "
     tasks = load_tasks(specs, data_dir)
     pixels, task_ids = pick_test_images(tasks, n)
     routes, cycles, qm = rtl_step(model_path, export_dir, qm, specs, pixels, task_ids, data_dir, knobs)
+    clocks = measured_clocks(export_dir)
     model.to(device)
     model.eval()
+    if device == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)          # "every core"
     _say(f"[3/{STEPS}] PyTorch {device}: batch 1, {n} forwards after {WARMUP} warm-up")
     b1 = time_batch1(model, pixels, task_ids, device)
-    _say(f"[4/{STEPS}] PyTorch {device}: batch {BATCH}, {BATCHES} batches after 1 warm-up")
+    _say(f"[4/{STEPS}] PyTorch {device}: batch {BATCH}, {BATCHES} batches after 1 warm-up"
+         + ("; then batch 1 and batch 256 again on one thread" if device == "cpu" and (os.cpu_count() or 1) > 1 else ""))
     bb = time_batched(model, tasks, device)
     rtl = rtl_summary(cycles, routes, clock, knobs, knobs_note)
+    one = pytorch_one_thread(model, pixels, task_ids, tasks, device)
+    runs = {f"{torch.get_num_threads()}_threads": {"batch1": b1, "batch256": bb}, **one}
+    med = rtl["cycles_per_sample"]["median"]
+    measured = [{**c, **at_clock(med, c["fmax_mhz"]),
+                 "clock_note": f"measured after place and route on {c['device']} (hrn-hw implement)",
+                 "speedup": speedups(med / c["fmax_mhz"], c["fmax_mhz"] * 1e6 / med, runs)}
+                for c in clocks]
     steps = (routes >= 0).sum(1)
     result = {
         "format": FORMAT, "version": VERSION, "hrn_hw_version": hrn_hw.__version__,
@@ -355,11 +424,13 @@ def bench(model_path: str | Path, out: str | Path | None = None, device: str = "
                     "python": platform.python_version()},
         "pytorch": {"device": device, "device_name": device_name(device),
                     "torch_version": torch.__version__, "threads": torch.get_num_threads(),
-                    "batch1": b1, "batch256": bb},
+                    "batch1": b1, "batch256": bb, "one_thread": one.get("1_thread")},
         "rtl": rtl,
+        "rtl_measured": measured,
         "speedup": {"rtl_vs_pytorch_batch1_latency": b1["median_us"] / rtl["latency_us_nominal"],
                     "rtl_vs_pytorch_batch256_throughput": rtl["samples_per_s_nominal"] / bb["samples_per_s"],
-                    "note": "RTL at the nominal clock, one instance, one sample at a time"},
+                    "note": "RTL at the nominal clock, one instance, one sample at a time",
+                    "nominal_by_run": speedups(rtl["latency_us_nominal"], rtl["samples_per_s_nominal"], runs)},
     }
     _say(f"[5/{STEPS}] writing {out}")
     with staged_directory(out, force, BENCH) as stage:

@@ -29,7 +29,7 @@ from test_export_cli import cli, error_line, leftovers
 N = 24
 SPECS = [TaskSpec("mnist-0/1", "mnist", (0, 1)), TaskSpec("mnist-2/3", "mnist", (2, 3))]
 TOP_KEYS = {"format", "version", "hrn_hw_version", "command", "date", "model", "scenario", "config", "export",
-            "samples", "machine", "pytorch", "rtl", "speedup"}
+            "samples", "machine", "pytorch", "rtl", "rtl_measured", "speedup"}
 
 
 def fake_cycles(qm, routes, knobs=None, tasks=None):
@@ -110,6 +110,33 @@ def test_json_arithmetic(ran, model, exported):
     assert r["speedup"]["rtl_vs_pytorch_batch256_throughput"] == pytest.approx(
         200e6 / med / p["batch256"]["samples_per_s"])
     assert p["batch256"]["samples_per_s"] == pytest.approx(256 * bench.BATCHES / p["batch256"]["seconds"])
+
+
+def test_measured_clock_of_an_implemented_export(model, exported, tmp_path, monkeypatch):
+    """With OUT/implement/<part>/implement.json (hrn-hw implement's), bench also reports the RTL at
+    that post-route Fmax, labelled measured on the part, against PyTorch on every core and on one
+    thread; the nominal figures stay as they were."""
+    out = tmp_path / "export"
+    shutil.copytree(exported, out)
+    doc = {"part": "ecp5-85f", "device": "LFE5U-85F", "fmax_mhz": 50.0, "timing_met": False, "target_mhz": 100.0}
+    (out / "implement" / "ecp5-85f").mkdir(parents=True)
+    (out / "implement" / "ecp5-85f" / "implement.json").write_text(json.dumps(doc))
+    monkeypatch.setattr(hrn_hw.rtl.latency, "sample_cycles", fake_cycles)
+    code, stdout, stderr = cli(["bench", model, "--export", out, "-o", tmp_path / "b", "--n", 8])
+    assert code == 0, stderr
+    r = json.loads((tmp_path / "b" / "bench.json").read_text())
+    med = r["rtl"]["cycles_per_sample"]["median"]
+    (m,) = r["rtl_measured"]
+    assert m["fmax_mhz"] == 50.0 and m["device"] == "LFE5U-85F" and "measured after place and route" in m["clock_note"]
+    assert m["latency_us"] == pytest.approx(med / 50) and m["samples_per_s"] == pytest.approx(50e6 / med)
+    runs = {"1_thread": r["pytorch"]["one_thread"], f"{r['pytorch']['threads']}_threads": r["pytorch"]}
+    for name, run in runs.items():
+        assert m["speedup"][name]["batch1_latency"] == pytest.approx(run["batch1"]["median_us"] / (med / 50))
+        assert m["speedup"][name]["batch256_throughput"] == pytest.approx(50e6 / med / run["batch256"]["samples_per_s"])
+    assert r["rtl"]["nominal_clock_mhz"] == 200 and "measured on LFE5U-85F" in stdout
+    (out / "implement" / "ecp5-85f" / "implement.json").write_text("{not json")
+    code, _, stderr = cli(["bench", model, "--export", out, "-o", tmp_path / "c", "--n", 8])
+    assert code == 2 and "unreadable" in stderr and not (tmp_path / "c").exists()
 
 
 def test_png_written(ran):
