@@ -34,11 +34,14 @@ the W positions' partials of each output word (an adder tree after the memories)
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hrn_hw.rtl.rows import beats, pack_words, row_shape, row_words, tree_sum
+from hrn_hw.rtl.streams import stream_in, stream_out
 
 C1 = 0x85EBCA6B
 C2 = 0xC2B2AE35
@@ -94,14 +97,8 @@ class HashUnit(wiring.Component):
         self.max_n, self.acc_width, self.words = max_n, acc_width, int(words)
         super().__init__({
             "seed": In(32),
-            "in_valid": In(1),
-            "in_ready": Out(1),
-            "in_data": In(row_shape(in_width, self.words, in_signed)),
-            "in_last": In(1),
-            "out_valid": Out(1),
-            "out_ready": In(1),
-            "out_data": Out(row_shape(acc_width, self.words)),
-            "out_last": Out(1),
+            **stream_in("in", row_shape(in_width, self.words, in_signed), last=True),
+            **stream_out("out", row_shape(acc_width, self.words), last=True),
             "busy": Out(1),
         })
 
@@ -137,12 +134,10 @@ class HashUnit(wiring.Component):
         return wr, mem.read_port(transparent_for=(wr,))
 
     def elaborate(self, platform):
+        """The phi banks, the hash pipelines, the read-out and the phase sequencer."""
         m = Module()
         W, rows = self.words, beats(self.s, self.words)
-        lw = W.bit_length() - 1                          # bucket = row * W + bank
         jw = max(1, (beats(self.max_n, W) - 1).bit_length())
-        aw = max(1, (rows - 1).bit_length())
-        bw = max(1, rows.bit_length())
 
         # ports[i][b]: position i's bank b; W = 1: the one memory `phi` of s words
         ports = [[self._bank(m, "phi" if W == 1 else f"phi_{i}_{b}", rows) for b in range(W)]
@@ -151,8 +146,20 @@ class HashUnit(wiring.Component):
         # phase: 0 = IN (accept beats), 1 = DRAIN (pipeline empties), 2 = OUT (read phi out)
         phase = Signal(2)
         jb = Signal(jw)          # beat index in the frame
+        pipe = self._pipeline(m, phase, jb, jw)
+        out = self._read_out_regs(m, ports, phase, pipe.v, rows)
 
-        # ---- hash pipelines: valid bit and beat per stage, index hash per position ------------
+        with m.If(phase == 2):
+            self._read_out(m, ports, out, phase, rows)
+        with m.Else():
+            self._accumulate(m, ports, pipe)
+        self._sequencer(m, phase, jb, pipe, out)
+        return m
+
+    def _pipeline(self, m: Module, phase, jb, jw: int):
+        """IN: the input handshake and the hash pipelines (a valid bit and the beat per stage,
+        the index hash per position). Returns v, take and hashes."""
+        W = self.words
         v = [Signal(name=f"v{k}") for k in range(1, HASH_STAGES + 1)]
         y = [Signal(row_shape(self.in_width, W, self.in_signed), name=f"y{k}")
              for k in range(1, HASH_STAGES)]
@@ -166,8 +173,14 @@ class HashUnit(wiring.Component):
             m.d.sync += y[k].eq(y[k - 1])
         y6 = row_words(y[5], self.in_width, W, self.in_signed)
         hashes = [self._index_hash(m, i, jb1, y6[i]) for i in range(W)]
+        return SimpleNamespace(v=v, take=take, hashes=hashes)
 
-        # ---- read-out registers ------------------------------------------------------------------
+    def _read_out_regs(self, m: Module, ports, phase, v, rows: int):
+        """OUT's registers and outputs: the row to read, the row on out_data and its valid, the
+        W sums of the W positions' partials. Returns ra, oa, ov, adv."""
+        W = self.words
+        aw = max(1, (rows - 1).bit_length())
+        bw = max(1, rows.bit_length())
         ra = Signal(bw)          # next row to read
         oa = Signal(aw)          # row on out_data
         ov = Signal()
@@ -180,35 +193,41 @@ class HashUnit(wiring.Component):
             self.out_last.eq(ov & (oa == rows - 1)),
             self.busy.eq((phase != 0) | Cat(*v).any()),
         ]
+        return SimpleNamespace(ra=ra, oa=oa, ov=ov, adv=adv)
 
-        with m.If(phase == 2):
-            # read-out: read row ra of every bank, present the sums, clear the row on its handshake
-            for wr, rd in (p for bank in ports for p in bank):
-                m.d.comb += [rd.addr.eq(ra), rd.en.eq(adv)]
-                m.d.comb += [wr.addr.eq(oa), wr.data.eq(0), wr.en.eq(ov & self.out_ready)]
-            with m.If(adv):
-                m.d.sync += ov.eq(ra < rows)
-                with m.If(ra < rows):
-                    m.d.sync += [oa.eq(ra), ra.eq(ra + 1)]
-            with m.If(ov & self.out_ready & (oa == rows - 1)):
-                m.d.sync += [phase.eq(0), ra.eq(0), ov.eq(0)]
-        with m.Else():
-            # hashing: stage 6 addresses the position's banks, stage 7 writes phi[bucket] +- y
-            # into the bank of bucket mod W (one adder per position)
-            for i, ((bucket6, bucket7, delta7), bank) in enumerate(zip(hashes, ports)):
-                cur = bank[0][1].data if W == 1 else Array(rd.data for _, rd in bank)[bucket7[:lw]]
-                acc = Signal(signed(self.acc_width), name=f"h{i}_acc")
-                m.d.comb += acc.eq(cur + delta7)
-                for b, (wr, rd) in enumerate(bank):
-                    m.d.comb += [rd.addr.eq(bucket6[lw:]), rd.en.eq(1)]
-                    m.d.comb += [wr.addr.eq(bucket7[lw:]), wr.en.eq(v[6] & (bucket7[:lw] == b)), wr.data.eq(acc)]
+    def _read_out(self, m: Module, ports, out, phase, rows: int):
+        """OUT: read row ra of every bank, present the sums, clear the row on its handshake."""
+        ra, oa, ov, adv = out.ra, out.oa, out.ov, out.adv
+        for wr, rd in (p for bank in ports for p in bank):
+            m.d.comb += [rd.addr.eq(ra), rd.en.eq(adv)]
+            m.d.comb += [wr.addr.eq(oa), wr.data.eq(0), wr.en.eq(ov & self.out_ready)]
+        with m.If(adv):
+            m.d.sync += ov.eq(ra < rows)
+            with m.If(ra < rows):
+                m.d.sync += [oa.eq(ra), ra.eq(ra + 1)]
+        with m.If(ov & self.out_ready & (oa == rows - 1)):
+            m.d.sync += [phase.eq(0), ra.eq(0), ov.eq(0)]
 
+    def _accumulate(self, m: Module, ports, pipe):
+        """Hashing: stage 6 addresses the position's banks, stage 7 writes phi[bucket] +- y into
+        the bank of bucket mod W (one adder per position)."""
+        W, lw = self.words, self.words.bit_length() - 1      # bucket = row * W + bank
+        for i, ((bucket6, bucket7, delta7), bank) in enumerate(zip(pipe.hashes, ports)):
+            cur = bank[0][1].data if W == 1 else Array(rd.data for _, rd in bank)[bucket7[:lw]]
+            acc = Signal(signed(self.acc_width), name=f"h{i}_acc")
+            m.d.comb += acc.eq(cur + delta7)
+            for b, (wr, rd) in enumerate(bank):
+                m.d.comb += [rd.addr.eq(bucket6[lw:]), rd.en.eq(1)]
+                m.d.comb += [wr.addr.eq(bucket7[lw:]), wr.en.eq(pipe.v[6] & (bucket7[:lw] == b)), wr.data.eq(acc)]
+
+    def _sequencer(self, m: Module, phase, jb, pipe, out):
+        """The phase machine: IN until the frame's last beat, DRAIN until the pipeline is empty,
+        then OUT (which returns to IN itself)."""
         with m.If(phase == 0):
-            with m.If(take):
+            with m.If(pipe.take):
                 m.d.sync += jb.eq(jb + 1)
                 with m.If(self.in_last):
                     m.d.sync += [phase.eq(1), jb.eq(0)]
         with m.If(phase == 1):
-            with m.If(~Cat(*v).any()):
-                m.d.sync += [phase.eq(2), ra.eq(0), ov.eq(0)]
-        return m
+            with m.If(~Cat(*pipe.v).any()):
+                m.d.sync += [phase.eq(2), out.ra.eq(0), out.ov.eq(0)]

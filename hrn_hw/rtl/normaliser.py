@@ -29,11 +29,12 @@ from __future__ import annotations
 
 from amaranth import C, Cat, Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
 from hrn_hw.fixedpoint.fmt import Fmt
 from hrn_hw.rtl.fixed import convert_expr
 from hrn_hw.rtl.rows import beats, frame_row_words, pack_words, row_shape, row_words, tree_sum
+from hrn_hw.rtl.streams import stream_in, stream_out
 
 LOAD, FLUSH, DIV, SQRT, OUT = range(5)
 MAC_STAGES = 2        # phi register, square register; E is updated one cycle later
@@ -117,29 +118,19 @@ class Normaliser(wiring.Component):
         self.phi_width, self.e_width = phi_width, e_width
         self.words, self.root_bits, self.rows = int(words), int(root_bits), beats(s, int(words))
         super().__init__({
-            "in_valid": In(1),
-            "in_ready": Out(1),
-            "in_data": In(row_shape(phi_width, self.words)),
-            "out_valid": Out(1),
-            "out_ready": In(1),
-            "out_data": Out(row_shape(h_fmt.width, self.words)),
-            "out_last": Out(1),
+            **stream_in("in", row_shape(phi_width, self.words)),
+            **stream_out("out", row_shape(h_fmt.width, self.words), last=True),
             "energy": Out(e_width),
             "inv": Out(norm_k + 1),
             "busy": Out(1),
         })
 
     def elaborate(self, platform):
+        """The phi memory, then the phases: LOAD, FLUSH / DIV / SQRT (inv), OUT."""
         m = Module()
-        s, k, hf, W, r, rows = self.s, self.k, self.h_fmt, self.words, self.root_bits, self.rows
-        pw = self.phi_width
-        bw = max(1, rows.bit_length())
-        qw = 2 * k + 1                 # quotient bits: floor(2^(2K) / E) <= 2^(2K)
-        n_div, n_sqrt = div_cycles(k, r), sqrt_cycles(k, r)
-        xw = 2 * r * n_sqrt            # radicand zero-padded to 2r bits per cycle (2K + 2 at r = 1)
-        rw = k + 4                     # square-root remainder (< 2 root + 1 <= 2^(K+2)) + slack
+        bw = max(1, self.rows.bit_length())
 
-        m.submodules.mem = mem = memory.Memory(shape=row_shape(pw, W), depth=rows, init=[])
+        m.submodules.mem = mem = memory.Memory(shape=row_shape(self.phi_width, self.words), depth=self.rows, init=[])
         wr = mem.write_port()
         rd = mem.read_port()
 
@@ -147,7 +138,15 @@ class Normaliser(wiring.Component):
         wa = Signal(bw)                # load row / count
         e = Signal(self.e_width)
 
-        # ---- LOAD: store phi, square, accumulate (adder tree over the beat) -----------------
+        va, vb = self._load(m, phase, wa, e, wr)
+        inv = self._inverse_root(m, phase, e, va, vb)
+        self._out(m, phase, wa, e, inv, rd, bw)
+        return m
+
+    def _load(self, m: Module, phase, wa, e, wr):
+        """LOAD: store phi, square, accumulate E (an adder tree over the beat). Returns the
+        square-accumulate pipeline's valid bits (va, vb)."""
+        s, W, rows, pw = self.s, self.words, self.rows, self.phi_width
         take = self.in_valid & self.in_ready
         phi_in = pack_words(m, frame_row_words(self.in_data, pw, W, s, wa), pw, name="phi_in")
         xa = Signal(row_shape(pw, W))
@@ -165,7 +164,16 @@ class Normaliser(wiring.Component):
                 m.d.sync += wa.eq(wa + 1)
                 with m.If(wa == rows - 1):
                     m.d.sync += phase.eq(FLUSH)
+        return va, vb
 
+    def _inverse_root(self, m: Module, phase, e, va, vb):
+        """FLUSH, DIV and SQRT: inv = isqrt(floor(2^(2K) / E)), r quotient / root bits a cycle.
+        Returns inv (0 when E = 0)."""
+        k, r = self.k, self.root_bits
+        qw = 2 * k + 1                 # quotient bits: floor(2^(2K) / E) <= 2^(2K)
+        n_div, n_sqrt = div_cycles(k, r), sqrt_cycles(k, r)
+        xw = 2 * r * n_sqrt            # radicand zero-padded to 2r bits per cycle (2K + 2 at r = 1)
+        rw = k + 4                     # square-root remainder (< 2 root + 1 <= 2^(K+2)) + slack
         # ---- DIV: q = floor(2^(2K) / E), restoring, MSB first, r bits a cycle ----------------
         # The numerator 2^(2K), zero-padded to r * n_div bits, has its one 1 bit at step
         # r * n_div - qw of the first cycle.
@@ -193,8 +201,12 @@ class Normaliser(wiring.Component):
             m.d.sync += [x.eq(x << (2 * r)), cnt.eq(cnt - 1), srem.eq(srem_next), root.eq(root_next)]
             with m.If(cnt == 0):
                 m.d.sync += [phase.eq(OUT), inv.eq(Mux(e == 0, 0, root_next))]
+        return inv
 
-        # ---- OUT: h_j = sat(round(phi_j * inv >> shift)), a row at a time --------------------
+    def _out(self, m: Module, phase, wa, e, inv, rd, bw: int):
+        """OUT: h_j = sat(round(phi_j * inv >> shift)), a row at a time (memory read, product,
+        convert: a three-stage pipeline with a common stall); back to LOAD after the last."""
+        k, hf, W, rows, pw = self.k, self.h_fmt, self.words, self.rows, self.phi_width
         ra = Signal(bw)
         v1, v2, ov = Signal(), Signal(), Signal()
         oc = Signal(bw)
@@ -222,4 +234,3 @@ class Normaliser(wiring.Component):
                 with m.If(oc == rows - 1):
                     m.d.sync += [phase.eq(LOAD), wa.eq(0), e.eq(0), ra.eq(0), oc.eq(0),
                                  v1.eq(0), v2.eq(0), ov.eq(0)]
-        return m

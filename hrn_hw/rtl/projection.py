@@ -22,15 +22,18 @@ sums them per unit, and M cycles scan the units for the argmax. W = 1 is the one
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
 
 from hrn_hw.fixedpoint.fmt import Fmt
 from hrn_hw.rtl.basis_rom import reader_ports, read_rows
 from hrn_hw.rtl.fixed import convert_expr
 from hrn_hw.rtl.rows import beats, mux_select, row_shape, row_words, tree_sum
+from hrn_hw.rtl.streams import stream_in, stream_out
 
 ACC, FLUSH, CONV, SQUARE, SCAN, DONE = range(6)
 MAC_STAGES = 2        # ROM read / h register, then the accumulate
@@ -73,30 +76,42 @@ class ProjectionComparator(wiring.Component):
         super().__init__({
             **reader_ports(rom, bases, b_fmt.width, self.words),
             "allowed": In(M),
-            "in_valid": In(1),
-            "in_ready": Out(1),
-            "in_data": In(row_shape(h_fmt.width, self.words)),
-            "out_valid": Out(1),
-            "out_ready": In(1),
-            "sel": Out(range(max(2, M))),
-            "ok": Out(1),
-            "coef": Out(M * m * c_fmt.width),
-            "energy": Out(M * self.e_width),
+            **stream_in("in", row_shape(h_fmt.width, self.words)),
+            **stream_out("out", fields={"sel": range(max(2, M)), "ok": 1, "coef": M * m * c_fmt.width,
+                                        "energy": M * self.e_width}),
         })
 
     def elaborate(self, platform):
+        """The phases ACC (MAC lanes), CONV, SQUARE, SCAN (masked argmax) and the result."""
         mod = Module()
-        M, m, s, W, rows = self.M, self.m, self.s, self.words, self.rows
-        hf, bf, cf = self.h_fmt, self.b_fmt, self.c_fmt
-        lanes = M * m
-        bw = max(1, rows.bit_length())
-        acc_w = hf.width + bf.width + max(1, s.bit_length())
+        bw = max(1, self.rows.bit_length())
 
         phase = Signal(range(6))
         j = Signal(bw)                         # the beat (row) of h
         take = self.in_valid & self.in_ready
         mod.d.comb += self.in_ready.eq(phase == ACC)
 
+        v_r, accs, coefs = self._mac(mod, j, take)
+        energies = self._convert_square(mod, phase, accs, coefs)
+        sc = self._scan_regs(mod, energies)
+        self._sequencer(mod, phase, j, take, v_r, sc, accs)
+
+        mod.d.comb += [
+            self.out_valid.eq(phase == DONE),
+            self.sel.eq(sc.best_u),
+            self.ok.eq(sc.found),
+            self.coef.eq(Cat(*coefs)),
+            self.energy.eq(Cat(*energies)),
+        ]
+        return mod
+
+    def _mac(self, mod: Module, j, take):
+        """ACC: the h register and one multiply-accumulate lane per basis vector, W products of
+        the beat's ROM row and h summed per cycle. Returns v_r, the accumulators, the
+        coefficient registers."""
+        s, W = self.s, self.words
+        hf, bf, cf = self.h_fmt, self.b_fmt, self.c_fmt
+        acc_w = hf.width + bf.width + max(1, s.bit_length())
         h_r = Signal(row_shape(hf.width, W))
         v_r = Signal()
         mod.d.sync += [h_r.eq(self.in_data), v_r.eq(take)]
@@ -104,17 +119,22 @@ class ProjectionComparator(wiring.Component):
 
         rows_b = read_rows(mod, self, self.rom, j, take, self.bases, bf.width, W)
         accs, coefs = [], []
-        for lane in range(lanes):
+        for lane in range(self.M * self.m):
             acc = Signal(signed(acc_w), name=f"acc{lane}")
             with mod.If(v_r):   # the ROM's zeros past s cancel whatever h holds there
                 mod.d.sync += acc.eq(acc + tree_sum(
                     b * h for b, h in zip(row_words(rows_b[lane], bf.width, W), h_words)))
             accs.append(acc)
             coefs.append(Signal(signed(cf.width), name=f"c{lane}"))
+        return v_r, accs, coefs
 
-        # convert(acc, frac_h + frac_b -> c_fmt): round per c_fmt, then saturate
+    def _convert_square(self, mod: Module, phase, accs, coefs):
+        """CONV: every c_ui = convert(acc, frac_h + frac_b -> c_fmt) at once; SQUARE: e_u =
+        sum_i c_ui^2 for every unit at once. Returns the energy registers."""
+        M, m = self.M, self.m
         with mod.If(phase == CONV):
-            mod.d.sync += [c.eq(convert_expr(acc, hf.frac + bf.frac, cf)) for acc, c in zip(accs, coefs)]
+            mod.d.sync += [c.eq(convert_expr(acc, self.h_fmt.frac + self.b_fmt.frac, self.c_fmt))
+                           for acc, c in zip(accs, coefs)]
 
         energies = [Signal(self.e_width, name=f"e{u}") for u in range(M)]
         with mod.If(phase == SQUARE):
@@ -124,50 +144,48 @@ class ProjectionComparator(wiring.Component):
                 for t in terms[1:]:
                     total = total + t
                 mod.d.sync += energies[u].eq(total)
+        return energies
 
-        # masked argmax, lowest index on ties: scan u = 0 .. M-1, replace only on strictly larger
+    def _scan_regs(self, mod: Module, energies):
+        """SCAN's registers: the allowed mask, the unit scanned, the best so far; its energy
+        and whether it is allowed (0 past M-1)."""
+        M = self.M
         allowed_r = Signal(M)
         scan = Signal(range(M + 1))
         best_e = Signal(self.e_width)
         best_u = Signal(range(max(2, M)))
         found = Signal()
-        e_arr = [e for e in energies]
         cur_e = Signal(self.e_width)
         cur_ok = Signal()
         mod.d.comb += [
-            cur_e.eq(Mux(scan < M, mux_select(e_arr, scan), 0)),
+            cur_e.eq(Mux(scan < M, mux_select(energies, scan), 0)),
             cur_ok.eq(Mux(scan < M, (allowed_r >> scan)[0], 0)),
         ]
+        return SimpleNamespace(allowed_r=allowed_r, scan=scan, best_e=best_e, best_u=best_u, found=found,
+                               cur_e=cur_e, cur_ok=cur_ok)
 
+    def _sequencer(self, mod: Module, phase, j, take, v_r, sc, accs):
+        """The phase machine; SCAN is the masked argmax, lowest index on ties (u = 0 .. M-1,
+        replaced only on strictly larger energy)."""
+        scan = sc.scan
         with mod.If(phase == ACC):
             with mod.If(take):
                 mod.d.sync += j.eq(j + 1)
-                with mod.If(j == rows - 1):
-                    mod.d.sync += [phase.eq(FLUSH), allowed_r.eq(self.allowed)]
+                with mod.If(j == self.rows - 1):
+                    mod.d.sync += [phase.eq(FLUSH), sc.allowed_r.eq(self.allowed)]
         with mod.Elif(phase == FLUSH):
             with mod.If(~v_r):
                 mod.d.sync += phase.eq(CONV)
         with mod.Elif(phase == CONV):
             mod.d.sync += phase.eq(SQUARE)
         with mod.Elif(phase == SQUARE):
-            mod.d.sync += [phase.eq(SCAN), scan.eq(0), found.eq(0), best_u.eq(0), best_e.eq(0)]
+            mod.d.sync += [phase.eq(SCAN), scan.eq(0), sc.found.eq(0), sc.best_u.eq(0), sc.best_e.eq(0)]
         with mod.Elif(phase == SCAN):
-            with mod.If(cur_ok & (~found | (cur_e > best_e))):
-                mod.d.sync += [found.eq(1), best_u.eq(scan), best_e.eq(cur_e)]
+            with mod.If(sc.cur_ok & (~sc.found | (sc.cur_e > sc.best_e))):
+                mod.d.sync += [sc.found.eq(1), sc.best_u.eq(scan), sc.best_e.eq(sc.cur_e)]
             mod.d.sync += scan.eq(scan + 1)
-            with mod.If(scan == M - 1):
+            with mod.If(scan == self.M - 1):
                 mod.d.sync += phase.eq(DONE)
         with mod.Elif(phase == DONE):
             with mod.If(self.out_ready):
                 mod.d.sync += [phase.eq(ACC), j.eq(0)] + [a.eq(0) for a in accs]
-
-        mod.d.comb += [
-            self.out_valid.eq(phase == DONE),
-            self.sel.eq(best_u),
-            self.ok.eq(found),
-            self.coef.eq(Cat(*coefs)),
-            self.energy.eq(Cat(*energies)),
-        ]
-        return mod
-
-

@@ -35,15 +35,18 @@ and the embedding read-modify-write (the accumulator memory is read one stage ah
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
 
 from hrn_hw.fixedpoint.fmt import Fmt
 from hrn_hw.rtl.basis_rom import reader_ports, read_rows
 from hrn_hw.rtl.fixed import convert_expr
 from hrn_hw.rtl.rows import beats, frame_row_words, mux_select, pack_words, row_init, row_shape, row_words, tree_sum
+from hrn_hw.rtl.streams import stream_in, stream_out
 
 RUN, FLUSH, DONE, EMB = range(4)
 PIPE_STAGES = 3       # ROM read / h register, difference register, residue register
@@ -106,52 +109,55 @@ class Residue(wiring.Component):
             **reader_ports(rom, bases, b_fmt.width, W),
             "sel": In(range(max(2, M))),
             "coef": In(m * c_fmt.width),
-            "in_valid": In(1),
-            "in_ready": Out(1),
-            "in_data": In(row_shape(h_fmt.width, W)),
-            "out_valid": Out(1),
-            "out_ready": In(1),
-            "stop": Out(1),
-            "energy": Out(self.e_width),
-            "r_valid": Out(1),
-            "r_data": Out(row_shape(r_fmt.width, W)),
-            "r_index": Out(range(max(2, self.rows))),
-            "fin_valid": In(1),
-            "fin_ready": Out(1),
-            "emb_valid": Out(1),
-            "emb_ready": In(1),
-            "emb_data": Out(row_shape(emb_fmt.width, W, emb_fmt.signed)),
-            "emb_last": Out(1),
+            **stream_in("in", row_shape(h_fmt.width, W)),
+            **stream_out("out", fields={"stop": 1, "energy": self.e_width}),
+            **stream_out("r", row_shape(r_fmt.width, W), ready=False, fields={"r_index": range(max(2, self.rows))}),
+            **stream_in("fin"),
+            **stream_out("emb", row_shape(emb_fmt.width, W, emb_fmt.signed), last=True),
         })
 
     def elaborate(self, platform):
+        """The frame operands, the four pipeline stages, the embedding read-out, the phases."""
         mod = Module()
-        M, m, W, rows = self.M, self.m, self.words, self.rows
-        hf, bf, cf, rf = self.h_fmt, self.b_fmt, self.c_fmt, self.r_fmt
-        frac = bf.frac + cf.frac
-        ab = max(1, rows.bit_length())
+        ab = max(1, self.rows.bit_length())
 
         phase = Signal(range(4))
         j = Signal(ab)                         # the beat (row) of h
         take = self.in_valid & self.in_ready
         mod.d.comb += self.in_ready.eq(phase == RUN)
 
-        # frame operands, sampled with the first h
+        coef_r, sel_now = self._operands(mod, j, take)
+        v1, v2, j2, diffs = self._difference(mod, j, take, sel_now, coef_r, ab)
+        v3, j3, rs = self._convert(mod, v2, j2, diffs, ab)
+        st = self._accumulate(mod, phase, j2, v3, j3, rs, ab)
+        self._outputs(mod, phase, j, st)
+        self._sequencer(mod, phase, j, take, (v1, v2, v3), st)
+        return mod
+
+    def _operands(self, mod: Module, j, take):
+        """The frame operands sel and coef, sampled with the first h. Returns coef_r and the
+        selected unit of the current beat."""
         sel_r = Signal.like(self.sel)
         coef_r = Signal.like(self.coef)
         sel_now = Mux(j == 0, self.sel, sel_r)
         with mod.If(take & (j == 0)):
             mod.d.sync += [sel_r.eq(self.sel), coef_r.eq(self.coef)]
+        return coef_r, sel_now
 
-        # stage 1: ROM read (projection layout: ROM u*m + i holds B_ui, rows of W) and h register
+    def _difference(self, mod: Module, j, take, sel_now, coef_r, ab: int):
+        """Stages 1 and 2: ROM read (projection layout: ROM u*m + i holds B_ui, rows of W) and h
+        register; diff = h << (frac - fh) - sum_i B_i c_i (exact), per position."""
+        M, m, W = self.M, self.m, self.words
+        hf, bf, cf = self.h_fmt, self.b_fmt, self.c_fmt
+        frac = bf.frac + cf.frac
         h1 = Signal(row_shape(hf.width, W))
         v1, j1 = Signal(), Signal(ab)
-        mod.d.sync += [h1.eq(pack_words(mod, frame_row_words(self.in_data, hf.width, W, self.s, j), hf.width, name="h_in")), v1.eq(take), j1.eq(j)]
+        h_in = frame_row_words(self.in_data, hf.width, W, self.s, j)
+        mod.d.sync += [h1.eq(pack_words(mod, h_in, hf.width, name="h_in")), v1.eq(take), j1.eq(j)]
         rom_data = read_rows(mod, self, self.rom, j, take, self.bases, bf.width, W)
         sel1 = Signal.like(self.sel)
         mod.d.sync += sel1.eq(sel_now)
 
-        # stage 2: diff = h << (frac - fh) - sum_i B_i c_i (exact), per position
         b_rows = [mux_select([rom_data[u * m + i] for u in range(M)], sel1) if M > 1 else rom_data[i]
                   for i in range(m)]
         b_words = [row_words(b, bf.width, W) for b in b_rows]
@@ -165,18 +171,27 @@ class Residue(wiring.Component):
             diffs.append(diff)
         v2, j2 = Signal(), Signal(ab)
         mod.d.sync += [v2.eq(v1), j2.eq(j1)]
+        return v1, v2, j2, diffs
 
-        # stage 3: r = convert(diff, frac -> r_fmt)
+    def _convert(self, mod: Module, v2, j2, diffs, ab: int):
+        """Stage 3: r = convert(diff, frac -> r_fmt), and the r monitor. Returns v3, j3, r."""
+        rf = self.r_fmt
         rs = []
         for p, diff in enumerate(diffs):
             r = Signal(signed(rf.width), name=f"r{p}")
-            mod.d.sync += r.eq(convert_expr(diff, frac, rf))
+            mod.d.sync += r.eq(convert_expr(diff, self.b_fmt.frac + self.c_fmt.frac, rf))
             rs.append(r)
         v3, j3 = Signal(), Signal(ab)
         mod.d.sync += [v3.eq(v2), j3.eq(j2)]
         mod.d.comb += [self.r_valid.eq(v3), self.r_data.eq(Cat(*rs)), self.r_index.eq(j3)]
+        return v3, j3, rs
 
-        # stage 4: sum r^2 and emb_acc[j] += r (the accumulator is read at stage 3's address)
+    def _accumulate(self, mod: Module, phase, j2, v3, j3, rs, ab: int):
+        """Stage 4: sum r^2 and emb_acc[j] += r (the accumulator is read at stage 3's address);
+        in EMB the accumulator's read-out (address counter, memory read latency with hold
+        under back-pressure), each row written back to zero as it is read. Returns energy,
+        acc (the words read), a, va, aa, advance."""
+        W, rows = self.words, self.rows
         energy = Signal(self.e_width)
         emb = memory.Memory(shape=row_shape(self.acc_width, W), depth=rows, init=[])
         mod.submodules.emb = emb
@@ -184,7 +199,6 @@ class Residue(wiring.Component):
         erd = emb.read_port()
         acc = row_words(erd.data, self.acc_width, W)
 
-        # read-out: address counter, memory read latency with hold (en) under back-pressure
         a = Signal(ab)
         va, aa = Signal(), Signal(ab)
         advance = ~va | self.emb_ready
@@ -199,41 +213,48 @@ class Residue(wiring.Component):
                                                   name="acc_new"))]
         with mod.Elif(va & self.emb_ready):
             mod.d.comb += [ewr.addr.eq(aa), ewr.data.eq(0), ewr.en.eq(1)]
+        return SimpleNamespace(energy=energy, acc=acc, a=a, va=va, aa=aa, advance=advance)
 
+    def _outputs(self, mod: Module, phase, j, st):
+        """The embedding stream (convert(emb_acc, frac_r -> emb_fmt)), the finish command's
+        ready and the result handshake."""
         ef = self.emb_fmt
-        emb_row = pack_words(mod, [convert_expr(x, rf.frac, ef) for x in acc], ef.width, ef.signed, "emb_out")
+        emb_row = pack_words(mod, [convert_expr(x, self.r_fmt.frac, ef) for x in st.acc], ef.width, ef.signed,
+                             "emb_out")
         mod.d.comb += [
-            self.emb_valid.eq(va),
+            self.emb_valid.eq(st.va),
             self.emb_data.eq(emb_row),
-            self.emb_last.eq(va & (aa == rows - 1)),
+            self.emb_last.eq(st.va & (st.aa == self.rows - 1)),
             self.fin_ready.eq((phase == RUN) & (j == 0)),
             self.out_valid.eq(phase == DONE),
-            self.stop.eq(energy < self.stop_threshold),
-            self.energy.eq(energy),
+            self.stop.eq(st.energy < self.stop_threshold),
+            self.energy.eq(st.energy),
         ]
 
+    def _sequencer(self, mod: Module, phase, j, take, valids, st):
+        """The phase machine: RUN (h in, or a finish command between frames), FLUSH until the
+        pipeline (valids) is empty, DONE until the result handshake, EMB the read-out."""
+        rows, (v1, v2, v3) = self.rows, valids
         with mod.If(phase == RUN):
             with mod.If(take):
                 mod.d.sync += j.eq(j + 1)
                 with mod.If(j == rows - 1):
                     mod.d.sync += phase.eq(FLUSH)
             with mod.Elif(self.fin_valid & (j == 0)):
-                mod.d.sync += [phase.eq(EMB), a.eq(0), va.eq(0)]
+                mod.d.sync += [phase.eq(EMB), st.a.eq(0), st.va.eq(0)]
         with mod.Elif(phase == FLUSH):
             with mod.If(~v1 & ~v2 & ~v3):
                 mod.d.sync += phase.eq(DONE)
         with mod.Elif(phase == DONE):
             with mod.If(self.out_ready):
-                mod.d.sync += [phase.eq(RUN), j.eq(0), energy.eq(0)]
+                mod.d.sync += [phase.eq(RUN), j.eq(0), st.energy.eq(0)]
         with mod.Elif(phase == EMB):
-            with mod.If(advance):
-                mod.d.sync += [va.eq(a < rows), aa.eq(a)]
-                with mod.If(a < rows):
-                    mod.d.sync += a.eq(a + 1)
-            with mod.If(va & self.emb_ready & (aa == rows - 1)):
-                mod.d.sync += [phase.eq(RUN), va.eq(0)]
-        return mod
-
+            with mod.If(st.advance):
+                mod.d.sync += [st.va.eq(st.a < rows), st.aa.eq(st.a)]
+                with mod.If(st.a < rows):
+                    mod.d.sync += st.a.eq(st.a + 1)
+            with mod.If(st.va & self.emb_ready & (st.aa == rows - 1)):
+                mod.d.sync += [phase.eq(RUN), st.va.eq(0)]
 
 __all__ = ["Residue", "residue_params", "residue_phases", "residue_cycles",
            "embedding_cycles", "PIPE_STAGES", "beats", "row_shape", "row_init", "row_words",
