@@ -63,6 +63,7 @@ from amaranth.lib.wiring import In, Out
 from hrn_hw.export.shapes import layer_out_hw, unit_calls
 from hrn_hw.rtl.fixed import convert_expr, saturate, shift_right
 from hrn_hw.rtl.rows import mux_select
+from hrn_hw.rtl.streams import stream_in, stream_out
 
 LOAD, COMPUTE, DRAIN, OUT = range(4)
 DRAIN_CYCLES = 3       # accumulate, convert, activate + write after the last tap's address
@@ -202,13 +203,8 @@ class ConvEngine(wiring.Component):
         W, ow = self.words, conv.out_fmt.width
         super().__init__({
             "call_id": In(range(max(2, len(self.calls)))),
-            "in_valid": In(1),
-            "in_ready": Out(1),
-            "in_data": In(signed(self.in_width) if W == 1 else W * self.in_width),
-            "out_valid": Out(1),
-            "out_ready": In(1),
-            "out_data": Out(signed(ow) if W == 1 else W * ow),
-            "out_last": Out(1),
+            **stream_in("in", signed(self.in_width) if W == 1 else W * self.in_width),
+            **stream_out("out", signed(ow) if W == 1 else W * ow, last=True),
             "busy": Out(1),
         })
 
@@ -286,22 +282,44 @@ class ConvEngine(wiring.Component):
                 s.start_compute(s.cur)
 
     def elaborate(self, platform):
+        """The frame state and the map memory, then COMPUTE (address, fetch, serialiser, the
+        lanes), LOAD, OUT and the phase machine."""
         m = Module()
-        conv, geo, L, W, P = self.conv, self.geo, self.lanes, self.words, self.pixel_lanes
-        of = conv.out_fmt
+        dm = self._dims()
+        s = self._state(m)
+        copies = self._map_memory(m)
+        c = self._address(m, s, dm, copies)
+        x = self._fetch(m, s, dm, c, copies)
+        sh = self._per_call_shifts(m, s)
+        ser = self._serialiser(m, s, dm, c, x)
+        out_banks = self._lanes(m, s, dm, c, x, sh, ser)
+        self._load(m, s, copies)
+        o_reset = self._out(m, s, out_banks, dm.dim)
+        self._sequencer(m, s, dm, c, x, o_reset)
+        return m
+
+    def _dims(self):
+        """Sizes every phase uses: groups G, taps N, cycles per chunk T, the largest planes and
+        the counter and address shapes."""
+        conv, geo, L, P = self.conv, self.geo, self.lanes, self.pixel_lanes
         O, K, st, pad, IC = conv.out_channels, conv.kernel, conv.stride, conv.padding, self.unit.in_channels
         G, N = -(-O // L), IC * K * K
-        T = max(N, P)
-        lw = W.bit_length() - 1
         Hm, Wm = max(g["H"] for g in geo), max(g["W"] for g in geo)
         Hom, Wom = max(g["Ho"] for g in geo), max(g["Wo"] for g in geo)
-        bank_depth = G * Hom * Wom
-        dim = range(max(Hm, Wm, Hom, Wom, K) + 2)
-        pdim = range(max(Hom, Wom) + P + 2)
-        sdim = signed(((max(Hom, Wom) + P + 2) * st + pad + K + max(Hm, Wm)).bit_length() + 2)
         amax = ((Hom + P + 1) * st + pad + K) * (Wm + 1) + max(g["S"] for g in geo) + (Wom + 1) * st + pad + K
-        sadr = signed(amax.bit_length() + 2)
+        return SimpleNamespace(
+            O=O, K=K, st=st, pad=pad, IC=IC, G=G, N=N, T=max(N, P), lw=self.words.bit_length() - 1,
+            Hom=Hom, Wom=Wom, bank_depth=G * Hom * Wom,
+            dim=range(max(Hm, Wm, Hom, Wom, K) + 2),
+            pdim=range(max(Hom, Wom) + P + 2),
+            sdim=signed(((max(Hom, Wom) + P + 2) * st + pad + K + max(Hm, Wm)).bit_length() + 2),
+            sadr=signed(amax.bit_length() + 2))
 
+    def _state(self, m):
+        """The frame state LOAD and the phase machine share: phase, the latched call id, the
+        input words folded, the held beat's flag, the first-input condition and the call of
+        the beat (call_id with the first input, else the latched one)."""
+        geo = self.geo
         s = SimpleNamespace()
         s.phase = phase = Signal(range(4))
         s.cid = cid = Signal(range(max(2, len(self.calls))))
@@ -311,12 +329,17 @@ class ConvEngine(wiring.Component):
         m.d.comb += self.busy.eq((phase != LOAD) | (s.jn != 0))
         s.first_in = (phase == LOAD) & (s.jn == 0) & ~s.extra
         s.cur = Mux(s.first_in, self.call_id, cid)
-        pc = self._per_call
+        return s
 
-        copies = self._map_memory(m)
-
-        # ---- COMPUTE: address stage (shared tap counters, per pixel lane window origin) -----
-        g_, q = Signal(range(max(2, G))), Signal(range(max(2, max(g["Q"] for g in geo))))
+    def _address(self, m, s, dm, copies):
+        """COMPUTE's address stage: the shared tap counters, each pixel lane's window origin and
+        its map address (s.crow: row; bsel: bank) and in-bounds flag. Returns the counters,
+        lane_init (the statements that put lane p on pixel p of a call), restart (those that
+        start a call's COMPUTE), tap_ok, inb, bsel."""
+        P, pc, cid = self.pixel_lanes, self._per_call, s.cid
+        K, st, pad, IC, T, N, lw = dm.K, dm.st, dm.pad, dm.IC, dm.T, dm.N, dm.lw
+        pdim, sdim, sadr = dm.pdim, dm.sdim, dm.sadr
+        g_, q = Signal(range(max(2, dm.G))), Signal(range(max(2, max(g["Q"] for g in self.geo))))
         ci, ky, kx = Signal(range(max(2, IC))), Signal(range(max(2, K))), Signal(range(max(2, K)))
         t = Signal(range(max(2, T)))
         toff = Signal(sadr)                          # ci * H W + ky * W + kx of the call
@@ -333,6 +356,12 @@ class ConvEngine(wiring.Component):
                           base[p].eq(pc(idx, lambda g, p=p: (p // g["Wo"] * st - pad) * g["W"]
                                         + p % g["Wo"] * st - pad))]
             return stmts
+
+        # (a closure over the counters, as before the split: it keeps the tuple-assigned ones
+        # anonymous in the Verilog, which stays byte-identical)
+        def restart(idx):
+            """The counters at the first tap of the first chunk of a call."""
+            return [g_.eq(0), q.eq(0), ci.eq(0), ky.eq(0), kx.eq(0), t.eq(0), toff.eq(0), *lane_init(idx)]
 
         H_c, W_c, C_c = pc(cid, "H"), pc(cid, "W"), pc(cid, "C")
         tap_ok = (t < N) if T > N else Const(1, 1)
@@ -352,35 +381,51 @@ class ConvEngine(wiring.Component):
         for banks in copies:
             for _, rd in banks:
                 m.d.comb += rd.en.eq(1)
+        return SimpleNamespace(g_=g_, q=q, ci=ci, ky=ky, kx=kx, t=t, toff=toff, ox=ox, oy=oy, base=base,
+                               lane_init=lane_init, restart=restart, tap_ok=tap_ok, inb=inb, bsel=bsel)
 
-        computing = phase == COMPUTE
-        tap_end = t == T - 1
-        # stage 1 (accumulate); v2: the chunk's sums are final
+    def _fetch(self, m, s, dm, c, copies):
+        """COMPUTE's stage 1: the tap's flags registered, each pixel lane's map word x1 (zero
+        out of bounds); v2: the chunk's sums are final. Returns tap_end, v1, first1, tv1, v2, x1."""
+        P = self.pixel_lanes
+        computing = s.phase == COMPUTE
+        tap_end = c.t == dm.T - 1
         v1, first1, last1, tv1, v2 = Signal(), Signal(), Signal(), Signal(), Signal()
         inb1 = [Signal(name=f"inb1_{p}") for p in range(P)]
-        bsel1 = [Signal(len(b), name=f"bsel1_{p}") for p, b in enumerate(bsel)]
-        m.d.sync += [v1.eq(computing), first1.eq(t == 0), last1.eq(tap_end), tv1.eq(tap_ok), v2.eq(v1 & last1)]
-        m.d.sync += [x.eq(y) for x, y in zip(inb1 + bsel1, inb + bsel)]
+        bsel1 = [Signal(len(b), name=f"bsel1_{p}") for p, b in enumerate(c.bsel)]
+        m.d.sync += [v1.eq(computing), first1.eq(c.t == 0), last1.eq(tap_end), tv1.eq(c.tap_ok),
+                     v2.eq(v1 & last1)]
+        m.d.sync += [x.eq(y) for x, y in zip(inb1 + bsel1, c.inb + c.bsel)]
         x1 = [Mux(inb1[p], mux_select([rd.data for _, rd in copies[p]], bsel1[p]), 0) for p in range(P)]
+        return SimpleNamespace(tap_end=tap_end, v1=v1, first1=first1, tv1=tv1, v2=v2, x1=x1)
 
+    def _per_call_shifts(self, m, s):
+        """The call's accumulator alignment and output shift (align_c, shift_c) and the sets of
+        them over the calls (aligns, shifts)."""
+        geo, pc = self.geo, self._per_call
         aligns = sorted({g["align"] for g in geo})
         shifts = sorted({g["shift"] for g in geo})
-        w_all = conv.weight.reshape(O, -1).astype(int)
         align_c = Signal(range(max(aligns) + 2))
         shift_c = Signal(signed(max(abs(v) for v in shifts).bit_length() + 2))
-        m.d.comb += [align_c.eq(pc(cid, "align")), shift_c.eq(pc(cid, "shift"))]
+        m.d.comb += [align_c.eq(pc(s.cid, "align")), shift_c.eq(pc(s.cid, "shift"))]
+        return SimpleNamespace(aligns=aligns, shifts=shifts, align_c=align_c, shift_c=shift_c)
 
-        # serialiser: the chunk's P accumulator sets, one per cycle, to the converters
+    def _serialiser(self, m, s, dm, c, x):
+        """The serialiser: the chunk's P accumulator sets, one per cycle, to the converters, and
+        the output address of each (oa3, valid v3). Sets s.start_compute (the statements that
+        start COMPUTE for a call). Returns sv (a set is on the converters), oa3, v3."""
+        P, pc, cid = self.pixel_lanes, self._per_call, s.cid
+        Hom, Wom, pdim, dim = dm.Hom, dm.Wom, dm.pdim, dm.dim
         scnt = Signal(range(max(2, P)))              # sets left after the current one
-        sv = v2 | (scnt != 0)
-        with m.If(v2):
+        sv = x.v2 | (scnt != 0)
+        with m.If(x.v2):
             m.d.sync += scnt.eq(P - 1)
         with m.Elif(scnt != 0):
             m.d.sync += scnt.eq(scnt - 1)
-        sg, spix = Signal(range(max(2, G))), Signal(range(max(g["Q"] for g in geo) * P + 1))
+        sg, spix = Signal(range(max(2, dm.G))), Signal(range(max(g["Q"] for g in self.geo) * P + 1))
         soy, sox = Signal(pdim), Signal(dim)
         Ho_c, Wo_c = pc(cid, "Ho"), pc(cid, "Wo")
-        oa3, v3 = Signal(range(bank_depth)), Signal()
+        oa3, v3 = Signal(range(dm.bank_depth)), Signal()
         m.d.sync += [oa3.eq(sg * (Hom * Wom) + soy * Wom + sox), v3.eq(sv & (soy < Ho_c))]
         with m.If(sv):
             m.d.sync += [sox.eq(sox + 1), spix.eq(spix + 1)]
@@ -390,10 +435,18 @@ class ConvEngine(wiring.Component):
                 m.d.sync += [sox.eq(0), soy.eq(0), spix.eq(0), sg.eq(sg + 1)]
 
         def start_compute(idx):
-            m.d.sync += [g_.eq(0), q.eq(0), ci.eq(0), ky.eq(0), kx.eq(0), t.eq(0), toff.eq(0), *lane_init(idx),
-                         scnt.eq(0), sg.eq(0), spix.eq(0), soy.eq(0), sox.eq(0)]
+            m.d.sync += [*c.restart(idx), scnt.eq(0), sg.eq(0), spix.eq(0), soy.eq(0), sox.eq(0)]
         s.start_compute = start_compute
+        return SimpleNamespace(oa3=oa3, v3=v3)
 
+    def _lanes(self, m, s, dm, c, x, sh, ser):
+        """The LANES output-channel lanes: per lane a weight ROM and a bias ROM, P accumulators
+        (one per pixel lane), the hold registers the serialiser shifts, a converter, and the
+        lane's output bank (a copy per word slot). Returns out_banks[slot][lane] (read ports)."""
+        conv, L, W, P = self.conv, self.lanes, self.words, self.pixel_lanes
+        of, O, G, N = conv.out_fmt, dm.O, dm.G, dm.N
+        w_all = conv.weight.reshape(O, -1).astype(int)
+        aligns, align_c = sh.aligns, sh.align_c
         out_banks = [[] for _ in range(W)]
         for lane in range(L):
             chans = [gi * L + lane for gi in range(G)]
@@ -401,57 +454,59 @@ class ConvEngine(wiring.Component):
             rom = memory.Memory(shape=signed(conv.w_fmt.width), depth=G * N, init=winit)
             m.submodules[f"w{lane}"] = rom
             wrd = rom.read_port()
-            m.d.comb += wrd.addr.eq(g_ * N + t)
+            m.d.comb += wrd.addr.eq(c.g_ * N + c.t)
             binit = [init[o] if o < O else 0 for init in self.inits for o in chans]
             binit += [0] * (2 - len(binit))      # depth >= 2: a 1-word memory has a 0-bit address
             brom = memory.Memory(shape=signed(self.acc_width), depth=len(binit), init=binit)
             m.submodules[f"b{lane}"] = brom
             brd = brom.read_port()
-            m.d.comb += brd.addr.eq(cid * G + g_)
+            m.d.comb += brd.addr.eq(s.cid * G + c.g_)
 
             accs = []
             for p in range(P):
-                prod = x1[p] * wrd.data
+                prod = x.x1[p] * wrd.data
                 sprod = prod << aligns[0]
                 for a in aligns[1:]:
                     sprod = Mux(align_c == a, prod << a, sprod)
                 acc = Signal(signed(self.acc_width), name=f"acc{lane}_{p}")
-                with m.If(v1 & tv1):
-                    m.d.sync += acc.eq(Mux(first1, brd.data, acc) + sprod)
+                with m.If(x.v1 & x.tv1):
+                    m.d.sync += acc.eq(Mux(x.first1, brd.data, acc) + sprod)
                 accs.append(acc)
             hold = [Signal(signed(self.acc_width), name=f"hold{lane}_{p}") for p in range(P - 1)]
-            with m.If(v2):
+            with m.If(x.v2):
                 m.d.sync += [h.eq(a) for h, a in zip(hold, accs[1:])]
             with m.Else():
                 m.d.sync += [h.eq(n) for h, n in zip(hold, hold[1:])]
-            z = self._convert(m, Mux(v2, accs[0], hold[0]) if hold else accs[0], shift_c, shifts, lane)
+            z = self._convert(m, Mux(x.v2, accs[0], hold[0]) if hold else accs[0], sh.shift_c, sh.shifts, lane)
             for slot in range(W):        # one copy of the lane's output bank per word slot
-                bank = memory.Memory(shape=signed(of.width), depth=bank_depth, init=[])
+                bank = memory.Memory(shape=signed(of.width), depth=dm.bank_depth, init=[])
                 m.submodules[f"bank{lane}" + (f"_{slot}" if W > 1 else "")] = bank
                 bwr = bank.write_port()
-                m.d.comb += [bwr.en.eq(v3), bwr.addr.eq(oa3), bwr.data.eq(z)]
+                m.d.comb += [bwr.en.eq(ser.v3), bwr.addr.eq(ser.oa3), bwr.data.eq(z)]
                 out_banks[slot].append(bank.read_port())
+        return out_banks
 
-        self._load(m, s, copies)
-        o_reset = self._out(m, s, out_banks, dim)
-
-        # ---- phase machine and compute counters -----------------------------------------------
+    def _sequencer(self, m, s, dm, c, x, o_reset):
+        """The phase machine (LOAD moves on to COMPUTE itself, OUT back to LOAD) and COMPUTE's
+        tap counters: kx, ky, ci over the window, then the next chunk, then the next group."""
+        P, K, IC, G = self.pixel_lanes, dm.K, dm.IC, dm.G
+        phase, cid, pc = s.phase, s.cid, self._per_call
         drain = Signal(range(DRAIN_CYCLES + P))
         with m.If(phase == COMPUTE):
-            m.d.sync += [kx.eq(kx + 1), t.eq(t + 1), toff.eq(toff + 1)]
-            with m.If(kx == K - 1):
-                m.d.sync += [kx.eq(0), ky.eq(ky + 1), toff.eq(toff + pc(cid, lambda g: g["W"] - K + 1))]
-                with m.If(ky == K - 1):
-                    m.d.sync += [ky.eq(0), ci.eq(ci + 1),
-                                 toff.eq(toff + pc(cid, lambda g: g["H"] * g["W"] - (K - 1) * g["W"] - K + 1))]
-                    with m.If(ci == IC - 1):
-                        m.d.sync += [ci.eq(0), toff.eq(0)]
-            with m.If(tap_end):
-                m.d.sync += [ci.eq(0), ky.eq(0), kx.eq(0), t.eq(0), toff.eq(0), q.eq(q + 1)]
-                self._next_chunk(m, cid, ox, oy, base)
-                with m.If(q == pc(cid, "Q") - 1):
-                    m.d.sync += [q.eq(0), g_.eq(g_ + 1), *lane_init(cid)]
-                    with m.If(g_ == G - 1):
+            m.d.sync += [c.kx.eq(c.kx + 1), c.t.eq(c.t + 1), c.toff.eq(c.toff + 1)]
+            with m.If(c.kx == K - 1):
+                m.d.sync += [c.kx.eq(0), c.ky.eq(c.ky + 1), c.toff.eq(c.toff + pc(cid, lambda g: g["W"] - K + 1))]
+                with m.If(c.ky == K - 1):
+                    m.d.sync += [c.ky.eq(0), c.ci.eq(c.ci + 1),
+                                 c.toff.eq(c.toff + pc(cid, lambda g: g["H"] * g["W"] - (K - 1) * g["W"] - K + 1))]
+                    with m.If(c.ci == IC - 1):
+                        m.d.sync += [c.ci.eq(0), c.toff.eq(0)]
+            with m.If(x.tap_end):
+                m.d.sync += [c.ci.eq(0), c.ky.eq(0), c.kx.eq(0), c.t.eq(0), c.toff.eq(0), c.q.eq(c.q + 1)]
+                self._next_chunk(m, cid, c.ox, c.oy, c.base)
+                with m.If(c.q == pc(cid, "Q") - 1):
+                    m.d.sync += [c.q.eq(0), c.g_.eq(c.g_ + 1), *c.lane_init(cid)]
+                    with m.If(c.g_ == G - 1):
                         m.d.sync += [phase.eq(DRAIN), drain.eq(0)]
         with m.Elif(phase == DRAIN):
             m.d.sync += drain.eq(drain + 1)
@@ -460,8 +515,6 @@ class ConvEngine(wiring.Component):
         with m.Elif(phase == OUT):
             with m.If(self.out_valid & self.out_ready & self.out_last):
                 m.d.sync += [phase.eq(LOAD), self.out_last.eq(0)]
-        return m
-
 
     def _convert(self, m, acc, shift_c, shifts, lane):
         """One converter: y = sat((acc + half, folded into the bias ROM) >> shift) into a
@@ -541,22 +594,31 @@ class ConvEngine(wiring.Component):
                 ny = spy + dY + wx
                 wy = ny >= Ph_c
                 m.d.sync += [spx.eq(Mux(wx, nx - Pw_c, nx)), spy.eq(Mux(wy, ny - Ph_c, ny)), so.eq(so + dO + wy)]
-        with m.If(adv):
-            m.d.sync += [vb.eq(step), firstb.eq((dx == 0) & (dy == 0)), lastb.eq(el_end), finalb.eq(final_a)]
+        self._out_register(m, words, SimpleNamespace(dy=dy, dx=dx, beat=beat, va=va, vb=vb, firstb=firstb,
+                                                     lastb=lastb, finalb=finalb, el_end=el_end, final_a=final_a,
+                                                     step=step, adv=adv))
+        return start
+
+    def _out_register(self, m, words, o):
+        """OUT's read stage flags (first / last read of a beat), the output register with its
+        handshake, and the kp x kp read counter per beat (dx, dy, then the beat)."""
+        kp = self.geo[0]["kp"]
+        with m.If(o.adv):
+            m.d.sync += [o.vb.eq(o.step), o.firstb.eq((o.dx == 0) & (o.dy == 0)), o.lastb.eq(o.el_end),
+                         o.finalb.eq(o.final_a)]
         with m.If(self.out_valid & self.out_ready):
             m.d.sync += self.out_valid.eq(0)
-        with m.If(adv & vb & lastb):
-            m.d.sync += [self.out_data.eq(Cat(*words) if W > 1 else words[0]), self.out_valid.eq(1),
-                         self.out_last.eq(finalb)]
-        with m.If(step & adv):
-            m.d.sync += dx.eq(dx + 1)
-            with m.If(dx == kp - 1):
-                m.d.sync += [dx.eq(0), dy.eq(dy + 1)]
-                with m.If(dy == kp - 1):
-                    m.d.sync += [dy.eq(0), beat.eq(beat + 1)]
-            with m.If(final_a):
-                m.d.sync += va.eq(0)
-        return start
+        with m.If(o.adv & o.vb & o.lastb):
+            m.d.sync += [self.out_data.eq(Cat(*words) if self.words > 1 else words[0]), self.out_valid.eq(1),
+                         self.out_last.eq(o.finalb)]
+        with m.If(o.step & o.adv):
+            m.d.sync += o.dx.eq(o.dx + 1)
+            with m.If(o.dx == kp - 1):
+                m.d.sync += [o.dx.eq(0), o.dy.eq(o.dy + 1)]
+                with m.If(o.dy == kp - 1):
+                    m.d.sync += [o.dy.eq(0), o.beat.eq(o.beat + 1)]
+            with m.If(o.final_a):
+                m.d.sync += o.va.eq(0)
 
 
 __all__ = ["ConvEngine", "conv_engine_params", "conv_engine_cycles", "conv_engine_phases",

@@ -32,14 +32,17 @@ Parallelism knob `lanes` (MACs per cycle), default LANES = 10: for the paper hea
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 from amaranth import Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
 
 from hrn_hw.fixedpoint.fmt import Fmt
 from hrn_hw.rtl.fixed import convert_expr
 from hrn_hw.rtl.rows import beats, mux_select, pack_words, row_init, row_shape, row_words, tree_sum
+from hrn_hw.rtl.streams import stream_in, stream_out
 
 LANES = 10
 LOAD, MAC, WB, WDRAIN, OUT = range(5)
@@ -120,13 +123,8 @@ class HeadEngine(wiring.Component):
         self.acc_width = self.x_width + self.w_width + max(1, max(l["n_in"] for l in flat).bit_length()) + 1
         super().__init__({
             "task": In(range(max(2, self.num_tasks))),
-            "in_valid": In(1),
-            "in_ready": Out(1),
-            "in_data": In(row_shape(emb_fmt.width, self.words, emb_fmt.signed)),
-            "out_valid": Out(1),
-            "out_ready": In(1),
-            "out_data": Out(signed(self.out_width)),
-            "out_last": Out(1),
+            **stream_in("in", row_shape(emb_fmt.width, self.words, emb_fmt.signed)),
+            **stream_out("out", signed(self.out_width), last=True),
         })
 
     def _tables(self):
@@ -171,20 +169,39 @@ class HeadEngine(wiring.Component):
         return _by_layer(gl, ys)
 
     def elaborate(self, platform):
+        """The layer constants, the activation memories, LOAD, MAC, write-back, OUT and the
+        phase sequencer."""
         mod = Module()
-        L, W, s, depth = self.lanes, self.words, self.s, self.depth
-        xw = self.x_width
+        W = self.words
         glayers, first, wroms, brom = self._tables()
         NG = len(glayers)
-        aw = max(1, depth.bit_length())
-        s_rows = beats(s, W)
+        aw = max(1, self.depth.bit_length())
 
         phase = Signal(range(5))
         gl = Signal(range(max(2, NG)))        # global layer index
         task_r = Signal.like(self.task)
         src = Signal()                         # activation memory read this layer (dst = ~src)
+        lc = self._layer_constants(mod, gl, glayers, wroms, brom, aw)
+        bufs = self._act_memories(mod)
 
-        # per-layer constants, selected by gl
+        # ---- LOAD: the embedding into act0, one beat per row ----
+        j = Signal(aw)                         # LOAD's beat; WDRAIN's cycle
+        take = self.in_valid & self.in_ready
+        mod.d.comb += self.in_ready.eq(phase == LOAD)
+        ef = self.emb_fmt
+        emb_row = pack_words(mod, row_words(self.in_data, ef.width, W, ef.signed), self.x_width, name="emb")
+
+        mac = self._mac(mod, phase, src, lc, bufs, wroms, aw)
+        wb = self._write_back(mod, phase, gl, lc, mac.accs, glayers, brom, aw)
+        out = self._out(src, bufs, aw)
+        self._act_ports(mod, phase, src, bufs, mac, wb, out, take, j, emb_row)
+        seq = SimpleNamespace(phase=phase, gl=gl, task_r=task_r, src=src, j=j, take=take, first=first)
+        self._sequencer(mod, seq, lc, mac, wb, out)
+        return mod
+
+    def _layer_constants(self, mod: Module, gl, glayers, wroms, brom, aw: int):
+        """The current layer's constants, selected by the global layer index gl: rows_in, n_out,
+        last, w_base, b_base."""
         rows_in = Signal(aw + 1)
         n_out = Signal(aw + 1)
         last = Signal()
@@ -195,24 +212,25 @@ class HeadEngine(wiring.Component):
         for sig, key in ((rows_in, "rows_in"), (n_out, "n_out"), (last, "last"), (w_base, "w_base"),
                          (b_base, "b_base")):
             mod.d.comb += sig.eq(_by_layer(gl, [int(g[key]) for g in glayers]))
+        return SimpleNamespace(rows_in=rows_in, n_out=n_out, last=last, w_base=w_base, b_base=b_base)
 
-        # activation memories: rows of W words, a write enable per word
+    def _act_memories(self, mod: Module):
+        """The two activation memories (ping-pong): rows of W words, a write enable per word.
+        Returns [(read port, write port)] of act0, act1."""
+        xw, W = self.x_width, self.words
         bufs = []
         for b in range(2):
-            mem = memory.Memory(shape=row_shape(xw, W), depth=beats(depth, W), init=[])
+            mem = memory.Memory(shape=row_shape(xw, W), depth=beats(self.depth, W), init=[])
             mod.submodules[f"act{b}"] = mem
             bufs.append((mem.read_port(), mem.write_port(granularity=xw if W > 1 else None)))
+        return bufs
 
-        # ---- LOAD: the embedding into act0, one beat per row ----
-        j = Signal(aw)                         # LOAD's beat; WDRAIN's cycle
-        take = self.in_valid & self.in_ready
-        mod.d.comb += self.in_ready.eq(phase == LOAD)
-        ef = self.emb_fmt
-        emb_row = pack_words(mod, row_words(self.in_data, ef.width, W, ef.signed), xw, name="emb")
-
-        # ---- MAC: acc += sum_p x_p w_p over one row per cycle ----
+    def _mac(self, mod: Module, phase, src, lc, bufs, wroms, aw: int):
+        """MAC: acc += sum_p x_p w_p over one x row per cycle, broadcast to the LANES lanes (a
+        weight ROM each). Returns k (the input row), wg (group * rows_in), issue, accs."""
+        L, W, xw = self.lanes, self.words, self.x_width
         k = Signal(aw + 1)                    # input row
-        wg = Signal.like(w_base)              # group * rows_in
+        wg = Signal.like(lc.w_base)           # group * rows_in
         issue = Signal()
         mod.d.comb += issue.eq(phase == MAC)
         v1, first1 = Signal(), Signal()
@@ -226,24 +244,29 @@ class HeadEngine(wiring.Component):
                                 init=wroms[lane] or [0])
             mod.submodules[f"w{lane}"] = rom
             rd = rom.read_port()
-            mod.d.comb += [rd.addr.eq(w_base + wg + k), rd.en.eq(issue)]
+            mod.d.comb += [rd.addr.eq(lc.w_base + wg + k), rd.en.eq(issue)]
             acc = Signal(signed(self.acc_width), name=f"acc{lane}")
             with mod.If(v1):
                 mod.d.sync += acc.eq(Mux(first1, 0, acc)
                                      + tree_sum(x * w for x, w in zip(x_rd, row_words(rd.data, self.w_width, W))))
             accs.append(acc)
+        return SimpleNamespace(k=k, wg=wg, issue=issue, accs=accs)
 
-        # ---- write-back: one output row per cycle, the group's neurons in it ----
+    def _write_back(self, mod: Module, phase, gl, lc, accs, glayers, brom, aw: int):
+        """Write-back: one output row per cycle, the group's neurons in it (bias read and lane
+        select, then convert + activation into y2: a two-stage pipeline before the write).
+        Returns lo, row, rs, hi and the write's row2, en2, y2."""
+        L, W, xw = self.lanes, self.words, self.x_width
         lo = Signal(aw + 2)                    # the group's first neuron group * L
         row = Signal(aw)                       # output row being written
         rs = Signal(aw + 2)                    # its first neuron row * W
         hi = Signal(aw + 2)                    # one past the group's last neuron
-        mod.d.comb += hi.eq(Mux(lo + L < n_out, lo + L, n_out))
+        mod.d.comb += hi.eq(Mux(lo + L < lc.n_out, lo + L, lc.n_out))
         brom_m = memory.Memory(shape=row_shape(self.b_width, W), depth=max(1, len(brom)), init=brom or [0])
         mod.submodules.bias = brom_m
         b_rd = brom_m.read_port()
         wissue = Signal()
-        mod.d.comb += [wissue.eq(phase == WB), b_rd.addr.eq(b_base + row), b_rd.en.eq(wissue)]
+        mod.d.comb += [wissue.eq(phase == WB), b_rd.addr.eq(lc.b_base + row), b_rd.en.eq(wissue)]
         row1, row2 = Signal.like(row), Signal.like(row)
         en1, en2 = Signal(W), Signal(W)
         lane1 = [Signal(range(max(2, L)), name=f"lane1_{p}") for p in range(W)]
@@ -256,88 +279,112 @@ class HeadEngine(wiring.Component):
               for p in range(W)]
         y2 = Signal(row_shape(xw, W))
         mod.d.sync += [y2.eq(pack_words(mod, ys, xw, name="y")), en2.eq(en1), row2.eq(row1)]
+        return SimpleNamespace(lo=lo, row=row, rs=rs, hi=hi, row2=row2, en2=en2, y2=y2)
 
-        # ---- OUT: logits from the last layer's memory (= ~src after the last layer flips) ----
+    def _out(self, src, bufs, aw: int):
+        """OUT: the logits from the last layer's memory (src after the final flip), one word a
+        cycle, zero past the head's classes. Returns a, a_row, a_pos, va, aa, pad, pa, advance and
+        the word on out_data (out_word)."""
+        W, xw = self.words, self.x_width
         a = Signal(aw + 1)                     # logit index
         a_row, a_pos = Signal(aw), Signal(range(max(2, W)))
         va, aa, pad = Signal(), Signal(aw + 1), Signal()
         pa = Signal.like(a_pos)
         advance = ~va | self.out_ready
-        C = self.max_classes
+        out_rd = Mux(src, bufs[1][0].data, bufs[0][0].data)
+        out_word = row_words(out_rd, xw, W)[0] if W == 1 else out_rd.word_select(pa, xw).as_signed()
+        return SimpleNamespace(a=a, a_row=a_row, a_pos=a_pos, va=va, aa=aa, pad=pad, pa=pa, advance=advance,
+                               out_word=out_word)
 
+    def _act_ports(self, mod: Module, phase, src, bufs, mac, wb, out, take, j, emb_row):
+        """The activation memories' ports: MAC reads src, OUT the last layer's output; LOAD
+        writes act0, the write-back ~src. Then the logit stream's outputs."""
+        W = self.words
         for b, (rd, wr) in enumerate(bufs):
             # read: MAC reads src; OUT reads the last layer's output (src after the final flip)
             with mod.If(phase == OUT):
-                mod.d.comb += [rd.addr.eq(a_row), rd.en.eq(advance & (src == b))]
+                mod.d.comb += [rd.addr.eq(out.a_row), rd.en.eq(out.advance & (src == b))]
             with mod.Else():
-                mod.d.comb += [rd.addr.eq(k), rd.en.eq(issue & (src == b))]
+                mod.d.comb += [rd.addr.eq(mac.k), rd.en.eq(mac.issue & (src == b))]
             # write: LOAD into act0, write-back into ~src
-            wb = (en2 != 0) & (src != b)
-            write_back = [wr.addr.eq(row2), wr.data.eq(y2), wr.en.eq(en2)]
+            wb_now = (wb.en2 != 0) & (src != b)
+            write_back = [wr.addr.eq(wb.row2), wr.data.eq(wb.y2), wr.en.eq(wb.en2)]
             if b == 0:
                 with mod.If(take):
                     mod.d.comb += [wr.addr.eq(j), wr.data.eq(emb_row), wr.en.eq(Const(-1, W))]
-                with mod.Elif(wb):
+                with mod.Elif(wb_now):
                     mod.d.comb += write_back
             else:
-                with mod.If(wb):
+                with mod.If(wb_now):
                     mod.d.comb += write_back
-        out_rd = Mux(src, bufs[1][0].data, bufs[0][0].data)
-        out_word = row_words(out_rd, xw, W)[0] if W == 1 else out_rd.word_select(pa, xw).as_signed()
         mod.d.comb += [
-            self.out_valid.eq(va),
-            self.out_data.eq(Mux(pad, 0, out_word)),
-            self.out_last.eq(va & (aa == C - 1)),
+            self.out_valid.eq(out.va),
+            self.out_data.eq(Mux(out.pad, 0, out.out_word)),
+            self.out_last.eq(out.va & (out.aa == self.max_classes - 1)),
         ]
 
-        # ---- sequencing ----
-        layer_start = [k.eq(0), wg.eq(0), lo.eq(0), row.eq(0), rs.eq(0)]
+    def _sequencer(self, mod: Module, seq, lc, mac, wb, out):
+        """The phase machine: LOAD, then per layer MAC and WB for each group of LANES neurons,
+        WDRAIN (the last write lands, the memories swap), OUT after the last layer."""
+        phase, j, s_rows = seq.phase, seq.j, beats(self.s, self.words)
+        layer_start = [mac.k.eq(0), mac.wg.eq(0), wb.lo.eq(0), wb.row.eq(0), wb.rs.eq(0)]
         with mod.If(phase == LOAD):
-            with mod.If(take):
+            with mod.If(seq.take):
                 mod.d.sync += j.eq(j + 1)
                 with mod.If(j == 0):
-                    mod.d.sync += task_r.eq(self.task)
+                    mod.d.sync += seq.task_r.eq(self.task)
                 with mod.If(j == s_rows - 1):
-                    mod.d.sync += gl.eq(_by_layer(Mux(j == 0, self.task, task_r), first))
-                    mod.d.sync += [phase.eq(MAC), j.eq(0), src.eq(0), *layer_start]
+                    mod.d.sync += seq.gl.eq(_by_layer(Mux(j == 0, self.task, seq.task_r), seq.first))
+                    mod.d.sync += [phase.eq(MAC), j.eq(0), seq.src.eq(0), *layer_start]
         with mod.Elif(phase == MAC):
-            mod.d.sync += k.eq(k + 1)
-            with mod.If(k == rows_in - 1):
+            mod.d.sync += mac.k.eq(mac.k + 1)
+            with mod.If(mac.k == lc.rows_in - 1):
                 # the write-back reads the lanes one cycle after its first issue, when the
                 # last product has landed: no flush cycle
                 mod.d.sync += phase.eq(WB)
         with mod.Elif(phase == WB):
-            next_row = [row.eq(row + 1), rs.eq(rs + W)]
-            with mod.If(rs + W >= hi):        # the group's last row
-                with mod.If(hi == n_out):
-                    mod.d.sync += phase.eq(WDRAIN)
-                with mod.Else():
-                    mod.d.sync += [phase.eq(MAC), k.eq(0), wg.eq(wg + rows_in), lo.eq(hi)]
-                    with mod.If(rs + W == hi):  # the next group starts on the next row
-                        mod.d.sync += next_row
-            with mod.Else():
-                mod.d.sync += next_row
+            self._next_row(mod, phase, lc, mac, wb)
         with mod.Elif(phase == WDRAIN):
             mod.d.sync += j.eq(j + 1)
             with mod.If(j == WB_STAGES - 1):
-                mod.d.sync += [src.eq(~src), j.eq(0), *layer_start]
-                with mod.If(last):
-                    mod.d.sync += [phase.eq(OUT), a.eq(0), a_row.eq(0), a_pos.eq(0), va.eq(0)]
+                mod.d.sync += [seq.src.eq(~seq.src), j.eq(0), *layer_start]
+                with mod.If(lc.last):
+                    mod.d.sync += [phase.eq(OUT), out.a.eq(0), out.a_row.eq(0), out.a_pos.eq(0), out.va.eq(0)]
                 with mod.Else():
-                    mod.d.sync += [phase.eq(MAC), gl.eq(gl + 1)]
+                    mod.d.sync += [phase.eq(MAC), seq.gl.eq(seq.gl + 1)]
         with mod.Else():                    # OUT
-            with mod.If(advance):
-                mod.d.sync += [va.eq(a < C), aa.eq(a), pa.eq(a_pos), pad.eq(a >= n_out)]
-                with mod.If(a < C):
-                    mod.d.sync += a.eq(a + 1)
-                    with mod.If(a_pos == W - 1):
-                        mod.d.sync += [a_pos.eq(0), a_row.eq(a_row + 1)]
-                    with mod.Else():
-                        mod.d.sync += a_pos.eq(a_pos + 1)
-            with mod.If(va & self.out_ready & (aa == C - 1)):
-                mod.d.sync += [phase.eq(LOAD), va.eq(0)]
-        return mod
+            self._next_logit(mod, phase, lc, out)
 
+    def _next_row(self, mod: Module, phase, lc, mac, wb):
+        """WB's step: the next output row, the next group (back to MAC) after the group's last
+        row, WDRAIN after the layer's last."""
+        W = self.words
+        next_row = [wb.row.eq(wb.row + 1), wb.rs.eq(wb.rs + W)]
+        with mod.If(wb.rs + W >= wb.hi):        # the group's last row
+            with mod.If(wb.hi == lc.n_out):
+                mod.d.sync += phase.eq(WDRAIN)
+            with mod.Else():
+                mod.d.sync += [phase.eq(MAC), mac.k.eq(0), mac.wg.eq(mac.wg + lc.rows_in), wb.lo.eq(wb.hi)]
+                with mod.If(wb.rs + W == wb.hi):  # the next group starts on the next row
+                    mod.d.sync += next_row
+        with mod.Else():
+            mod.d.sync += next_row
+
+    def _next_logit(self, mod: Module, phase, lc, out):
+        """OUT's step: the next logit under back-pressure (its row and word), back to LOAD after
+        the last handshake."""
+        W, C = self.words, self.max_classes
+        a, a_pos = out.a, out.a_pos
+        with mod.If(out.advance):
+            mod.d.sync += [out.va.eq(a < C), out.aa.eq(a), out.pa.eq(a_pos), out.pad.eq(a >= lc.n_out)]
+            with mod.If(a < C):
+                mod.d.sync += a.eq(a + 1)
+                with mod.If(a_pos == W - 1):
+                    mod.d.sync += [a_pos.eq(0), out.a_row.eq(out.a_row + 1)]
+                with mod.Else():
+                    mod.d.sync += a_pos.eq(a_pos + 1)
+        with mod.If(out.va & self.out_ready & (out.aa == C - 1)):
+            mod.d.sync += [phase.eq(LOAD), out.va.eq(0)]
 
 def _by_layer(index, values):
     """values[index] (constants or signals) as a Mux chain; the last value for any other index."""
