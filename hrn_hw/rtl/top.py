@@ -28,6 +28,8 @@ checks it equals the measured cycles for every sample).
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
@@ -45,6 +47,7 @@ from hrn_hw.rtl.normaliser import Normaliser
 from hrn_hw.rtl.projection import ProjectionComparator
 from hrn_hw.rtl.residue import Residue, residue_params
 from hrn_hw.rtl.rows import beats, pack_words, row_shape, row_words
+from hrn_hw.rtl.streams import stream_in, stream_out
 
 IMG, ROUTE, RES, CONV, FIN, EMB, HEAD = range(7)
 
@@ -101,26 +104,31 @@ class HrnTop(wiring.Component):
         emb_shape = signed(emb_fmt.width) if emb_fmt.signed else unsigned(emb_fmt.width)
         super().__init__({
             "task": In(range(max(2, len(qm.heads)))),
-            "in_valid": In(1),
-            "in_ready": Out(1),
-            "in_data": In(INPUT_FMT.width * W),
-            "emb_valid": Out(1),
-            "emb_ready": In(1),
-            "emb_data": Out(emb_shape if W == 1 else unsigned(emb_fmt.width * W)),
-            "emb_last": Out(1),
-            "out_valid": Out(1),
-            "out_ready": In(1),
-            "out_data": Out(signed(self.head.out_width)),
-            "out_last": Out(1),
+            **stream_in("in", INPUT_FMT.width * W),
+            **stream_out("emb", emb_shape if W == 1 else unsigned(emb_fmt.width * W), last=True),
+            **stream_out("out", signed(self.head.out_width), last=True),
             "route": Out(d * self.route_width),
             "busy": Out(1),
         })
 
     def elaborate(self, platform):
+        """The blocks, the sample state and the buffers, then the phases IMG, ROUTE, RES, CONV
+        and FIN / EMB / HEAD."""
         m = Module()
-        qm, table = self.qm, self.table
-        M, s, d, W = qm.num_units, int(qm.s), int(qm.d), self.words
-        s_rows, n_rows, map_rows = beats(s, W), beats(self.n_input, W), beats(self.map_depth, W)
+        self._blocks(m)
+        r = self._state(m)
+        bufs = self._buffers(m)
+        self._route_chain(m, r, bufs.h_wr)
+        self._img(m, r, bufs.map_wr)
+        selected = self._route(m, r)
+        go_on = self._res(m, r, bufs.h_rd, selected)
+        self._conv(m, r, bufs, go_on)
+        self._finish(m, r)
+        return m
+
+    def _blocks(self, m: Module):
+        """The blocks as submodules; the basis ROMs held once: port 0 to the projection
+        comparator, port 1 to the residue block."""
         hu, nm, pj, rs, hd = self.hash_unit, self.normaliser, self.projection, self.residue, self.head
         m.submodules.hash_unit, m.submodules.normaliser = hu, nm
         m.submodules.projection, m.submodules.residue, m.submodules.head = pj, rs, hd
@@ -131,6 +139,13 @@ class HrnTop(wiring.Component):
         for u, eng in self.engines.items():
             m.submodules[f"unit{u}"] = eng
 
+    def _state(self, m: Module):
+        """The sample's state: phase, task, routing step, used units, the selected unit and its
+        coefficients, the crossbar state and call, the map size, the hash seed, the routes,
+        the buffers' write addresses and the allowed units."""
+        qm, table = self.qm, self.table
+        M, s, d, W = qm.num_units, int(qm.s), int(qm.d), self.words
+        s_rows, map_rows = beats(s, W), beats(self.map_depth, W)
         phase = Signal(range(7))
         task_r = Signal.like(self.task)
         step = Signal(range(max(2, d)))
@@ -147,70 +162,99 @@ class HrnTop(wiring.Component):
         allowed = Signal(M)
         m.d.comb += [allowed.eq(Const(self.init_mask, M) & ~used), self.route.eq(Cat(*routes)),
                      self.busy.eq(phase != IMG)]
+        return SimpleNamespace(phase=phase, task_r=task_r, step=step, used=used, sel_r=sel_r, coef_r=coef_r,
+                               state=state, call_r=call_r, count_r=count_r, seed_r=seed_r, routes=routes,
+                               wa=wa, ha=ha, allowed=allowed)
 
+    def _buffers(self, m: Module):
+        """The map buffer (the current map) and the h buffer (h of the routing step): their
+        write and read ports."""
+        qm, W = self.qm, self.words
+        s_rows, map_rows = beats(int(qm.s), W), beats(self.map_depth, W)
         m.submodules.map_buffer = maps = memory.Memory(shape=row_shape(self.map_width, W), depth=map_rows, init=[])
         m.submodules.h_buffer = hbuf = memory.Memory(shape=row_shape(qm.h_fmt.width, W), depth=s_rows, init=[])
         map_wr, map_rd = maps.write_port(), maps.read_port()
         h_wr, h_rd = hbuf.write_port(), hbuf.read_port()
+        return SimpleNamespace(map_wr=map_wr, map_rd=map_rd, h_wr=h_wr, h_rd=h_rd)
 
-        # ---- hash -> normaliser -> projection, h taps into the h buffer ----------------------
+    def _route_chain(self, m: Module, r, h_wr):
+        """hash -> normaliser -> projection, chained as streams; h taps into the h buffer."""
+        hu, nm, pj = self.hash_unit, self.normaliser, self.projection
+        s_rows, ha = beats(int(self.qm.s), self.words), r.ha
         m.d.comb += [
-            hu.seed.eq(seed_r),
+            hu.seed.eq(r.seed_r),
             nm.in_valid.eq(hu.out_valid), hu.out_ready.eq(nm.in_ready), nm.in_data.eq(hu.out_data),
             pj.in_valid.eq(nm.out_valid), nm.out_ready.eq(pj.in_ready), pj.in_data.eq(nm.out_data),
-            pj.allowed.eq(allowed),
+            pj.allowed.eq(r.allowed),
             h_wr.addr.eq(ha), h_wr.data.eq(nm.out_data), h_wr.en.eq(nm.out_valid & pj.in_ready),
         ]
         with m.If(nm.out_valid & pj.in_ready):
             m.d.sync += ha.eq(Mux(ha == s_rows - 1, 0, ha + 1))
 
-        # ---- IMG: pixels into the hash unit and the map buffer ---------------------------------
+    def _img(self, m: Module, r, map_wr):
+        """IMG: the pixels into the hash unit and the map buffer; the task and cleared routes
+        with the first, ROUTE after the last."""
+        hu, W, wa = self.hash_unit, self.words, r.wa
+        n_rows = beats(self.n_input, W)
         take_px = self.in_valid & self.in_ready
-        with m.If(phase == IMG):
-            pixels = pack_words(m, row_words(self.in_data, INPUT_FMT.width, W, is_signed=False), self.map_width, name="px")
+        with m.If(r.phase == IMG):
+            pixels = pack_words(m, row_words(self.in_data, INPUT_FMT.width, W, is_signed=False), self.map_width,
+                                name="px")
             m.d.comb += [self.in_ready.eq(hu.in_ready), hu.in_valid.eq(self.in_valid),
                          hu.in_data.eq(pixels), hu.in_last.eq(wa == n_rows - 1),
                          map_wr.addr.eq(wa), map_wr.data.eq(pixels), map_wr.en.eq(take_px)]
             with m.If(take_px):
                 m.d.sync += wa.eq(wa + 1)
                 with m.If(wa == 0):
-                    m.d.sync += [task_r.eq(self.task)] + [r.eq(-1) for r in routes]
+                    m.d.sync += [r.task_r.eq(self.task)] + [x.eq(-1) for x in r.routes]
                 with m.If(wa == n_rows - 1):
-                    m.d.sync += [wa.eq(0), phase.eq(ROUTE)]
+                    m.d.sync += [wa.eq(0), r.phase.eq(ROUTE)]
 
-        # ---- ROUTE: the comparator's result ------------------------------------------------------
+    def _route(self, m: Module, r):
+        """ROUTE: the comparator's result: the selected unit and its coefficients (RES), or
+        none allowed (FIN). Returns the result handshake."""
+        pj, phase = self.projection, r.phase
         selected = (phase == ROUTE) & pj.out_valid
         m.d.comb += pj.out_ready.eq(phase == ROUTE)
         with m.If(selected):
             with m.If(pj.ok):
-                m.d.sync += [phase.eq(RES), sel_r.eq(pj.sel),
-                             coef_r.eq(pj.coef.word_select(pj.sel, len(coef_r))),
-                             used.eq(used | (1 << pj.sel))]
-                for k in range(d):
-                    with m.If(step == k):
-                        m.d.sync += routes[k].eq(pj.sel)
+                m.d.sync += [phase.eq(RES), r.sel_r.eq(pj.sel),
+                             r.coef_r.eq(pj.coef.word_select(pj.sel, len(r.coef_r))),
+                             r.used.eq(r.used | (1 << pj.sel))]
+                for k in range(int(self.qm.d)):
+                    with m.If(r.step == k):
+                        m.d.sync += r.routes[k].eq(pj.sel)
             with m.Else():
                 m.d.sync += phase.eq(FIN)
+        return selected
 
-        # ---- RES: replay h into the residue block ------------------------------------------------
-        h_valid, h_data, _ = stream_reader(m, h_rd, selected & pj.ok, s_rows, rs.in_ready)
-        m.d.comb += [rs.in_valid.eq(h_valid), rs.in_data.eq(h_data), rs.sel.eq(sel_r),
-                     rs.coef.eq(coef_r), rs.out_ready.eq(phase == RES)]
+    def _res(self, m: Module, r, h_rd, selected):
+        """RES: h replayed into the residue block; on its result either the next step (CONV:
+        seed, map size, crossbar call and state) or FIN. Returns the go-on condition."""
+        qm, table, rs, W, phase = self.qm, self.table, self.residue, self.words, r.phase
+        M, d, s_rows = qm.num_units, int(qm.d), beats(int(qm.s), W)
+        h_valid, h_data, _ = stream_reader(m, h_rd, selected & self.projection.ok, s_rows, rs.in_ready)
+        m.d.comb += [rs.in_valid.eq(h_valid), rs.in_data.eq(h_data), rs.sel.eq(r.sel_r),
+                     rs.coef.eq(r.coef_r), rs.out_ready.eq(phase == RES)]
         resolved = (phase == RES) & rs.out_valid
-        go_on = resolved & (step < d - 1) & ~rs.stop & (allowed != 0)
+        go_on = resolved & (r.step < d - 1) & ~rs.stop & (r.allowed != 0)
         with m.If(resolved):
             with m.If(go_on):
-                m.d.sync += [phase.eq(CONV), step.eq(step + 1), wa.eq(0),
-                             seed_r.eq(_pick(sel_r, [qm.hash_seeds[u + 1] for u in range(M)], 32)),
-                             count_r.eq(_pick(state, [beats(st.size, W) for st in table.states], len(count_r)))]
+                m.d.sync += [phase.eq(CONV), r.step.eq(r.step + 1), r.wa.eq(0),
+                             r.seed_r.eq(_pick(r.sel_r, [qm.hash_seeds[u + 1] for u in range(M)], 32)),
+                             r.count_r.eq(_pick(r.state, [beats(st.size, W) for st in table.states], len(r.count_r)))]
                 for (q, u), (cid, nxt) in table.transitions.items():
-                    with m.If((state == q) & (sel_r == u)):
-                        m.d.sync += [call_r.eq(cid), state.eq(nxt)]
+                    with m.If((r.state == q) & (r.sel_r == u)):
+                        m.d.sync += [r.call_r.eq(cid), r.state.eq(nxt)]
             with m.Else():
                 m.d.sync += phase.eq(FIN)
+        return go_on
 
-        # ---- CONV: map buffer -> selected engine -> hash unit and map buffer -------------------
-        x_valid, x_data, _ = stream_reader(m, map_rd, go_on, count_r, self._engine_mux(m, sel_r, "in_ready"))
+    def _conv(self, m: Module, r, bufs, go_on):
+        """CONV: the map buffer into the selected engine, its output into the hash unit and back
+        into the map buffer; ROUTE after the last beat."""
+        hu, W, sel_r, phase, wa, map_wr = self.hash_unit, self.words, r.sel_r, r.phase, r.wa, bufs.map_wr
+        x_valid, x_data, _ = stream_reader(m, bufs.map_rd, go_on, r.count_r, self._engine_mux(m, sel_r, "in_ready"))
         conv_out_valid = self._engine_mux(m, sel_r, "out_valid")
         conv_out_data = self._engine_mux(m, sel_r, "out_data", unsigned(W * self.map_width),
                                          lambda eng, v: pack_words(m, row_words(v, len(v) // W, W), self.map_width,
@@ -219,7 +263,7 @@ class HrnTop(wiring.Component):
         for u, eng in self.engines.items():
             mine = sel_r == u
             x_words = pack_words(m, row_words(x_data, self.map_width, W), len(eng.in_data) // W, name=f"x{u}_")
-            m.d.comb += [eng.call_id.eq(call_r), eng.in_valid.eq(x_valid & mine), eng.in_data.eq(x_words),
+            m.d.comb += [eng.call_id.eq(r.call_r), eng.in_valid.eq(x_valid & mine), eng.in_data.eq(x_words),
                          eng.out_ready.eq(mine & (phase == CONV) & hu.in_ready)]
         conv_take = (phase == CONV) & conv_out_valid & hu.in_ready
         with m.If(phase == CONV):
@@ -231,12 +275,15 @@ class HrnTop(wiring.Component):
                 with m.If(conv_out_last):
                     m.d.sync += [wa.eq(0), phase.eq(ROUTE)]
 
-        # ---- FIN / EMB / HEAD: embedding out and into the head, logits out -----------------------
+    def _finish(self, m: Module, r):
+        """FIN / EMB / HEAD: the finish command, the embedding out and into the head together,
+        the logits out; IMG again after the last logit."""
+        rs, hd, phase = self.residue, self.head, r.phase
         m.d.comb += rs.fin_valid.eq(phase == FIN)
         with m.If((phase == FIN) & rs.fin_ready):
             m.d.sync += phase.eq(EMB)
         m.d.comb += [
-            hd.task.eq(task_r), hd.in_data.eq(rs.emb_data),
+            hd.task.eq(r.task_r), hd.in_data.eq(rs.emb_data),
             hd.in_valid.eq(rs.emb_valid & self.emb_ready),
             self.emb_valid.eq(rs.emb_valid & hd.in_ready), self.emb_data.eq(rs.emb_data),
             self.emb_last.eq(rs.emb_last & hd.in_ready),
@@ -247,8 +294,8 @@ class HrnTop(wiring.Component):
         with m.If((phase == EMB) & rs.emb_valid & rs.emb_last & self.emb_ready & hd.in_ready):
             m.d.sync += phase.eq(HEAD)
         with m.If(hd.out_valid & hd.out_last & self.out_ready):
-            m.d.sync += [phase.eq(IMG), step.eq(0), used.eq(0), state.eq(0), seed_r.eq(int(qm.hash_seeds[0]))]
-        return m
+            m.d.sync += [phase.eq(IMG), r.step.eq(0), r.used.eq(0), r.state.eq(0),
+                         r.seed_r.eq(int(self.qm.hash_seeds[0]))]
 
     def _engine_mux(self, m: Module, sel, port: str, shape=None, adapt=None):
         """The selected conv engine's output port `port`, through `adapt(engine, value)` if
