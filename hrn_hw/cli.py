@@ -180,12 +180,12 @@ def cmd_plot(args) -> int:
 def cmd_export(args) -> int:
     from hrn_hw.export.pipeline import export
 
-    from hrn_hw.rtl.knobs import RtlKnobs
+    from hrn_hw.rtl.knobs import preset
 
     if args.synth and args.no_rtl:
         raise HrnError("--synth needs the RTL: drop --no-rtl")
     given = {name: getattr(args, name) for name in ("words", "conv_lanes", "pixel_lanes", "head_lanes", "root_bits")}
-    knobs = RtlKnobs(**{name: value for name, value in given.items() if value is not None})
+    knobs = preset(args.preset).with_(**given)
     s = export(args.model, args.out, force=args.force, precision_file=args.precision, calib=args.calib,
                golden_per_task=args.golden, data_dir=args.data_dir, eval_limit=args.eval_limit,
                rtl=not args.no_rtl, knobs=knobs, synth=args.synth)
@@ -344,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"RTL: MAC lanes of the head engine (default {knob.head_lanes})")
     x.add_argument("--root-bits", type=_positive,
                    help=f"RTL: bits per cycle of the normaliser's division and square root (default {knob.root_bits})")
+    from hrn_hw.rtl.knobs import PRESETS
+    x.add_argument("--preset", choices=sorted(PRESETS),
+                   help="RTL knobs chosen for a part (docs/rtl.md \"Knobs\"); knob options given with it override it")
     x.add_argument("--no-rtl", action="store_true", help="skip OUT/rtl (the Verilog of the top level)")
     x.add_argument("--synth", action="store_true",
                    help="count FPGA resources of OUT/rtl with Yosys synth_xilinx into report.md (minutes)")

@@ -23,6 +23,21 @@ def model():
     return small_export().parent / "X.pt"
 
 
+def test_preset_and_overrides(model, tmp_path, monkeypatch):
+    """--preset ecp5-85f picks the part's knobs; a knob option given with it wins."""
+    import hrn_hw.export.pipeline
+    from hrn_hw.rtl.knobs import PRESETS, preset
+
+    assert preset(None) == RtlKnobs() and preset("ecp5-85f") == PRESETS["ecp5-85f"]
+    seen = []
+    monkeypatch.setattr(hrn_hw.export.pipeline, "export", lambda *a, **k: seen.append(k["knobs"]) or 0 / 0)
+    with pytest.raises(ZeroDivisionError):
+        cli(["export", model, "-o", tmp_path / "x", "--preset", "ecp5-85f", "--head-lanes", "5"])
+    assert seen == [PRESETS["ecp5-85f"].with_(head_lanes=5)] and seen[0].words == 1 and seen[0].head_lanes == 5
+    code, _, err = cli(["export", model, "-o", tmp_path / "x", "--preset", "virtex-9"])
+    assert code == 2 and "invalid choice" in err
+
+
 def test_knobs_validate():
     assert RtlKnobs().to_dict() == {"words": 8, "conv_lanes": None, "pixel_lanes": 8, "head_lanes": 20,
                                     "root_bits": 4}

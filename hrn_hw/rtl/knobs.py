@@ -40,6 +40,10 @@ class RtlKnobs:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def with_(self, **changes) -> "RtlKnobs":
+        """A copy with the given knobs replaced (None values are ignored)."""
+        return RtlKnobs(**{**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
+
     @classmethod
     def from_dict(cls, data: dict | None) -> "RtlKnobs":
         data = dict(data or {})
@@ -48,3 +52,21 @@ class RtlKnobs:
             raise HrnError(f"unknown RTL knob(s): {', '.join(sorted(unknown))} (an export of an older "
                            "hrn-hw: export again)")
         return cls(**data)
+
+
+# Knob presets for named parts (`hrn-hw export --preset NAME`; explicit knob options override
+# a preset's values). docs/rtl.md "Knobs" gives each preset's measured fit and latency.
+PRESETS = {
+    # Lattice ECP5-85F (LFE5U-85F: 83,640 LUT4, 156 MULT18X18D, 208 DP16KD): one word per beat,
+    # one output pixel and 4 output channels per conv cycle, 2 head lanes, 1 root bit a cycle.
+    "ecp5-85f": RtlKnobs(words=1, conv_lanes=4, pixel_lanes=1, head_lanes=2, root_bits=1),
+}
+
+
+def preset(name: str | None) -> RtlKnobs:
+    """The knobs of preset `name` (None: the defaults, the large-part design)."""
+    if name is None:
+        return RtlKnobs()
+    if name not in PRESETS:
+        raise HrnError(f"unknown preset {name!r}: one of {', '.join(PRESETS)}")
+    return PRESETS[name]
