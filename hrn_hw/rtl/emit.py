@@ -1,6 +1,13 @@
 # amaranth: UnusedElaboratable=no
 # (a top level built only for its interface, or whose Verilog comes from the cache, is never elaborated)
-"""`OUT/rtl/` of an export: the top level's Verilog, its knobs and its interface."""
+"""`OUT/rtl/` of an export: the top level's Verilog, its memories, its knobs and its interface.
+
+`hrn_top.v` reads every initialised memory (ROMs, and the RAMs Amaranth sets to zero) from a
+`$readmemh` file beside it, `<module>.<memory>.hex` (`hrn_hw.rtl.memfiles`; rtl.json's
+"memory_files" lists them with depth and width). The names in the Verilog are bare, and
+tools resolve them relative to their own working directory: run the tool in OUT/rtl/, or copy
+the .hex files next to where it runs (the Verilator runs and the Yosys counts here do).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from pathlib import Path
 
 from hrn_hw.rtl.gen import to_verilog
 from hrn_hw.rtl.knobs import RtlKnobs
+from hrn_hw.rtl.memfiles import extract_memories, write_memfiles
 from hrn_hw.rtl.top import HrnTop
 
 CACHE_ENV = "HRN_HW_CACHE"
@@ -19,8 +27,9 @@ TOP_NAME = "hrn_top"
 VERILOG = f"{TOP_NAME}.v"
 
 
-def rtl_summary(top: HrnTop) -> dict:
-    """What OUT/rtl/rtl.json records: knobs, top-level interface widths, blocks and lanes."""
+def rtl_summary(top: HrnTop, memories: list) -> dict:
+    """What OUT/rtl/rtl.json records: knobs, top-level interface widths, blocks and lanes, and
+    the memory files (`memfiles.MemFile`s) beside the Verilog."""
     qm = top.qm
     return {
         "top": TOP_NAME,
@@ -32,7 +41,11 @@ def rtl_summary(top: HrnTop) -> dict:
         "map_buffer": {"depth": top.map_depth, "width": top.map_width},
         "map_states": len(top.table.states),
         "crossbar_calls": len(top.table.transitions),
-        "memories": "ROM contents are inlined in the Verilog as initial blocks (Amaranth output)",
+        "memories": (f"Memory contents in {len(memories)} $readmemh files beside {VERILOG} "
+                     f"({sum(m.depth for m in memories)} words; rtl.json memory_files), read relative to "
+                     f"the tool's working directory"),
+        "memory_files": [{"file": m.file, "memory": m.memory, "depth": m.depth, "width": m.width}
+                         for m in memories],
     }
 
 
@@ -53,9 +66,10 @@ def _design_key(qm, knobs: RtlKnobs) -> str:
 
 
 def top_verilog(top: HrnTop) -> str:
-    """The top level's Verilog. Amaranth takes tens of seconds on the ROMs of a real model, so
-    the text is cached by a digest of everything it depends on (~/.cache/hrn-hw/rtl, or
-    $HRN_HW_CACHE/rtl); a cache that cannot be written is skipped."""
+    """The top level's Verilog as Amaranth writes it (memory contents inline; `write_rtl` splits
+    them out). Amaranth takes tens of seconds on the ROMs of a real model, so the text is cached
+    by a digest of everything it depends on (~/.cache/hrn-hw/rtl, or $HRN_HW_CACHE/rtl); a
+    cache that cannot be written is skipped."""
     path = _cache_dir() / f"{_design_key(top.qm, top.knobs)}.v"
     if path.is_file():
         return path.read_text()
@@ -71,12 +85,19 @@ def top_verilog(top: HrnTop) -> str:
 
 
 def write_rtl(qm, directory: str | Path, knobs: RtlKnobs | None = None) -> dict:
-    """Write OUT/rtl/hrn_top.v and rtl.json for a QuantModel; returns the summary."""
+    """Write OUT/rtl/hrn_top.v, its memories' .hex files (those of an earlier design there are
+    removed) and rtl.json for a QuantModel; returns the summary."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     top = HrnTop(qm, knobs)
-    (directory / VERILOG).write_text(top_verilog(top))
-    summary = rtl_summary(top)
+    text, memories = extract_memories(top_verilog(top))
+    keep = {m.file for m in memories}
+    for stale in directory.glob("*.hex"):
+        if stale.name not in keep:
+            stale.unlink()
+    write_memfiles(directory, {m.file: m.hex for m in memories})
+    (directory / VERILOG).write_text(text)
+    summary = rtl_summary(top, memories)
     (directory / "rtl.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 

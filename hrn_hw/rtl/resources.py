@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from hrn_hw.hls.csim import ToolError, require_tool
+from hrn_hw.rtl.memfiles import default_file_name, extract_memories, verilog_and_memfiles, write_memfiles
 
 YOSYS_ENV = "HRN_YOSYS"
 DEFAULT_TIMEOUT = 600.0
@@ -101,38 +102,37 @@ def _log_tail(log: Path) -> str:
     return "\n".join(lines[-LOG_TAIL:])
 
 
-INIT_BEGIN = re.compile(r"^(\s*)initial begin\s*$")
-INIT_WORD = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_$]*)\[(\d+)\] = \d+'s?h([0-9a-fA-F]+);\s*$")
-
-
 def memory_images(text: str, directory: Path, stem: str) -> tuple[str, int]:
-    """Rewrite every `initial begin mem[0] = W'hV; mem[1] = ...; end` block Amaranth writes for
-    a memory's contents as `initial $readmemh("<directory>/<stem>.<mem>.hex", mem);` with the
-    same words in that file. Yosys 0.23's Verilog reader takes minutes on the tens of thousands
-    of per-word assignments of a real model's ROMs (over 9 minutes for the head engine alone)
-    and seconds on $readmemh; the netlist is the same. Returns (text, blocks rewritten)."""
-    lines = text.splitlines(keepends=True)
-    out, i, n = [], 0, 0
-    while i < len(lines):
-        m = INIT_BEGIN.match(lines[i])
-        if m:
-            words, j, name = [], i + 1, None
-            while j < len(lines):
-                w = INIT_WORD.match(lines[j])
-                if not w or (name is not None and w.group(1) != name) or int(w.group(2)) != len(words):
-                    break
-                name = w.group(1)
-                words.append(w.group(3))
-                j += 1
-            if words and j < len(lines) and lines[j].strip() == "end":
-                hex_path = directory / f"{stem}.{name}.hex"
-                hex_path.write_text("\n".join(words) + "\n")
-                out.append(f'{m.group(1)}initial $readmemh({_quote(hex_path)}, {name});\n')
-                i, n = j + 1, n + 1
-                continue
-        out.append(lines[i])
-        i += 1
-    return "".join(out), n
+    """`text` with its memories' contents in `$readmemh` files `<directory>/<stem>.<memory>.hex`
+    named by absolute path (`hrn_hw.rtl.memfiles.extract_memories`, which writes bare names by
+    default); returns (text, memories split out). The earlier interface: synth_resources
+    stages bare-named files instead."""
+    directory = Path(directory)
+    text, mems = extract_memories(text, lambda module, memory: str(directory / default_file_name(stem, memory)))
+    for mem in mems:
+        Path(mem.file).write_text(mem.hex)
+    return text, len(mems)
+
+
+def _stage_sources(paths: list[Path], directory: Path) -> list[Path]:
+    """Copy the Verilog files into `directory` (Yosys's working directory) as src<k>.v with their
+    memory contents as `$readmemh` files beside them: Yosys 0.23 reads the paper model's top
+    level in 81 s with Amaranth's per-word assignments, in 10 s with the files (docs/rtl.md
+    "Memories as $readmemh files"); the contents are the same."""
+    sources, files = [], {}
+    for k, p in enumerate(paths):
+        try:
+            text, mems = verilog_and_memfiles(p)
+        except ValueError as e:
+            raise YosysError(f"cannot read the memories of {p}: {e}") from None
+        clash = sorted(name for name in mems if files.get(name, mems[name]) != mems[name])
+        if clash:
+            raise YosysError(f"{p}: memory files {clash[:3]} differ from those of another source")
+        files.update(mems)
+        sources.append(directory / f"src{k}.v")
+        sources[-1].write_text(text)
+    write_memfiles(directory, files)
+    return sources
 
 
 def synth_resources(verilog_paths, top: str, timeout: float = DEFAULT_TIMEOUT,
@@ -165,11 +165,7 @@ def synth_resources(verilog_paths, top: str, timeout: float = DEFAULT_TIMEOUT,
 
     with tempfile.TemporaryDirectory(prefix="hrn-yosys-") as tmp:
         tmp = Path(tmp)
-        sources = []
-        for k, p in enumerate(paths):      # memory contents as $readmemh images (fast to read)
-            text, _ = memory_images(p.read_text(), tmp, f"src{k}")
-            sources.append(tmp / f"src{k}.v")
-            sources[-1].write_text(text)
+        sources = _stage_sources(paths, tmp)
         script = tmp / "synth.ys"
         script.write_text("".join(f"read_verilog {_quote(p)}\n" for p in sources)
                           + (f'setattr -set rom_style "{rom_style}" m:*\n' if rom_style else "")

@@ -62,10 +62,17 @@ def default_jobs() -> int:
 
 def simulate_export(export_dir: Path, qm, cases: dict, knobs=None, stalled: int = 0, jobs: int = 1) -> dict:
     """Build OUT/rtl/hrn_top.v under OUT/rtl/build/ and run the cases (`jobs` simulations at
-    once, each on a share); the RTL's outputs."""
+    once, each on a share, in a directory of its own that gets a copy of the .hex memory files
+    the Verilog reads); the RTL's outputs."""
+    from hrn_hw.rtl.memfiles import memfile_names
+
     tb = testbench()
     rtl = Path(export_dir) / "rtl"
     build = rtl / "build"
+    missing = [name for name in memfile_names((rtl / "hrn_top.v").read_text()) if not (rtl / name).is_file()]
+    if missing:
+        raise ToolError(f"{rtl}: {len(missing)} memory files of hrn_top.v missing ({', '.join(missing[:3])}"
+                        f"{', ...' if len(missing) > 3 else ''}); export again")
     print(f"building {rtl / 'hrn_top.v'} with Verilator and simulating {len(cases['tasks'])} samples in {jobs} "
           f"job(s) (logs: {build}/build.log, sim*.log)", file=sys.stderr, flush=True)
     try:
