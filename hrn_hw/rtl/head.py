@@ -18,7 +18,8 @@ Datapath (parameter `words` W, default 1): two activation memories of rows of W 
 (ping-pong; the embedding goes into the first, one beat per row), LANES multiply-accumulate
 lanes, each with a weight ROM of rows of W words, computing LANES output neurons of a layer at
 once over ceil(n_in / W) cycles (one x row read per cycle, broadcast to the lanes; W
-multipliers and an adder tree per lane). The lanes' sums are then written back one output
+multipliers and an adder tree per lane into a product register, then the accumulate: a flush
+cycle per group). The lanes' sums are then written back one output
 row per cycle (the row's neurons of this group: up to W converters, each a bias read, align,
 add, convert, LeakyReLU; a two-stage pipeline) into the other memory, with a write enable per
 word. Layer formats differ per (head, layer): each converter is a case per global layer index.
@@ -47,6 +48,7 @@ from hrn_hw.rtl.streams import stream_in, stream_out
 LANES = 10
 LOAD, MAC, WB, WDRAIN, OUT = range(5)
 WB_STAGES = 2         # bias read / lane select, convert + activation register; then the write
+MAC_FLUSH = 1         # per group: the last row's products register, then accumulate (timing closure)
 
 
 def head_layers(heads) -> list:
@@ -78,18 +80,19 @@ def write_back_rows(n_out: int, lanes: int, words: int) -> int:
 
 def head_phases(s: int, layer_sizes, max_classes: int, lanes: int = LANES, words: int = 1) -> dict:
     """Cycles per phase of one head run: layer_sizes [(n_in, n_out)] of the selected head."""
-    mac = wb = drain = 0
+    mac = flush = wb = drain = 0
     for n_in, n_out in layer_sizes:
         mac += beats(n_out, lanes) * beats(n_in, words)   # one x row per cycle into all lanes
+        flush += beats(n_out, lanes) * MAC_FLUSH           # per group: the product register empties
         wb += write_back_rows(n_out, lanes, words)         # one output row per cycle
         drain += WB_STAGES            # the last write lands before the next layer reads
-    return {"load": beats(s, words), "mac": mac, "write_back": wb, "drain": drain,
+    return {"load": beats(s, words), "mac": mac, "mac_flush": flush, "write_back": wb, "drain": drain,
             "read_latency": 1, "out": max_classes}
 
 
 def head_cycles(s: int, layer_sizes, max_classes: int, lanes: int = LANES, words: int = 1) -> int:
     """Head latency (first embedding handshake to last logit handshake): ceil(s / W) + sum
-    over layers of (ceil(n_out / lanes) * ceil(n_in / W) + write-back rows + 2), + 1 +
+    over layers of (ceil(n_out / lanes) * (ceil(n_in / W) + 1) + write-back rows + 2), + 1 +
     max_classes; at W = 1 the write-back is n_out."""
     return sum(head_phases(s, layer_sizes, max_classes, lanes, words).values())
 
@@ -229,12 +232,12 @@ class HeadEngine(wiring.Component):
         """MAC: acc += sum_p x_p w_p over one x row per cycle, broadcast to the LANES lanes (a
         weight ROM each). Returns k (the input row), wg (group * rows_in), issue, accs."""
         L, W, xw = self.lanes, self.words, self.x_width
-        k = Signal(aw + 1)                    # input row
+        k = Signal(aw + 1)                    # input row (rows_in: the group's flush cycle)
         wg = Signal.like(lc.w_base)           # group * rows_in
         issue = Signal()
-        mod.d.comb += issue.eq(phase == MAC)
-        v1, first1 = Signal(), Signal()
-        mod.d.sync += [v1.eq(issue), first1.eq(issue & (k == 0))]
+        mod.d.comb += issue.eq((phase == MAC) & (k < lc.rows_in))
+        v1, first1, v2, first2 = Signal(), Signal(), Signal(), Signal()
+        mod.d.sync += [v1.eq(issue), first1.eq(issue & (k == 0)), v2.eq(v1), first2.eq(first1)]
         src1 = Signal()
         mod.d.sync += src1.eq(src)
         x_rd = row_words(Mux(src1, bufs[1][0].data, bufs[0][0].data), xw, W)
@@ -245,10 +248,12 @@ class HeadEngine(wiring.Component):
             mod.submodules[f"w{lane}"] = rom
             rd = rom.read_port()
             mod.d.comb += [rd.addr.eq(lc.w_base + wg + k), rd.en.eq(issue)]
+            # the row's products (and their sum) in a register of their own, then the accumulate
+            prod = Signal(signed(self.acc_width), name=f"prod{lane}")
+            mod.d.sync += prod.eq(tree_sum(x * w for x, w in zip(x_rd, row_words(rd.data, self.w_width, W))))
             acc = Signal(signed(self.acc_width), name=f"acc{lane}")
-            with mod.If(v1):
-                mod.d.sync += acc.eq(Mux(first1, 0, acc)
-                                     + tree_sum(x * w for x, w in zip(x_rd, row_words(rd.data, self.w_width, W))))
+            with mod.If(v2):
+                mod.d.sync += acc.eq(Mux(first2, 0, acc) + prod)
             accs.append(acc)
         return SimpleNamespace(k=k, wg=wg, issue=issue, accs=accs)
 
@@ -338,9 +343,9 @@ class HeadEngine(wiring.Component):
                     mod.d.sync += [phase.eq(MAC), j.eq(0), seq.src.eq(0), *layer_start]
         with mod.Elif(phase == MAC):
             mod.d.sync += mac.k.eq(mac.k + 1)
-            with mod.If(mac.k == lc.rows_in - 1):
-                # the write-back reads the lanes one cycle after its first issue, when the
-                # last product has landed: no flush cycle
+            with mod.If(mac.k == lc.rows_in):
+                # one flush cycle after the group's last row: the write-back reads the lanes
+                # one cycle after its first issue, when the last product has been accumulated
                 mod.d.sync += phase.eq(WB)
         with mod.Elif(phase == WB):
             self._next_row(mod, phase, lc, mac, wb)
