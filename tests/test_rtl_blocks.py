@@ -56,4 +56,4 @@ def test_cycle_formulas():
         for k in (20, 48):
             assert normaliser_cycles(s, k) == 2 * s + 3 * k + 8
         for units in (1, 5, 9):
-            assert projection_cycles(s, units) == s + units + 5
+            assert projection_cycles(s, units) == s + units + 6

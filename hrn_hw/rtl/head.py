@@ -21,7 +21,7 @@ once over ceil(n_in / W) cycles (one x row read per cycle, broadcast to the lane
 multipliers and an adder tree per lane into a product register, then the accumulate: a flush
 cycle per group). The lanes' sums are then written back one output
 row per cycle (the row's neurons of this group: up to W converters, each a bias read, align,
-add, convert, LeakyReLU; a two-stage pipeline) into the other memory, with a write enable per
+add and convert, then LeakyReLU; a three-stage pipeline) into the other memory, with a write enable per
 word. Layer formats differ per (head, layer): each converter is a case per global layer index.
 Weight ROM of lane l, for each global layer (heads in order, layers in order), group g, input
 row k: W[kW .. kW + W - 1, g*LANES + l] (zero past n_in and n_out), at row w_base +
@@ -47,7 +47,7 @@ from hrn_hw.rtl.streams import stream_in, stream_out
 
 LANES = 10
 LOAD, MAC, WB, WDRAIN, OUT = range(5)
-WB_STAGES = 2         # bias read / lane select, convert + activation register; then the write
+WB_STAGES = 3         # bias read / lane select, convert register, activation register; then the write
 MAC_FLUSH = 1         # per group: the last row's products register, then accumulate (timing closure)
 
 
@@ -153,21 +153,29 @@ class HeadEngine(wiring.Component):
         return glayers, first, wroms, brom
 
     def _convert(self, mod: Module, glayers, gl, acc, bias, p: int):
-        """y = the layer's convert(acc + aligned bias), LeakyReLU unless last; a case per global
+        """Write-back stage 2: z = the layer's convert(acc + aligned bias); a case per global
         layer (gl), for output position p."""
-        ys = []
+        zs = []
         for kk, g in enumerate(glayers):
             fxw = g["x_frac"] + g["w_fmt"].frac
             fb = g["b_fmt"].frac
             top = max(fxw, fb)
-            z = convert_expr((acc << (top - fxw)) + (bias << (top - fb)), top, g["out_fmt"])
-            if g["act"] is not None:
-                zs = Signal(signed(g["out_fmt"].width), name=f"z{kk}_{p}")
-                mod.d.comb += zs.eq(z)
-                neg = convert_expr(zs * g["act"].alpha, g["out_fmt"].frac + g["act"].alpha_frac, g["out_fmt"])
-                z = Mux(zs > 0, zs, neg)
+            zk = Signal(signed(self.x_width), name=f"z{kk}_{p}")
+            mod.d.comb += zk.eq(convert_expr((acc << (top - fxw)) + (bias << (top - fb)), top, g["out_fmt"]))
+            zs.append(zk)
+        return _by_layer(gl, zs)
+
+    def _activate(self, mod: Module, glayers, gl, z, p: int):
+        """Write-back stage 3: LeakyReLU of z in the layer's out format, z > 0 ? z :
+        convert(alpha z), except after a head's last layer; a case per global layer."""
+        ys = []
+        for kk, g in enumerate(glayers):
+            if g["act"] is None:
+                ys.append(z)
+                continue
+            neg = convert_expr(z * g["act"].alpha, g["out_fmt"].frac + g["act"].alpha_frac, g["out_fmt"])
             yk = Signal(signed(self.x_width), name=f"y{kk}_{p}")
-            mod.d.comb += yk.eq(z)
+            mod.d.comb += yk.eq(Mux(z > 0, z, neg))
             ys.append(yk)
         return _by_layer(gl, ys)
 
@@ -259,8 +267,8 @@ class HeadEngine(wiring.Component):
 
     def _write_back(self, mod: Module, phase, gl, lc, accs, glayers, brom, aw: int):
         """Write-back: one output row per cycle, the group's neurons in it (bias read and lane
-        select, then convert + activation into y2: a two-stage pipeline before the write).
-        Returns lo, row, rs, hi and the write's row2, en2, y2."""
+        select; convert into z2; activation into y3: a three-stage pipeline before the write).
+        Returns lo, row, rs, hi and the write's row_w, en_w, y_w."""
         L, W, xw = self.lanes, self.words, self.x_width
         lo = Signal(aw + 2)                    # the group's first neuron group * L
         row = Signal(aw)                       # output row being written
@@ -272,19 +280,22 @@ class HeadEngine(wiring.Component):
         b_rd = brom_m.read_port()
         wissue = Signal()
         mod.d.comb += [wissue.eq(phase == WB), b_rd.addr.eq(lc.b_base + row), b_rd.en.eq(wissue)]
-        row1, row2 = Signal.like(row), Signal.like(row)
-        en1, en2 = Signal(W), Signal(W)
+        row1, row2, row3 = Signal.like(row), Signal.like(row), Signal.like(row)
+        en1, en2, en3 = Signal(W), Signal(W), Signal(W)
         lane1 = [Signal(range(max(2, L)), name=f"lane1_{p}") for p in range(W)]
         for p in range(W):
             n = rs + p
             mod.d.sync += [en1[p].eq(wissue & (n >= lo) & (n < hi)), lane1[p].eq(n - lo)]
         mod.d.sync += row1.eq(row)
         biases = row_words(b_rd.data, self.b_width, W)
-        ys = [self._convert(mod, glayers, gl, mux_select(accs, lane1[p]) if L > 1 else accs[0], biases[p], p)
-              for p in range(W)]
-        y2 = Signal(row_shape(xw, W))
-        mod.d.sync += [y2.eq(pack_words(mod, ys, xw, name="y")), en2.eq(en1), row2.eq(row1)]
-        return SimpleNamespace(lo=lo, row=row, rs=rs, hi=hi, row2=row2, en2=en2, y2=y2)
+        z2 = [Signal(signed(xw), name=f"z2_{p}") for p in range(W)]
+        mod.d.sync += [z.eq(self._convert(mod, glayers, gl, mux_select(accs, lane1[p]) if L > 1 else accs[0],
+                                          biases[p], p)) for p, z in enumerate(z2)]
+        mod.d.sync += [en2.eq(en1), row2.eq(row1)]
+        ys = [self._activate(mod, glayers, gl, z, p) for p, z in enumerate(z2)]
+        y3 = Signal(row_shape(xw, W))
+        mod.d.sync += [y3.eq(pack_words(mod, ys, xw, name="y")), en3.eq(en2), row3.eq(row2)]
+        return SimpleNamespace(lo=lo, row=row, rs=rs, hi=hi, row_w=row3, en_w=en3, y_w=y3)
 
     def _out(self, src, bufs, aw: int):
         """OUT: the logits from the last layer's memory (src after the final flip), one word a
@@ -312,8 +323,8 @@ class HeadEngine(wiring.Component):
             with mod.Else():
                 mod.d.comb += [rd.addr.eq(mac.k), rd.en.eq(mac.issue & (src == b))]
             # write: LOAD into act0, write-back into ~src
-            wb_now = (wb.en2 != 0) & (src != b)
-            write_back = [wr.addr.eq(wb.row2), wr.data.eq(wb.y2), wr.en.eq(wb.en2)]
+            wb_now = (wb.en_w != 0) & (src != b)
+            write_back = [wr.addr.eq(wb.row_w), wr.data.eq(wb.y_w), wr.en.eq(wb.en_w)]
             if b == 0:
                 with mod.If(take):
                     mod.d.comb += [wr.addr.eq(j), wr.data.eq(emb_row), wr.en.eq(Const(-1, W))]

@@ -36,7 +36,7 @@ from hrn_hw.rtl.rows import beats, mux_select, row_shape, row_words, tree_sum
 from hrn_hw.rtl.streams import stream_in, stream_out
 
 ACC, FLUSH, CONV, SQUARE, SCAN, DONE = range(6)
-MAC_STAGES = 2        # ROM read / h register, then the accumulate
+MAC_STAGES = 3        # ROM read / h register, product register (timing closure), then the accumulate
 
 
 def projection_phases(s: int, num_units: int, words: int = 1) -> dict:
@@ -44,7 +44,7 @@ def projection_phases(s: int, num_units: int, words: int = 1) -> dict:
     words per beat."""
     return {
         "in": beats(s, words),  # a beat of h into every lane, one per cycle
-        "flush": 2,                     # ROM read / h register, accumulate; the FSM sees it empty
+        "flush": 3,                     # ROM read / h register, product register, accumulate; the FSM sees it empty
         "convert": 1,                   # every c_ui rounded and saturated at once
         "square": 1,                    # e_u = sum_i c_ui^2 for every unit at once
         "scan": num_units,              # masked argmax, one unit per cycle
@@ -53,7 +53,7 @@ def projection_phases(s: int, num_units: int, words: int = 1) -> dict:
 
 
 def projection_cycles(s: int, num_units: int, words: int = 1) -> int:
-    """Projection comparator latency: ceil(s / W) + M + 5 (s + M + 5 at W = 1)."""
+    """Projection comparator latency: ceil(s / W) + M + 6 (s + M + 6 at W = 1)."""
     return sum(projection_phases(s, num_units, words).values())
 
 
@@ -118,15 +118,20 @@ class ProjectionComparator(wiring.Component):
         h_words = row_words(h_r, hf.width, W)
 
         rows_b = read_rows(mod, self, self.rom, j, take, self.bases, bf.width, W)
+        v_p = Signal()                  # the product registers hold a beat's products
+        mod.d.sync += v_p.eq(v_r)
         accs, coefs = [], []
         for lane in range(self.M * self.m):
+            # the beat's products (and their sum) in a register, then the accumulate; the ROM's
+            # zeros past s cancel whatever h holds there
+            prod = Signal(signed(acc_w), name=f"prod{lane}")
+            mod.d.sync += prod.eq(tree_sum(b * h for b, h in zip(row_words(rows_b[lane], bf.width, W), h_words)))
             acc = Signal(signed(acc_w), name=f"acc{lane}")
-            with mod.If(v_r):   # the ROM's zeros past s cancel whatever h holds there
-                mod.d.sync += acc.eq(acc + tree_sum(
-                    b * h for b, h in zip(row_words(rows_b[lane], bf.width, W), h_words)))
+            with mod.If(v_p):
+                mod.d.sync += acc.eq(acc + prod)
             accs.append(acc)
             coefs.append(Signal(signed(cf.width), name=f"c{lane}"))
-        return v_r, accs, coefs
+        return v_r | v_p, accs, coefs
 
     def _convert_square(self, mod: Module, phase, accs, coefs):
         """CONV: every c_ui = convert(acc, frac_h + frac_b -> c_fmt) at once; SQUARE: e_u =
