@@ -129,11 +129,21 @@ PORTS = [("clk", "input", 1), ("rst", "input", 1), ("in_data", "input", 64), ("i
 
 def test_wrapper_registers_every_port():
     text = serial_wrap.wrapper_verilog("hrn_top", PORTS)
-    assert "(* blackbox *)\nmodule hrn_top(" in text and "input [63:0] in_data" in text
+    assert "(* blackbox *)\nmodule \\hrn_top (" in text and "input [63:0] \\in_data ," in text
     assert "module hrn_wrap(input clk, input si, input load, output so);" in text
     assert "reg [64:0] isr;" in text and "reg [128:0] osr;" in text       # rst + 64 in; 1 + 128 out
-    assert ".rst(isr[0:0])" in text and ".in_data(isr[64:1])" in text and ".emb_data(outs[128:1])" in text
+    assert ".\\rst (isr[0:0])" in text and ".\\in_data (isr[64:1])" in text and ".\\emb_data (outs[128:1])" in text
     assert serial_wrap.wrapper_cost(PORTS) == {"in_bits": 65, "out_bits": 129, "FF": 195, "LUT4": 129, "pins": 4}
+
+
+def test_wrapper_takes_keyword_port_names(tmp_path):
+    """The top level has a port `task`, a Verilog keyword: Yosys reads and maps the wrapper."""
+    ports = [("clk", "input", 1), ("task", "input", 3), ("out_data", "output", 16)]
+    (tmp_path / "wrap.v").write_text(serial_wrap.wrapper_verilog("hrn_top", ports))
+    yowasp.run(yowasp.YOSYS, ["-p", "read_verilog wrap.v; synth_ecp5 -top hrn_wrap; tee -q -o stat.json stat -json"],
+               tmp_path, "wrap.log", [("all", "")], progress=False)
+    cells = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
+    assert cells["TRELLIS_FF"] == 3 + 16 + 1 and cells["hrn_top"] == 1
 
 
 def test_wrapper_refusals():

@@ -16,7 +16,7 @@ import re
 WRAP_TOP = "hrn_wrap"
 INSTANCE = "dut"
 PINS = ("clk", "si", "load", "so")
-IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+PRINTABLE = re.compile(r"[!-~]+")       # what an escaped Verilog identifier may hold
 
 
 def netlist_ports(module: dict) -> list[tuple[str, str, int]]:
@@ -25,14 +25,20 @@ def netlist_ports(module: dict) -> list[tuple[str, str, int]]:
     for name, port in module["ports"].items():
         if port["direction"] not in ("input", "output"):
             raise ValueError(f"port {name}: {port['direction']} ports are not supported")
-        if not IDENT.fullmatch(name):
-            raise ValueError(f"port {name!r}: not a plain Verilog identifier")
+        if not PRINTABLE.fullmatch(name):
+            raise ValueError(f"port {name!r}: not a Verilog identifier")
         out.append((name, port["direction"], len(port["bits"])))
     return out
 
 
+def _id(name: str) -> str:
+    """`name` as an escaped Verilog identifier: valid for any port name, keywords included
+    (the top level has a port `task`)."""
+    return f"\\{name} "
+
+
 def _decl(direction: str, name: str, width: int) -> str:
-    return f"{direction} {f'[{width - 1}:0] ' if width > 1 else ''}{name}"
+    return f"{direction} {f'[{width - 1}:0] ' if width > 1 else ''}{_id(name)}"
 
 
 def _slices(ports, bus: str) -> dict[str, str]:
@@ -55,10 +61,10 @@ def wrapper_verilog(top: str, ports: list[tuple[str, str, int]], clock: str = "c
     n_in, n_out = sum(p[2] for p in ins), sum(p[2] for p in outs)
     conns = {clock: clock, **_slices(ins, "isr"), **_slices(outs, "outs")}
     stub = ",\n  ".join(_decl(d, n, w) for n, d, w in ports)
-    inst = ",\n    ".join(f".{n}({conns[n]})" for n, _, _ in ports)
+    inst = ",\n    ".join(f".{_id(n)}({conns[n]})" for n, _, _ in ports)
     return f"""// {WRAP_TOP}: {top} on four pins for place and route (hrn_hw/rtl/serial_wrap.py).
 (* blackbox *)
-module {top}(
+module {_id(top)}(
   {stub});
 endmodule
 
@@ -67,7 +73,7 @@ module {WRAP_TOP}(input clk, input si, input load, output so);
   reg [{n_out - 1}:0] osr;
   reg load_q;
   wire [{n_out - 1}:0] outs;
-  {top} {INSTANCE}(
+  {_id(top)}{INSTANCE}(
     {inst});
   always @(posedge clk) begin
     load_q <= load;
