@@ -120,14 +120,15 @@ def kept(design: dict, wrapper: dict, placed: dict) -> dict:
 def run_flow(build: Path, design: Design, part: ecp5.Part, freq: float = DEFAULT_FREQ,
              seed: int = DEFAULT_SEED, progress: bool = True, extra: dict | None = None) -> dict:
     """Synthesis, fit check, wrapper, place and route of `design` in `build`; the document of
-    implement.json (with `extra`'s entries; also written there). Raises ecp5.FitError before place and route when
-    the design does not fit `part`."""
+    implement.json (with `extra`'s entries; also written there). Raises ecp5.FitError before
+    place and route when the design does not fit `part`."""
     say = Progress(progress)
     tools = yowasp.require(yowasp.YOSYS, yowasp.NEXTPNR_ECP5)
     synth = synthesise(build, design, say)
     counts = ecp5.design_counts(synth["cells"])
     fit = ecp5.check_fit(counts, part, design.top)
     wrapper = wrap(build, design, say)
+    wrap_phases = wrapper.pop("phases")
     pnr = place_and_route(build, part, freq, seed, say)
     fmax = ecp5.report_fmax(pnr["report"])
     placed = ecp5.report_utilisation(pnr["report"])
@@ -137,7 +138,7 @@ def run_flow(build: Path, design: Design, part: ecp5.Part, freq: float = DEFAULT
            "design": {**counts, "cells": synth["cells"]}, "fit": fit, "wrapper": wrapper,
            "placed": placed, "kept": kept(counts, wrapper, placed),
            "critical_path": ecp5.critical_path(pnr["report"], fmax["net"]),
-           "phases_s": {**{f"synth_{k}": v for k, v in synth["phases"].items()}, **wrapper.pop("phases"),
+           "phases_s": {**{f"synth_{k}": v for k, v in synth["phases"].items()}, **wrap_phases,
                         **{f"pnr_{k}": v for k, v in pnr["phases"].items()}},
            "seconds": round(time.monotonic() - say.t0, 1),
            "tools": {**tools, "yosys": synth["yosys"]},
