@@ -66,7 +66,8 @@ from hrn_hw.rtl.rows import mux_select
 from hrn_hw.rtl.streams import stream_in, stream_out
 
 LOAD, COMPUTE, DRAIN, OUT = range(4)
-DRAIN_CYCLES = 3       # accumulate, convert, activate + write after the last tap's address
+MAC_DELAY = 2          # map word and weight registers, product register (timing closure)
+DRAIN_CYCLES = 3 + MAC_DELAY   # accumulate, convert, activate + write after the last tap's address
 OUT_OVERHEAD = 2       # memory read, output register
 
 
@@ -139,8 +140,9 @@ def conv_engine_phases(unit, call: dict, lanes: int | None = None, words: int = 
 
 def conv_engine_cycles(unit, call: dict, lanes: int | None = None, words: int = 1, pixel_lanes: int = 1) -> int:
     """Conv engine latency of one call, W = words, P = pixel_lanes:
-    ceil(C H W / W) + splits + G ceil(Ho Wo / P) max(IC K^2, P) + ceil(O Ph Pw / W) kp^2 + P + 4
-    (splits: channel groups ending inside a beat); W = P = 1: C H W + G Ho Wo IC K^2 + O Ph Pw kp^2 + 5."""
+    ceil(C H W / W) + splits + G ceil(Ho Wo / P) max(IC K^2, P) + ceil(O Ph Pw / W) kp^2 + P + 6
+    (splits: channel groups ending inside a beat); W = P = 1: C H W + G Ho Wo IC K^2 + O Ph Pw kp^2 + 7
+    (the MAC's map-word, weight and product registers add MAC_DELAY = 2 to the drain)."""
     return sum(conv_engine_phases(unit, call, lanes, words, pixel_lanes).values())
 
 
@@ -155,6 +157,15 @@ def _pick(index, values, shape):
 def _span(values):
     """A shape holding every one of `values` (and 0, 1)."""
     return range(min(0, *values), max(1, *values) + 1)
+
+
+def _delayed(m, signals: list, stages: int) -> list:
+    """`signals` delayed by `stages` registers each."""
+    for k in range(stages):
+        nxt = [Signal.like(sig, name=f"{sig.name}_d{k + 1}") for sig in signals]
+        m.d.sync += [n.eq(sig) for n, sig in zip(nxt, signals)]
+        signals = nxt
+    return signals
 
 
 def _word(data, i, width: int):
@@ -386,18 +397,23 @@ class ConvEngine(wiring.Component):
 
     def _fetch(self, m, s, dm, c, copies):
         """COMPUTE's stage 1: the tap's flags registered, each pixel lane's map word x1 (zero
-        out of bounds); v2: the chunk's sums are final. Returns tap_end, v1, first1, tv1, v2, x1."""
+        out of bounds), then registered (xr) for the lanes' product registers (MAC_DELAY stages
+        before the accumulate); the flags delayed to the accumulate (va, firsta, tva); v2: the
+        chunk's sums are final. Returns tap_end, va, firsta, tva, v2, xr."""
         P = self.pixel_lanes
         computing = s.phase == COMPUTE
         tap_end = c.t == dm.T - 1
         v1, first1, last1, tv1, v2 = Signal(), Signal(), Signal(), Signal(), Signal()
         inb1 = [Signal(name=f"inb1_{p}") for p in range(P)]
         bsel1 = [Signal(len(b), name=f"bsel1_{p}") for p, b in enumerate(c.bsel)]
-        m.d.sync += [v1.eq(computing), first1.eq(c.t == 0), last1.eq(tap_end), tv1.eq(c.tap_ok),
-                     v2.eq(v1 & last1)]
+        m.d.sync += [v1.eq(computing), first1.eq(c.t == 0), last1.eq(tap_end), tv1.eq(c.tap_ok)]
+        va, firsta, lasta, tva = _delayed(m, [v1, first1, last1, tv1], MAC_DELAY)
+        m.d.sync += v2.eq(va & lasta)
         m.d.sync += [x.eq(y) for x, y in zip(inb1 + bsel1, c.inb + c.bsel)]
         x1 = [Mux(inb1[p], mux_select([rd.data for _, rd in copies[p]], bsel1[p]), 0) for p in range(P)]
-        return SimpleNamespace(tap_end=tap_end, v1=v1, first1=first1, tv1=tv1, v2=v2, x1=x1)
+        xr = [Signal(signed(self.x_width), name=f"xr{p}") for p in range(P)]
+        m.d.sync += [r.eq(v) for r, v in zip(xr, x1)]
+        return SimpleNamespace(tap_end=tap_end, va=va, firsta=firsta, tva=tva, v2=v2, xr=xr)
 
     def _per_call_shifts(self, m, s):
         """The call's accumulator alignment and output shift (align_c, shift_c) and the sets of
@@ -462,15 +478,20 @@ class ConvEngine(wiring.Component):
             brd = brom.read_port()
             m.d.comb += brd.addr.eq(s.cid * G + c.g_)
 
+            wr = Signal(signed(conv.w_fmt.width), name=f"wr{lane}")   # the weight, beside xr
+            m.d.sync += wr.eq(wrd.data)
             accs = []
             for p in range(P):
-                prod = x.x1[p] * wrd.data
+                prod = x.xr[p] * wr
                 sprod = prod << aligns[0]
                 for a in aligns[1:]:
                     sprod = Mux(align_c == a, prod << a, sprod)
+                # the aligned product in a register (mod 2^acc_width, as the accumulate keeps it)
+                pr = Signal(signed(self.acc_width), name=f"prod{lane}_{p}")
+                m.d.sync += pr.eq(sprod)
                 acc = Signal(signed(self.acc_width), name=f"acc{lane}_{p}")
-                with m.If(x.v1 & x.tv1):
-                    m.d.sync += acc.eq(Mux(x.first1, brd.data, acc) + sprod)
+                with m.If(x.va & x.tva):
+                    m.d.sync += acc.eq(Mux(x.firsta, brd.data, acc) + pr)
                 accs.append(acc)
             hold = [Signal(signed(self.acc_width), name=f"hold{lane}_{p}") for p in range(P - 1)]
             with m.If(x.v2):
