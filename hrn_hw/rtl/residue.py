@@ -49,7 +49,18 @@ from hrn_hw.rtl.rows import beats, frame_row_words, mux_select, pack_words, row_
 from hrn_hw.rtl.streams import stream_in, stream_out
 
 RUN, FLUSH, DONE, EMB = range(4)
-PIPE_STAGES = 3       # ROM read / h register, difference register, residue register
+PIPE_STAGES = 5       # ROM read / h register, selected rows, products (timing closure), difference, residue
+
+
+def _stages(mod: Module, sig, n: int) -> list:
+    """`sig` delayed by 1 .. n registers."""
+    out = []
+    for k in range(n):
+        nxt = Signal.like(sig, name=f"{sig.name}_s{k + 1}")
+        mod.d.sync += nxt.eq(sig)
+        out.append(nxt)
+        sig = nxt
+    return out
 
 
 def residue_params(qm, words: int = 1) -> dict:
@@ -63,14 +74,14 @@ def residue_phases(s: int, words: int = 1) -> dict:
     """Cycles per phase of one residue frame (first h handshake to the result handshake)."""
     return {
         "in": beats(s, words),      # h, one beat (W words) per cycle
-        "pipeline": PIPE_STAGES,    # ROM read, difference, convert; then the accumulate
+        "pipeline": PIPE_STAGES,    # ROM read, row select, products, difference, convert; then the accumulate
         "drain": 1,                 # the last square-accumulate; the FSM sees the pipeline empty
         "out": 1,                   # the result handshake (stop, energy)
     }
 
 
 def residue_cycles(s: int, words: int = 1) -> int:
-    """Residue frame latency: ceil(s / W) + 5 (s + 5 at W = 1)."""
+    """Residue frame latency: ceil(s / W) + 7 (s + 7 at W = 1)."""
     return sum(residue_phases(s, words).values())
 
 
@@ -127,11 +138,11 @@ class Residue(wiring.Component):
         mod.d.comb += self.in_ready.eq(phase == RUN)
 
         coef_r, sel_now = self._operands(mod, j, take)
-        v1, v2, j2, diffs = self._difference(mod, j, take, sel_now, coef_r, ab)
+        v1s, v2, j2, diffs = self._difference(mod, j, take, sel_now, coef_r, ab)
         v3, j3, rs = self._convert(mod, v2, j2, diffs, ab)
         st = self._accumulate(mod, phase, j2, v3, j3, rs, ab)
         self._outputs(mod, phase, j, st)
-        self._sequencer(mod, phase, j, take, (v1, v2, v3), st)
+        self._sequencer(mod, phase, j, take, (*v1s, v2, v3), st)
         return mod
 
     def _operands(self, mod: Module, j, take):
@@ -158,20 +169,27 @@ class Residue(wiring.Component):
         sel1 = Signal.like(self.sel)
         mod.d.sync += sel1.eq(sel_now)
 
+        # stage 1b: the selected unit's m rows and h registered; stage 1c: the m products per
+        # position registered (timing closure); stage 2: their sum and the aligned difference
         b_rows = [mux_select([rom_data[u * m + i] for u in range(M)], sel1) if M > 1 else rom_data[i]
                   for i in range(m)]
-        b_words = [row_words(b, bf.width, W) for b in b_rows]
+        b_regs = [Signal(row_shape(bf.width, W), name=f"bsel{i}") for i in range(m)]
+        h1b, h1c = Signal.like(h1), Signal.like(h1)
+        mod.d.sync += [r.eq(b) for r, b in zip(b_regs, b_rows)] + [h1b.eq(h1), h1c.eq(h1b)]
+        b_words = [row_words(b, bf.width, W) for b in b_regs]
         c = [coef_r.word_select(i, cf.width).as_signed() for i in range(m)]
         dw = max(hf.width + frac - hf.frac, bf.width + cf.width + max(1, m.bit_length())) + 2
         diffs = []
-        for p, h in enumerate(row_words(h1, hf.width, W)):
-            recon = tree_sum(b_words[i][p] * c[i] for i in range(m))
+        for p, h in enumerate(row_words(h1c, hf.width, W)):
+            prods = [Signal(signed(bf.width + cf.width), name=f"bc{i}_{p}") for i in range(m)]
+            mod.d.sync += [pr.eq(b_words[i][p] * c[i]) for i, pr in enumerate(prods)]
             diff = Signal(signed(dw), name=f"diff{p}")
-            mod.d.sync += diff.eq((h << (frac - hf.frac)) - recon)
+            mod.d.sync += diff.eq((h << (frac - hf.frac)) - tree_sum(prods))
             diffs.append(diff)
+        (v1b, v1c), j1c = _stages(mod, v1, 2), _stages(mod, j1, 2)[-1]
         v2, j2 = Signal(), Signal(ab)
-        mod.d.sync += [v2.eq(v1), j2.eq(j1)]
-        return v1, v2, j2, diffs
+        mod.d.sync += [v2.eq(v1c), j2.eq(j1c)]
+        return (v1, v1b, v1c), v2, j2, diffs
 
     def _convert(self, mod: Module, v2, j2, diffs, ab: int):
         """Stage 3: r = convert(diff, frac -> r_fmt), and the r monitor. Returns v3, j3, r."""
@@ -234,7 +252,7 @@ class Residue(wiring.Component):
     def _sequencer(self, mod: Module, phase, j, take, valids, st):
         """The phase machine: RUN (h in, or a finish command between frames), FLUSH until the
         pipeline (valids) is empty, DONE until the result handshake, EMB the read-out."""
-        rows, (v1, v2, v3) = self.rows, valids
+        rows = self.rows
         with mod.If(phase == RUN):
             with mod.If(take):
                 mod.d.sync += j.eq(j + 1)
@@ -243,7 +261,7 @@ class Residue(wiring.Component):
             with mod.Elif(self.fin_valid & (j == 0)):
                 mod.d.sync += [phase.eq(EMB), st.a.eq(0), st.va.eq(0)]
         with mod.Elif(phase == FLUSH):
-            with mod.If(~v1 & ~v2 & ~v3):
+            with mod.If(~Cat(*valids).any()):
                 mod.d.sync += phase.eq(DONE)
         with mod.Elif(phase == DONE):
             with mod.If(self.out_ready):
