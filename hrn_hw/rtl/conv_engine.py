@@ -62,7 +62,7 @@ from amaranth.lib.wiring import In, Out
 
 from hrn_hw.export.shapes import layer_out_hw, unit_calls
 from hrn_hw.rtl.fixed import convert_expr, saturate, shift_right
-from hrn_hw.rtl.rows import mux_select
+from hrn_hw.rtl.rows import delay_line, mux_select
 from hrn_hw.rtl.streams import stream_in, stream_out
 
 LOAD, COMPUTE, DRAIN, OUT = range(4)
@@ -157,15 +157,6 @@ def _pick(index, values, shape):
 def _span(values):
     """A shape holding every one of `values` (and 0, 1)."""
     return range(min(0, *values), max(1, *values) + 1)
-
-
-def _delayed(m, signals: list, stages: int) -> list:
-    """`signals` delayed by `stages` registers each."""
-    for k in range(stages):
-        nxt = [Signal.like(sig, name=f"{sig.name}_d{k + 1}") for sig in signals]
-        m.d.sync += [n.eq(sig) for n, sig in zip(nxt, signals)]
-        signals = nxt
-    return signals
 
 
 def _word(data, i, width: int):
@@ -407,7 +398,7 @@ class ConvEngine(wiring.Component):
         inb1 = [Signal(name=f"inb1_{p}") for p in range(P)]
         bsel1 = [Signal(len(b), name=f"bsel1_{p}") for p, b in enumerate(c.bsel)]
         m.d.sync += [v1.eq(computing), first1.eq(c.t == 0), last1.eq(tap_end), tv1.eq(c.tap_ok)]
-        va, firsta, lasta, tva = _delayed(m, [v1, first1, last1, tv1], MAC_DELAY)
+        va, firsta, lasta, tva = (delay_line(m, sig, MAC_DELAY)[-1] for sig in (v1, first1, last1, tv1))
         m.d.sync += v2.eq(va & lasta)
         m.d.sync += [x.eq(y) for x, y in zip(inb1 + bsel1, c.inb + c.bsel)]
         x1 = [Mux(inb1[p], mux_select([rd.data for _, rd in copies[p]], bsel1[p]), 0) for p in range(P)]

@@ -45,22 +45,11 @@ from amaranth.lib.wiring import In
 from hrn_hw.fixedpoint.fmt import Fmt
 from hrn_hw.rtl.basis_rom import reader_ports, read_rows
 from hrn_hw.rtl.fixed import convert_expr
-from hrn_hw.rtl.rows import beats, frame_row_words, mux_select, pack_words, row_init, row_shape, row_words, tree_sum
+from hrn_hw.rtl.rows import beats, delay_line, frame_row_words, mux_select, pack_words, row_init, row_shape, row_words, tree_sum
 from hrn_hw.rtl.streams import stream_in, stream_out
 
 RUN, FLUSH, DONE, EMB = range(4)
 PIPE_STAGES = 5       # ROM read / h register, selected rows, products (timing closure), difference, residue
-
-
-def _stages(mod: Module, sig, n: int) -> list:
-    """`sig` delayed by 1 .. n registers."""
-    out = []
-    for k in range(n):
-        nxt = Signal.like(sig, name=f"{sig.name}_s{k + 1}")
-        mod.d.sync += nxt.eq(sig)
-        out.append(nxt)
-        sig = nxt
-    return out
 
 
 def residue_params(qm, words: int = 1) -> dict:
@@ -186,7 +175,7 @@ class Residue(wiring.Component):
             diff = Signal(signed(dw), name=f"diff{p}")
             mod.d.sync += diff.eq((h << (frac - hf.frac)) - tree_sum(prods))
             diffs.append(diff)
-        (v1b, v1c), j1c = _stages(mod, v1, 2), _stages(mod, j1, 2)[-1]
+        (v1b, v1c), j1c = delay_line(mod, v1, 2), delay_line(mod, j1, 2)[-1]
         v2, j2 = Signal(), Signal(ab)
         mod.d.sync += [v2.eq(v1c), j2.eq(j1c)]
         return (v1, v1b, v1c), v2, j2, diffs

@@ -1,5 +1,6 @@
 """Rows of W words: the helpers every block uses for multi-word streams and the memories that
-hold them (docs/rtl.md "Conventions", "Multi-word streams")."""
+hold them (docs/rtl.md "Conventions", "Multi-word streams"), and the delay line of their
+pipeline registers."""
 
 from __future__ import annotations
 
@@ -67,4 +68,16 @@ def mux_select(values, index):
     out = Const(0, len(values[0]))
     for k, v in enumerate(values):
         out = Mux(index == k, v, out)
+    return out
+
+
+def delay_line(m, sig, stages: int) -> list:
+    """`sig` delayed by 1 .. `stages` registers (a list, the last the most delayed); the
+    registers are named <sig>_d1, <sig>_d2, ..."""
+    out = []
+    for k in range(stages):
+        nxt = Signal.like(sig, name=f"{sig.name}_d{k + 1}")
+        m.d.sync += nxt.eq(sig)
+        out.append(nxt)
+        sig = nxt
     return out
