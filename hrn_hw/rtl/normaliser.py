@@ -38,7 +38,8 @@ from hrn_hw.rtl.streams import stream_in, stream_out
 
 LOAD, FLUSH, DIV, SQRT, OUT = range(5)
 MAC_STAGES = 2        # phi register, square register; E is updated one cycle later
-OUT_STAGES = 3        # memory read, product register, output register
+OUT_STAGES = 4        # memory read, partial products, product register, output register
+SPLIT = 25            # inv is multiplied in two parts, its low SPLIT bits and the rest (timing closure)
 
 
 def div_cycles(norm_k: int, root_bits: int = 1) -> int:
@@ -59,14 +60,14 @@ def normaliser_phases(s: int, norm_k: int, words: int = 1, root_bits: int = 1) -
         "flush": MAC_STAGES + 1,                # square and accumulate drain; the FSM sees it empty
         "div": div_cycles(norm_k, root_bits),   # restoring division 2^(2K) / E, r quotient bits a cycle
         "sqrt": sqrt_cycles(norm_k, root_bits), # isqrt of the (2K+1)-bit quotient, r root bits a cycle
-        "out_pipeline": OUT_STAGES,             # memory read, product, round/saturate registers
+        "out_pipeline": OUT_STAGES,             # memory read, partial products, product, round/saturate registers
         "out": beats(s, words),                 # h, one beat (W words) per cycle
     }
 
 
 def normaliser_cycles(s: int, norm_k: int, words: int = 1, root_bits: int = 1) -> int:
-    """Normaliser latency: 2 ceil(s / W) + ceil((2K + 1) / r) + ceil((K + 1) / r) + 6
-    (2 s + 3 K + 8 at W = r = 1)."""
+    """Normaliser latency: 2 ceil(s / W) + ceil((2K + 1) / r) + ceil((K + 1) / r) + 7
+    (2 s + 3 K + 9 at W = r = 1)."""
     return sum(normaliser_phases(s, norm_k, words, root_bits).values())
 
 
@@ -204,11 +205,17 @@ class Normaliser(wiring.Component):
         return inv
 
     def _out(self, m: Module, phase, wa, e, inv, rd, bw: int):
-        """OUT: h_j = sat(round(phi_j * inv >> shift)), a row at a time (memory read, product,
-        convert: a three-stage pipeline with a common stall); back to LOAD after the last."""
+        """OUT: h_j = sat(round(phi_j * inv >> shift)), a row at a time (memory read, the two
+        partial products phi_j * inv[:SPLIT] and phi_j * inv[SPLIT:], their sum, convert: a
+        four-stage pipeline with a common stall); back to LOAD after the last."""
         k, hf, W, rows, pw = self.k, self.h_fmt, self.words, self.rows, self.phi_width
         ra = Signal(bw)
-        v1, v2, ov = Signal(), Signal(), Signal()
+        v1, vp, v2, ov = Signal(), Signal(), Signal(), Signal()
+        lo_w = min(SPLIT, k + 1)
+        inv_lo = Cat(inv[:lo_w], C(0, 1)).as_signed()
+        inv_hi = Cat(inv[lo_w:], C(0, 1)).as_signed()
+        parts = [(Signal(signed(pw + lo_w + 2), name=f"plo{i}"), Signal(signed(pw + k + 2 - lo_w), name=f"phi{i}"))
+                 for i in range(W)]
         oc = Signal(bw)
         prods = [Signal(signed(pw + k + 2), name=f"prod{i}") for i in range(W)]
         houts = [Signal(signed(hf.width), name=f"hout{i}") for i in range(W)]
@@ -223,9 +230,10 @@ class Normaliser(wiring.Component):
         with m.If(phase == OUT):
             m.d.comb += [rd.addr.eq(ra), rd.en.eq(adv)]
             with m.If(adv):
-                m.d.sync += [v1.eq(ra < rows), v2.eq(v1), ov.eq(v2)]
-                m.d.sync += [p.eq(phi * Cat(inv, C(0, 1)).as_signed())
-                             for p, phi in zip(prods, row_words(rd.data, pw, W))]
+                m.d.sync += [v1.eq(ra < rows), vp.eq(v1), v2.eq(vp), ov.eq(v2)]
+                for (lo, hi), phi in zip(parts, row_words(rd.data, pw, W)):
+                    m.d.sync += [lo.eq(phi * inv_lo), hi.eq(phi * inv_hi)]
+                m.d.sync += [p.eq((hi << lo_w) + lo) for p, (lo, hi) in zip(prods, parts)]
                 m.d.sync += [h.eq(convert_expr(p, k, hf)) for h, p in zip(houts, prods)]
                 with m.If(ra < rows):
                     m.d.sync += ra.eq(ra + 1)
@@ -233,4 +241,4 @@ class Normaliser(wiring.Component):
                 m.d.sync += oc.eq(oc + 1)
                 with m.If(oc == rows - 1):
                     m.d.sync += [phase.eq(LOAD), wa.eq(0), e.eq(0), ra.eq(0), oc.eq(0),
-                                 v1.eq(0), v2.eq(0), ov.eq(0)]
+                                 v1.eq(0), vp.eq(0), v2.eq(0), ov.eq(0)]
