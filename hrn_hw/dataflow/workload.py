@@ -10,7 +10,7 @@ is offered to the chip.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ class Workload:
     routes: np.ndarray
     tasks: np.ndarray
     source: str
+    _classes: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         self.routes = np.asarray(self.routes, dtype=np.int64)
@@ -44,9 +45,11 @@ class Workload:
     def classes(self) -> tuple[np.ndarray, np.ndarray]:
         """(rows [C, d + 1], inverse [N]): the distinct (route, task) pairs (route in the first
         d columns, task last) and each sample's pair. A sample's work depends only on its pair."""
-        keys = np.concatenate([self.routes, self.tasks[:, None]], axis=1)
-        rows, inverse = np.unique(keys, axis=0, return_inverse=True)
-        return rows, inverse.reshape(-1)
+        if self._classes is None:      # computed once: every mapping and graph of a run asks for it
+            keys = np.concatenate([self.routes, self.tasks[:, None]], axis=1)
+            rows, inverse = np.unique(keys, axis=0, return_inverse=True)
+            self._classes = (rows, inverse.reshape(-1))
+        return self._classes
 
     def repeat(self, n: int) -> "Workload":
         """n samples cycling through this workload (sample i is sample i mod len(self))."""
