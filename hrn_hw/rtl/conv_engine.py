@@ -27,25 +27,30 @@ Interface (clock `clk`, synchronous reset `rst`), streams of WORDS words per bea
 - `busy`: a frame is in flight (not waiting for its first input).
 
 Phases (no overlap between frames):
-1. LOAD (ceil(C H W / WORDS) + fold splits cycles): element j (flat CHW) is added into folded
+1. LOAD (ceil(C H W / WORDS) + fold splits + 2 cycles): element j (flat CHW) is added into folded
    word a = j mod S (S = IC H W: channel c goes into c mod IC) by a read-modify-write; the map
    memory is WORDS banks (word a in bank a mod WORDS, row a // WORDS), so a run of at most
    WORDS consecutive folded words is one row access per bank. A beat is one such run unless a
    channel group ends inside it (a wrap of a to 0): it then takes one cycle per run ("fold
-   split", in_ready low meanwhile). The read ports are transparent to the write ports, so
+   split", in_ready low meanwhile). The read-modify-write is pipelined (row address, read data
+   register, sum written); the read data is forwarded from the two writes still in flight, so
    back-to-back runs on the same rows fold exactly; the first group overwrites (no clearing
-   pass). A call with C < IC reads its missing channels as zero in COMPUTE.
+   pass); 2 tail cycles (LOAD_TAIL) let the last write land. A call with C < IC reads its
+   missing channels as zero in COMPUTE.
 2. COMPUTE (G ceil(Ho Wo / PIXELS) max(IC K K, PIXELS) cycles, G = ceil(O / LANES)): for each
    channel group and chunk of PIXELS output pixels (raster order), one tap per cycle: each pixel
    lane reads its map word from its own copy of the map memory (every copy is written alike)
    and multiplies it with the LANES weights of the tap (LANES x PIXELS multipliers);
-   out-of-bounds taps multiply zero. Pipeline: address / ROM read, accumulate, then a
-   serialiser hands the chunk's PIXELS accumulator sets, one per cycle, to LANES converters
-   (convert + saturate, LeakyReLU + write into the lane's bank of the output memory).
-3. DRAIN (3 + PIXELS - 1 cycles): the pipeline and the serialiser empty into the output memory.
-4. OUT (ceil(O Ph Pw / WORDS) kp kp + 2 cycles): for each beat, kp * kp reads per word (kp = 1
+   out-of-bounds taps multiply zero. Pipeline: address / ROM read, map word and weight
+   registers, product register, accumulate, then a serialiser hands the chunk's PIXELS
+   accumulator sets, one per cycle, to LANES converters (convert + saturate; LeakyReLU as
+   alpha * y in a register, then the activated value in a register; then the write into the
+   lane's bank of the output memory). Per-call constants are registers off the latched call id.
+3. DRAIN (7 + PIXELS - 1 cycles): the pipeline and the serialiser empty into the output memory.
+4. OUT (ceil(O Ph Pw / WORDS) kp kp + 3 cycles): for each beat, kp * kp reads per word (kp = 1
    without pooling) with a running max, each word slot reading its own copy of the output
-   memory, then the output register. Back-pressure stalls this pipeline only.
+   memory (address register, memory read), then the output register. Back-pressure stalls this
+   pipeline only.
 
 LANES (`lanes`, default all out_channels) output channels, PIXELS (`pixel_lanes`, default 1)
 output pixels and WORDS (`words`, a power of two, default 1) stream words per cycle; the
@@ -61,14 +66,17 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hrn_hw.export.shapes import layer_out_hw, unit_calls
+from hrn_hw.rtl.arith import const_mul
 from hrn_hw.rtl.fixed import convert_expr, saturate, shift_right
 from hrn_hw.rtl.rows import delay_line, mux_select
 from hrn_hw.rtl.streams import stream_in, stream_out
 
 LOAD, COMPUTE, DRAIN, OUT = range(4)
 MAC_DELAY = 2          # map word and weight registers, product register (timing closure)
-DRAIN_CYCLES = 3 + MAC_DELAY   # accumulate, convert, activate + write after the last tap's address
-OUT_OVERHEAD = 2       # memory read, output register
+ACT_DELAY = 2          # LeakyReLU: slope product register, activated-value register (timing closure)
+DRAIN_CYCLES = 3 + MAC_DELAY + ACT_DELAY   # accumulate, convert, activate, write after the last tap's address
+LOAD_TAIL = 2          # fold pipeline: read data register, then the write (timing closure)
+OUT_OVERHEAD = 3       # address register, memory read, output register
 
 
 def unit_layers(unit):
@@ -130,19 +138,21 @@ def conv_engine_phases(unit, call: dict, lanes: int | None = None, words: int = 
     """Cycles per phase of one call (first input handshake to last output handshake)."""
     g = call_geometry(unit, call, lanes, words, pixel_lanes)
     return {
-        "load": g["in_beats"] + g["fold_splits"],       # one beat per cycle, + group ends inside beats
+        "load": g["in_beats"] + g["fold_splits"] + LOAD_TAIL,   # one beat per cycle, + group ends inside beats
         "compute": g["G"] * g["Q"] * g["T"],            # one tap per cycle, LANES x PIXELS MACs
-        "drain": DRAIN_CYCLES + g["P"] - 1,             # accumulate, serialise, convert, act + write
+        "drain": DRAIN_CYCLES + g["P"] - 1,             # accumulate, serialise, convert, act, write
         "out": g["out_beats"] * g["kp"] * g["kp"],      # kp*kp reads per output beat
-        "out_pipeline": OUT_OVERHEAD,                   # memory read, output register
+        "out_pipeline": OUT_OVERHEAD,                   # address register, memory read, output register
     }
 
 
 def conv_engine_cycles(unit, call: dict, lanes: int | None = None, words: int = 1, pixel_lanes: int = 1) -> int:
     """Conv engine latency of one call, W = words, P = pixel_lanes:
-    ceil(C H W / W) + splits + G ceil(Ho Wo / P) max(IC K^2, P) + ceil(O Ph Pw / W) kp^2 + P + 6
-    (splits: channel groups ending inside a beat); W = P = 1: C H W + G Ho Wo IC K^2 + O Ph Pw kp^2 + 7
-    (the MAC's map-word, weight and product registers add MAC_DELAY = 2 to the drain)."""
+    ceil(C H W / W) + splits + G ceil(Ho Wo / P) max(IC K^2, P) + ceil(O Ph Pw / W) kp^2 + P + 11
+    (splits: channel groups ending inside a beat); W = P = 1: C H W + G Ho Wo IC K^2 + O Ph Pw kp^2 + 12
+    (timing closure: the MAC's map-word, weight and product registers add MAC_DELAY = 2 and the
+    LeakyReLU's two registers ACT_DELAY = 2 to the drain, the fold's read-data register
+    LOAD_TAIL = 2 to LOAD, OUT's address register 1 to OUT_OVERHEAD = 3)."""
     return sum(conv_engine_phases(unit, call, lanes, words, pixel_lanes).values())
 
 
@@ -157,6 +167,13 @@ def _pick(index, values, shape):
 def _span(values):
     """A shape holding every one of `values` (and 0, 1)."""
     return range(min(0, *values), max(1, *values) + 1)
+
+
+def _ge(x, t):
+    """x >= t for an unsigned x (a constant 1 where t is a constant <= 0: no lint-constant compare)."""
+    if isinstance(t, Const) and t.value <= 0:
+        return Const(1, 1)
+    return x >= t
 
 
 def _word(data, i, width: int):
@@ -217,9 +234,23 @@ class ConvEngine(wiring.Component):
         values = [key(g) if callable(key) else g[key] for g in self.geo]
         return _pick(idx, values, _span(values))
 
+    def _per_call_r(self, m, s, key, name=None):
+        """The per-call constant `key` at the latched call id, in a register (reloaded every
+        cycle: it lags s.cid by one cycle, and s.cid is latched LOAD_TAIL + 1 or more cycles
+        before COMPUTE, so it is settled in COMPUTE, DRAIN and OUT)."""
+        values = [key(g) if callable(key) else g[key] for g in self.geo]
+        if len(set(values)) == 1:
+            return Const(int(values[0]), _span(values))
+        key_ = tuple(values)
+        if key_ not in self._pr:                 # one register per distinct value list
+            r = Signal(_span(values), name=name or f"pc{len(self._pr)}")
+            self._pr[key_] = r
+        return self._pr[key_]
+
     def _map_memory(self, m):
         """PIXELS copies (one per pixel lane) of WORDS banks (folded word a: bank a mod WORDS,
-        row a // WORDS); returns [copy][bank] = (write port, read port transparent to it)."""
+        row a // WORDS); returns [copy][bank] = (write port, read port). The read ports are not
+        transparent (no bypass logic after the block RAM): LOAD forwards its own writes."""
         rows = max(2, _cdiv(max(g["S"] for g in self.geo), self.words))
         copies = []
         for p in range(self.pixel_lanes):
@@ -228,65 +259,97 @@ class ConvEngine(wiring.Component):
                 mem = memory.Memory(shape=signed(self.x_width), depth=rows, init=[])
                 m.submodules[f"map{p}_{k}"] = mem
                 wr = mem.write_port()
-                banks.append((wr, mem.read_port(transparent_for=(wr,))))
+                banks.append((wr, mem.read_port()))
             copies.append(banks)
         return copies
 
     def _load(self, m, s, copies):
         """LOAD: fold each beat's words into the map memory, one run of consecutive folded words
-        (a beat, or its part before / after a channel group's end) per cycle."""
+        (a beat, or its part before / after a channel group's end) per cycle. The fold is a
+        three-stage read-modify-write per bank: A the row address (read issued), B the read data
+        registered (forwarded from the two writes the read cannot see yet: the one in C now and
+        the one done at the edge it was sampled on), C the sum written. The words left in the
+        channel group (rs) and in the frame (rn) are counted down; the first beat takes them
+        from call_id. After the last run LOAD_TAIL cycles let the last write land."""
         W, lw = self.words, self.words.bit_length() - 1
         iw = self.in_width
         take = self.in_valid & self.in_ready
-        m.d.comb += self.in_ready.eq((s.phase == LOAD) & ~s.extra)
+        tail = Signal(range(LOAD_TAIL + 1))
+        m.d.comb += self.in_ready.eq((s.phase == LOAD) & ~s.extra & (tail == 0))
         held = Signal(len(self.in_data))             # the beat whose runs are not all folded yet
         pos = Signal(range(max(2, W)))               # its next word (W = 1: a beat is one run)
-        ja = Signal(range(max(g["S"] for g in self.geo) + 1))   # folded address of word jn
+        ja = Signal(range(max(g["S"] for g in self.geo) + 1))   # folded address of the run's first word
         add = Signal()                               # past the first channel group: add, not overwrite
         src = Mux(s.extra, held, self.in_data[:len(held)]) if W > 1 else self.in_data
         p0 = Mux(s.extra, pos, 0)
-        S_c, n_c = self._per_call(s.cur, "S"), self._per_call(s.cur, "n_in")
+        S_v = [g["S"] for g in self.geo]
+        n_v = [g["n_in"] for g in self.geo]
+        S_in = _pick(self.call_id, S_v, _span(S_v))
+        S_r = Signal(_span(S_v))                     # S of the frame's call (latched)
+        rs = Signal(_span(S_v))                      # words left in the channel group
+        rn = Signal(_span(n_v))                      # words left in the frame
+        rs_e = Mux(s.waiting, S_in, rs)
+        rn_e = Mux(s.waiting, _pick(self.call_id, n_v, _span(n_v)), rn)
         run = Signal(range(W + 1))
-        room_s, room_n = S_c - ja, n_c - s.jn
-        m.d.comb += run.eq(W - p0)                   # run = min(W - p0, room_s, room_n)
-        with m.If(room_s < W - p0):
-            m.d.comb += run.eq(room_s)
-        with m.If((room_n < room_s) & (room_n < W - p0)):
-            m.d.comb += run.eq(room_n)
+        m.d.comb += run.eq(W - p0)                   # run = min(W - p0, rs, rn)
+        with m.If(rs_e < W - p0):
+            m.d.comb += run.eq(rs_e)
+        with m.If((rn_e < rs_e) & (rn_e < W - p0)):
+            m.d.comb += run.eq(rn_e)
         active = s.extra | take
         lo = ja[:lw] if lw else Const(0, 1)
+        wadd2 = Signal()
         for k, (wr_k, rd_k) in enumerate(copies[0]):
             d = (k - lo)[:lw] if lw else Const(0, 1)
             row = (ja >> lw) + (lo > k) if k < W - 1 else ja >> lw   # the run wraps past bank W-1
+            # stage A -> B
             wv, wrow = Signal(name=f"wv{k}"), Signal.like(wr_k.addr, name=f"wrow{k}")
             wd = Signal(signed(iw), name=f"wd{k}")
+            hz_c, hz_d = Signal(name=f"hzc{k}"), Signal(name=f"hzd{k}")
+            # stage B -> C
+            wv2, wrow2 = Signal(name=f"wv2_{k}"), Signal.like(wr_k.addr, name=f"wrow2_{k}")
+            wd2, rdr = Signal(signed(iw), name=f"wd2_{k}"), Signal(signed(self.x_width), name=f"rdr{k}")
+            # the write done (stage D)
+            wdd = Signal(signed(self.x_width), name=f"wdd{k}")
             word = _word(src, (k + p0 - lo)[:lw], iw) if lw else _word(src, 0, iw)
-            m.d.sync += [wv.eq(active & (d < run)), wrow.eq(row), wd.eq(word)]
+            m.d.sync += [wv.eq(active & (d < run)), wrow.eq(row), wd.eq(word),
+                         hz_c.eq(wv & (wrow == row)), hz_d.eq(wv2 & (wrow2 == row))]
             m.d.comb += rd_k.addr.eq(Mux(s.phase == LOAD, row, s.crow[0]))
+            m.d.sync += [wv2.eq(wv), wrow2.eq(wrow), wd2.eq(wd)]
+            total = Signal(signed(self.x_width), name=f"fold{k}")
+            m.d.comb += total.eq(Mux(wadd2, rdr, 0) + wd2)
+            m.d.sync += [rdr.eq(Mux(hz_c, total, Mux(hz_d, wdd, rd_k.data))), wdd.eq(total)]
             for banks in copies:
                 wr = banks[k][0]
-                m.d.comb += [wr.en.eq(wv), wr.addr.eq(wrow), wr.data.eq(Mux(s.wadd, rd_k.data, 0) + wd)]
-        m.d.sync += s.wadd.eq(add)
-        last = s.jn + run == n_c
+                m.d.comb += [wr.en.eq(wv2), wr.addr.eq(wrow2), wr.data.eq(total)]
+        m.d.sync += [s.wadd.eq(add), wadd2.eq(s.wadd)]
+        last = rn_e == run
+        wrap = rs_e == run
+        with m.If(tail != 0):
+            m.d.sync += tail.eq(tail - 1)
+            with m.If(tail == 1):
+                m.d.sync += s.phase.eq(COMPUTE)
         with m.If((s.phase == LOAD) & active):
-            with m.If(s.first_in):
-                m.d.sync += s.cid.eq(self.call_id)
+            with m.If(s.waiting):
+                m.d.sync += [s.cid.eq(self.call_id), S_r.eq(S_in), s.waiting.eq(0)]
             if W > 1:
                 with m.If(~s.extra):
                     m.d.sync += held.eq(src)
                 done = (p0 + run == W) | last
                 m.d.sync += [s.extra.eq(~done), pos.eq(p0 + run)]
-            m.d.sync += [s.jn.eq(s.jn + run), ja.eq(ja + run)]
-            with m.If(ja + run == S_c):
-                m.d.sync += [ja.eq(0), add.eq(1)]
+            m.d.sync += [rn.eq(rn_e - run), rs.eq(rs_e - run), ja.eq(ja + run)]
+            with m.If(wrap):
+                m.d.sync += [ja.eq(0), add.eq(1), rs.eq(Mux(s.waiting, S_in, S_r))]
             with m.If(last):
-                m.d.sync += [s.jn.eq(0), ja.eq(0), add.eq(0), s.extra.eq(0), s.phase.eq(COMPUTE)]
-                s.start_compute(s.cur)
+                m.d.sync += [ja.eq(0), add.eq(0), s.extra.eq(0), tail.eq(LOAD_TAIL)]
+        with m.If(s.phase == LOAD):
+            s.start_compute()
 
     def elaborate(self, platform):
         """The frame state and the map memory, then COMPUTE (address, fetch, serialiser, the
         lanes), LOAD, OUT and the phase machine."""
         m = Module()
+        self._pr = {}                            # the per-call registers (_per_call_r)
         dm = self._dims()
         s = self._state(m)
         copies = self._map_memory(m)
@@ -298,6 +361,8 @@ class ConvEngine(wiring.Component):
         self._load(m, s, copies)
         o_reset = self._out(m, s, out_banks, dm.dim)
         self._sequencer(m, s, dm, c, x, o_reset)
+        for values, r in self._pr.items():       # unconditional: reloaded every cycle
+            m.d.sync += r.eq(_pick(s.cid, values, _span(values)))
         return m
 
     def _dims(self):
@@ -319,26 +384,24 @@ class ConvEngine(wiring.Component):
 
     def _state(self, m):
         """The frame state LOAD and the phase machine share: phase, the latched call id, the
-        input words folded, the held beat's flag, the first-input condition and the call of
-        the beat (call_id with the first input, else the latched one)."""
-        geo = self.geo
+        waiting flag (LOAD before the frame's first input), the held beat's flag."""
         s = SimpleNamespace()
         s.phase = phase = Signal(range(4))
         s.cid = cid = Signal(range(max(2, len(self.calls))))
-        s.jn = Signal(range(max(g["n_in"] for g in geo) + 1))   # input words folded so far
+        s.waiting = Signal(init=1)                               # LOAD, no input taken yet
         s.extra = Signal()                                       # a held beat has runs left
         s.wadd = Signal()
-        m.d.comb += self.busy.eq((phase != LOAD) | (s.jn != 0))
-        s.first_in = (phase == LOAD) & (s.jn == 0) & ~s.extra
-        s.cur = Mux(s.first_in, self.call_id, cid)
+        m.d.comb += self.busy.eq(~s.waiting)
         return s
 
     def _address(self, m, s, dm, copies):
         """COMPUTE's address stage: the shared tap counters, each pixel lane's window origin and
         its map address (s.crow: row; bsel: bank) and in-bounds flag. Returns the counters,
         lane_init (the statements that put lane p on pixel p of a call), restart (those that
-        start a call's COMPUTE), tap_ok, inb, bsel."""
-        P, pc, cid = self.pixel_lanes, self._per_call, s.cid
+        start a call's COMPUTE), tap_ok, inb, bsel. The window origin is kept as registers
+        (ix0 = ox st - pad, iy0 = oy st - pad, base), so a tap's row / column is one add."""
+        P = self.pixel_lanes
+        pr = lambda key: self._per_call_r(m, s, key)  # noqa: E731
         K, st, pad, IC, T, N, lw = dm.K, dm.st, dm.pad, dm.IC, dm.T, dm.N, dm.lw
         pdim, sdim, sadr = dm.pdim, dm.sdim, dm.sadr
         g_, q = Signal(range(max(2, dm.G))), Signal(range(max(2, max(g["Q"] for g in self.geo))))
@@ -348,31 +411,34 @@ class ConvEngine(wiring.Component):
         ox = [Signal(pdim, name=f"ox{p}") for p in range(P)]
         oy = [Signal(pdim, name=f"oy{p}") for p in range(P)]
         base = [Signal(sadr, name=f"base{p}") for p in range(P)]   # (oy st - pad) W + ox st - pad
+        ix0 = [Signal(sdim, name=f"ix0_{p}") for p in range(P)]    # ox st - pad
+        iy0 = [Signal(sdim, name=f"iy0_{p}") for p in range(P)]    # oy st - pad
+        inits = [(pr(lambda g, p=p: p % g["Wo"]), pr(lambda g, p=p: p // g["Wo"]),
+                  pr(lambda g, p=p: (p // g["Wo"] * st - pad) * g["W"] + p % g["Wo"] * st - pad))
+                 for p in range(P)]
 
-        def lane_init(idx):
-            """Pixel lane p starts at pixel p of the call's raster."""
+        def lane_init():
+            """Pixel lane p starts at pixel p of the call's raster (registered per-call values)."""
             stmts = []
-            for p in range(P):
-                stmts += [ox[p].eq(pc(idx, lambda g, p=p: p % g["Wo"])),
-                          oy[p].eq(pc(idx, lambda g, p=p: p // g["Wo"])),
-                          base[p].eq(pc(idx, lambda g, p=p: (p // g["Wo"] * st - pad) * g["W"]
-                                        + p % g["Wo"] * st - pad))]
+            for p, (x0, y0, b0) in enumerate(inits):
+                stmts += [ox[p].eq(x0), oy[p].eq(y0), base[p].eq(b0),
+                          ix0[p].eq(const_mul(x0, st) - pad), iy0[p].eq(const_mul(y0, st) - pad)]
             return stmts
 
         # (a closure over the counters, as before the split: it keeps the tuple-assigned ones
         # anonymous in the Verilog, which stays byte-identical)
-        def restart(idx):
+        def restart():
             """The counters at the first tap of the first chunk of a call."""
-            return [g_.eq(0), q.eq(0), ci.eq(0), ky.eq(0), kx.eq(0), t.eq(0), toff.eq(0), *lane_init(idx)]
+            return [g_.eq(0), q.eq(0), ci.eq(0), ky.eq(0), kx.eq(0), t.eq(0), toff.eq(0), *lane_init()]
 
-        H_c, W_c, C_c = pc(cid, "H"), pc(cid, "W"), pc(cid, "C")
+        H_c, W_c, C_c = pr("H"), pr("W"), pr("C")
         tap_ok = (t < N) if T > N else Const(1, 1)
         s.crow, bsel, inb = [], [], []
         for p in range(P):
             iy = Signal(sdim, name=f"iy{p}")
             ix = Signal(sdim, name=f"ix{p}")
             a = Signal(sadr, name=f"a{p}")
-            m.d.comb += [iy.eq(oy[p] * st - pad + ky), ix.eq(ox[p] * st - pad + kx), a.eq(base[p] + toff)]
+            m.d.comb += [iy.eq(iy0[p] + ky), ix.eq(ix0[p] + kx), a.eq(base[p] + toff)]
             # a channel the call does not have (C < IC) folds to zero: its map words are stale
             inb.append((iy >= 0) & (iy < H_c) & (ix >= 0) & (ix < W_c) & (ci < C_c) & tap_ok)
             s.crow.append(a[lw:])
@@ -384,7 +450,7 @@ class ConvEngine(wiring.Component):
             for _, rd in banks:
                 m.d.comb += rd.en.eq(1)
         return SimpleNamespace(g_=g_, q=q, ci=ci, ky=ky, kx=kx, t=t, toff=toff, ox=ox, oy=oy, base=base,
-                               lane_init=lane_init, restart=restart, tap_ok=tap_ok, inb=inb, bsel=bsel)
+                               ix0=ix0, iy0=iy0, lane_init=lane_init, restart=restart, tap_ok=tap_ok, inb=inb, bsel=bsel)
 
     def _fetch(self, m, s, dm, c, copies):
         """COMPUTE's stage 1: the tap's flags registered, each pixel lane's map word x1 (zero
@@ -409,19 +475,20 @@ class ConvEngine(wiring.Component):
     def _per_call_shifts(self, m, s):
         """The call's accumulator alignment and output shift (align_c, shift_c) and the sets of
         them over the calls (aligns, shifts)."""
-        geo, pc = self.geo, self._per_call
+        geo = self.geo
         aligns = sorted({g["align"] for g in geo})
         shifts = sorted({g["shift"] for g in geo})
         align_c = Signal(range(max(aligns) + 2))
         shift_c = Signal(signed(max(abs(v) for v in shifts).bit_length() + 2))
-        m.d.comb += [align_c.eq(pc(s.cid, "align")), shift_c.eq(pc(s.cid, "shift"))]
+        m.d.comb += [align_c.eq(self._per_call_r(m, s, "align")), shift_c.eq(self._per_call_r(m, s, "shift"))]
         return SimpleNamespace(aligns=aligns, shifts=shifts, align_c=align_c, shift_c=shift_c)
 
     def _serialiser(self, m, s, dm, c, x):
         """The serialiser: the chunk's P accumulator sets, one per cycle, to the converters, and
         the output address of each (oa3, valid v3). Sets s.start_compute (the statements that
         start COMPUTE for a call). Returns sv (a set is on the converters), oa3, v3."""
-        P, pc, cid = self.pixel_lanes, self._per_call, s.cid
+        P = self.pixel_lanes
+        pr = lambda key: self._per_call_r(m, s, key)  # noqa: E731
         Hom, Wom, pdim, dim = dm.Hom, dm.Wom, dm.pdim, dm.dim
         scnt = Signal(range(max(2, P)))              # sets left after the current one
         sv = x.v2 | (scnt != 0)
@@ -431,18 +498,22 @@ class ConvEngine(wiring.Component):
             m.d.sync += scnt.eq(scnt - 1)
         sg, spix = Signal(range(max(2, dm.G))), Signal(range(max(g["Q"] for g in self.geo) * P + 1))
         soy, sox = Signal(pdim), Signal(dim)
-        Ho_c, Wo_c = pc(cid, "Ho"), pc(cid, "Wo")
+        Ho_c, Wo_c = pr("Ho"), pr("Wo")
         oa3, v3 = Signal(range(dm.bank_depth)), Signal()
-        m.d.sync += [oa3.eq(sg * (Hom * Wom) + soy * Wom + sox), v3.eq(sv & (soy < Ho_c))]
+        m.d.sync += [oa3.eq(const_mul(sg, Hom * Wom) + const_mul(soy, Wom) + sox), v3.eq(sv & (soy < Ho_c))]
+        # to the activated value's register (ACT_DELAY converter stages after the convert)
+        oa3, v3 = delay_line(m, oa3, ACT_DELAY)[-1], delay_line(m, v3, ACT_DELAY)[-1]
         with m.If(sv):
             m.d.sync += [sox.eq(sox + 1), spix.eq(spix + 1)]
             with m.If(sox == Wo_c - 1):
                 m.d.sync += [sox.eq(0), soy.eq(soy + 1)]
-            with m.If(spix == pc(cid, lambda g: g["Q"] * P) - 1):
+            with m.If(spix == pr(lambda g: g["Q"] * P - 1)):
                 m.d.sync += [sox.eq(0), soy.eq(0), spix.eq(0), sg.eq(sg + 1)]
 
-        def start_compute(idx):
-            m.d.sync += [*c.restart(idx), scnt.eq(0), sg.eq(0), spix.eq(0), soy.eq(0), sox.eq(0)]
+        def start_compute():
+            """Every LOAD cycle: the COMPUTE counters at their first tap (the call id settles
+            at least LOAD_TAIL cycles before COMPUTE)."""
+            m.d.sync += [*c.restart(), scnt.eq(0), sg.eq(0), spix.eq(0), soy.eq(0), sox.eq(0)]
         s.start_compute = start_compute
         return SimpleNamespace(oa3=oa3, v3=v3)
 
@@ -461,13 +532,13 @@ class ConvEngine(wiring.Component):
             rom = memory.Memory(shape=signed(conv.w_fmt.width), depth=G * N, init=winit)
             m.submodules[f"w{lane}"] = rom
             wrd = rom.read_port()
-            m.d.comb += wrd.addr.eq(c.g_ * N + c.t)
+            m.d.comb += wrd.addr.eq(const_mul(c.g_, N) + c.t)
             binit = [init[o] if o < O else 0 for init in self.inits for o in chans]
             binit += [0] * (2 - len(binit))      # depth >= 2: a 1-word memory has a 0-bit address
             brom = memory.Memory(shape=signed(self.acc_width), depth=len(binit), init=binit)
             m.submodules[f"b{lane}"] = brom
             brd = brom.read_port()
-            m.d.comb += brd.addr.eq(s.cid * G + c.g_)
+            m.d.comb += brd.addr.eq(const_mul(s.cid, G) + c.g_)
 
             wr = Signal(signed(conv.w_fmt.width), name=f"wr{lane}")   # the weight, beside xr
             m.d.sync += wr.eq(wrd.data)
@@ -502,22 +573,23 @@ class ConvEngine(wiring.Component):
         """The phase machine (LOAD moves on to COMPUTE itself, OUT back to LOAD) and COMPUTE's
         tap counters: kx, ky, ci over the window, then the next chunk, then the next group."""
         P, K, IC, G = self.pixel_lanes, dm.K, dm.IC, dm.G
-        phase, cid, pc = s.phase, s.cid, self._per_call
+        phase = s.phase
+        pr = lambda key: self._per_call_r(m, s, key)  # noqa: E731
         drain = Signal(range(DRAIN_CYCLES + P))
         with m.If(phase == COMPUTE):
             m.d.sync += [c.kx.eq(c.kx + 1), c.t.eq(c.t + 1), c.toff.eq(c.toff + 1)]
             with m.If(c.kx == K - 1):
-                m.d.sync += [c.kx.eq(0), c.ky.eq(c.ky + 1), c.toff.eq(c.toff + pc(cid, lambda g: g["W"] - K + 1))]
+                m.d.sync += [c.kx.eq(0), c.ky.eq(c.ky + 1), c.toff.eq(c.toff + pr(lambda g: g["W"] - K + 1))]
                 with m.If(c.ky == K - 1):
                     m.d.sync += [c.ky.eq(0), c.ci.eq(c.ci + 1),
-                                 c.toff.eq(c.toff + pc(cid, lambda g: g["H"] * g["W"] - (K - 1) * g["W"] - K + 1))]
+                                 c.toff.eq(c.toff + pr(lambda g: g["H"] * g["W"] - (K - 1) * g["W"] - K + 1))]
                     with m.If(c.ci == IC - 1):
                         m.d.sync += [c.ci.eq(0), c.toff.eq(0)]
             with m.If(x.tap_end):
                 m.d.sync += [c.ci.eq(0), c.ky.eq(0), c.kx.eq(0), c.t.eq(0), c.toff.eq(0), c.q.eq(c.q + 1)]
-                self._next_chunk(m, cid, c.ox, c.oy, c.base)
-                with m.If(c.q == pc(cid, "Q") - 1):
-                    m.d.sync += [c.q.eq(0), c.g_.eq(c.g_ + 1), *c.lane_init(cid)]
+                self._next_chunk(m, s, c)
+                with m.If(c.q == pr(lambda g: g["Q"] - 1)):
+                    m.d.sync += [c.q.eq(0), c.g_.eq(c.g_ + 1), *c.lane_init()]
                     with m.If(c.g_ == G - 1):
                         m.d.sync += [phase.eq(DRAIN), drain.eq(0)]
         with m.Elif(phase == DRAIN):
@@ -526,12 +598,13 @@ class ConvEngine(wiring.Component):
                 m.d.sync += [phase.eq(OUT), *o_reset]
         with m.Elif(phase == OUT):
             with m.If(self.out_valid & self.out_ready & self.out_last):
-                m.d.sync += [phase.eq(LOAD), self.out_last.eq(0)]
+                m.d.sync += [phase.eq(LOAD), self.out_last.eq(0), s.waiting.eq(1)]
 
     def _convert(self, m, acc, shift_c, shifts, lane):
         """One converter: y = sat((acc + half, folded into the bias ROM) >> shift) into a
         register, then LeakyReLU in the out format, y > 0 ? y : convert(alpha * y, frac +
-        alpha_frac); returns the activated value (one cycle after `acc`)."""
+        alpha_frac): alpha * y (shift-and-add) and y in registers, then the activated value in a
+        register; returns it (1 + ACT_DELAY cycles after `acc`; without LeakyReLU, y delayed)."""
         of = self.conv.out_fmt
         qv = shift_right(acc, shifts[0])
         for sh in shifts[1:]:
@@ -539,85 +612,116 @@ class ConvEngine(wiring.Component):
         y2 = Signal(signed(of.width), name=f"y{lane}")
         m.d.sync += y2.eq(saturate(qv, of))
         if self.act is None:
-            return y2
-        alpha = Const(self.act.alpha, max(1, int(self.act.alpha).bit_length()))
-        return Mux(y2 > 0, y2, convert_expr(y2 * alpha, of.frac + self.act.alpha_frac, of))
+            return delay_line(m, y2, ACT_DELAY)[-1]
+        ya = const_mul(y2, int(self.act.alpha))
+        yp = Signal(signed(len(ya)), name=f"yp{lane}")      # alpha * y
+        yd = Signal(signed(of.width), name=f"yd{lane}")     # y
+        yz = Signal(signed(of.width), name=f"yz{lane}")     # the activated value
+        m.d.sync += [yp.eq(ya), yd.eq(y2),
+                     yz.eq(Mux(yd > 0, yd, convert_expr(yp, of.frac + self.act.alpha_frac, of)))]
+        assert ACT_DELAY == 2
+        return yz
 
-    def _next_chunk(self, m, cid, ox, oy, base):
+    def _next_chunk(self, m, s, c):
         """Each pixel lane moves P pixels on in the call's raster (dx = P mod Wo, dy = P // Wo,
-        plus a row wrap), its window origin address with it."""
-        P, st, pc = self.pixel_lanes, self.conv.stride, self._per_call
-        dx, dy, Wo_c = pc(cid, lambda g: P % g["Wo"]), pc(cid, lambda g: P // g["Wo"]), pc(cid, "Wo")
-        inc = pc(cid, lambda g: st * (P % g["Wo"]) + st * (P // g["Wo"]) * g["W"])
-        inc_wrap = pc(cid, lambda g: st * (P % g["Wo"] - g["Wo"]) + st * (P // g["Wo"] + 1) * g["W"])
-        for x, y, b in zip(ox, oy, base):
+        plus a row wrap), its window origin (ix0, iy0, base) with it (registered per-call steps)."""
+        P, st = self.pixel_lanes, self.conv.stride
+        pr = lambda key: self._per_call_r(m, s, key)  # noqa: E731
+        dx, dy, Wo_c = pr(lambda g: P % g["Wo"]), pr(lambda g: P // g["Wo"]), pr("Wo")
+        inc = pr(lambda g: st * (P % g["Wo"]) + st * (P // g["Wo"]) * g["W"])
+        inc_wrap = pr(lambda g: st * (P % g["Wo"] - g["Wo"]) + st * (P // g["Wo"] + 1) * g["W"])
+        ix_inc, ix_wrap = pr(lambda g: st * (P % g["Wo"])), pr(lambda g: st * (P % g["Wo"] - g["Wo"]))
+        iy_inc, iy_wrap = pr(lambda g: st * (P // g["Wo"])), pr(lambda g: st * (P // g["Wo"] + 1))
+        for x, y, b, ix0, iy0 in zip(c.ox, c.oy, c.base, c.ix0, c.iy0):
             nx = x + dx
             wrap = nx >= Wo_c
-            m.d.sync += [x.eq(Mux(wrap, nx - Wo_c, nx)), y.eq(y + dy + wrap), b.eq(b + Mux(wrap, inc_wrap, inc))]
+            m.d.sync += [x.eq(Mux(wrap, nx - Wo_c, nx)), y.eq(y + dy + wrap), b.eq(b + Mux(wrap, inc_wrap, inc)),
+                         ix0.eq(ix0 + Mux(wrap, ix_wrap, ix_inc)), iy0.eq(iy0 + Mux(wrap, iy_wrap, iy_inc))]
 
     def _out(self, m, s, out_banks, dim):
         """OUT: WORDS word slots, each reading its own copy of the output banks: kp*kp reads per
         beat with a running max per slot, then the output register (back-pressure stalls only
-        this pipeline). Returns the statements that start it."""
+        this pipeline). Stages: a (counters; the read address and flags into registers), r (the
+        memory read), b (the running max, then the output register). Returns the statements
+        that start it."""
         geo, L, W, O = self.geo, self.lanes, self.words, self.conv.out_channels
         kp, sp, ow = geo[0]["kp"], geo[0]["sp"], self.conv.out_fmt.width
         Hom, Wom = max(g["Ho"] for g in geo), max(g["Wo"] for g in geo)
         pc, cid = self._per_call, s.cid
-        Ph_c, Pw_c, Ho_c, Wo_c = pc(cid, "Ph"), pc(cid, "Pw"), pc(cid, "Ho"), pc(cid, "Wo")
-        dO = pc(cid, lambda g: W // (g["Ph"] * g["Pw"]))              # a beat moves W elements on
-        dY = pc(cid, lambda g: W % (g["Ph"] * g["Pw"]) // g["Pw"])
-        dX = pc(cid, lambda g: W % g["Pw"])
+        pr = lambda key: self._per_call_r(m, s, key)  # noqa: E731
+        Ph_c, Pw_c, Ho_c, Wo_c = pr("Ph"), pr("Pw"), pr("Ho"), pr("Wo")
+        dO = pr(lambda g: W // (g["Ph"] * g["Pw"]))              # a beat moves W elements on
+        dY = pr(lambda g: W % (g["Ph"] * g["Pw"]) // g["Pw"])
+        dX = pr(lambda g: W % g["Pw"])
+        tX = pr(lambda g: g["Pw"] - W % g["Pw"])                        # spx + dX >= Pw
+        tY0 = pr(lambda g: g["Ph"] - W % (g["Ph"] * g["Pw"]) // g["Pw"])  # spy + dY >= Ph
+        tY1 = pr(lambda g: g["Ph"] - W % (g["Ph"] * g["Pw"]) // g["Pw"] - 1)
+        dO1 = pr(lambda g: W // (g["Ph"] * g["Pw"]) + 1)
         dy, dx = Signal(range(max(2, kp))), Signal(range(max(2, kp)))
         beat = Signal(range(max(g["out_beats"] for g in geo) + 1))
         va = Signal()
         el_end = (dx == kp - 1) & (dy == kp - 1)
-        final_a = el_end & (beat == pc(cid, "out_beats") - 1)
+        final_a = el_end & (beat == pr(lambda g: g["out_beats"] - 1))
         step = (s.phase == OUT) & va
+        vr, firstr, lastr, finalr = Signal(), Signal(), Signal(), Signal()
         vb, firstb, lastb, finalb = Signal(), Signal(), Signal(), Signal()
         out_free = ~self.out_valid | self.out_ready
         adv = ~(vb & lastb & ~out_free)
         words, start = [], [va.eq(1), dy.eq(0), dx.eq(0), beat.eq(0)]
+        l2 = L.bit_length() - 1
         for i, banks in enumerate(out_banks):
             so = Signal(range(O + 2 * W + 2), name=f"so{i}")     # slot i's element (so, spy, spx)
             spy, spx = Signal(dim, name=f"spy{i}"), Signal(dim, name=f"spx{i}")
             start += [so.eq(pc(cid, lambda g, i=i: i // (g["Ph"] * g["Pw"]))),
                       spy.eq(pc(cid, lambda g, i=i: i % (g["Ph"] * g["Pw"]) // g["Pw"])),
                       spx.eq(pc(cid, lambda g, i=i: i % g["Pw"]))]
-            cy, cx = spy * sp + dy, spx * sp + dx
+            cy, cx = const_mul(spy, sp) + dy, const_mul(spx, sp) + dx
+            if L & (L - 1) == 0:                 # so // L, so % L
+                og, ob = so >> l2, (so[:l2] if l2 else Const(0, 1))
+            else:
+                og = _pick(so, [o // L for o in range(O)], _span([o // L for o in range(O)]))
+                ob = _pick(so, [o % L for o in range(O)], _span([o % L for o in range(O)]))
             raddr = Signal(range(max(2, -(-O // L) * Hom * Wom)), name=f"raddr{i}")
-            og = _pick(so, [o // L for o in range(O)], _span([o // L for o in range(O)]))
-            m.d.comb += raddr.eq(og * (Hom * Wom) + cy * Wom + cx)
+            inbr, okr = Signal(name=f"inbr{i}"), Signal(name=f"okr{i}")
+            bankr = Signal(range(max(2, L)), name=f"bankr{i}")
+            with m.If(adv):
+                m.d.sync += [raddr.eq(const_mul(og, Hom * Wom) + const_mul(cy, Wom) + cx),
+                             inbr.eq((cy < Ho_c) & (cx < Wo_c)), okr.eq(so < O), bankr.eq(ob)]
             for rp in banks:
                 m.d.comb += [rp.addr.eq(raddr), rp.en.eq(adv)]
             inbb, okb = Signal(name=f"inbb{i}"), Signal(name=f"okb{i}")
             bankb = Signal(range(max(2, L)), name=f"bankb{i}")
             with m.If(adv):
-                m.d.sync += [inbb.eq((cy < Ho_c) & (cx < Wo_c)), okb.eq(so < O),
-                             bankb.eq(_pick(so, [o % L for o in range(O)], _span([o % L for o in range(O)])))]
+                m.d.sync += [inbb.eq(inbr), okb.eq(okr), bankb.eq(bankr)]
             val = Mux(inbb, mux_select([rp.data for rp in banks], bankb), 0)
             mx = Signal(signed(ow), name=f"mx{i}")
-            mx_c = Mux(firstb | (val > mx), val, mx)
+            mx_c = Mux(firstb | (val > mx), val, mx) if kp > 1 else val   # kp = 1: no running max
             with m.If(adv & vb & ~lastb):
                 m.d.sync += mx.eq(mx_c)
             words.append(Mux(okb, mx_c, 0).as_signed()[:ow] if W > 1 else mx_c)
             with m.If(step & adv & el_end):
+                # the wraps from thresholds (registers), not from the incremented values
                 nx = spx + dX
-                wx = nx >= Pw_c
+                wx = _ge(spx, tX)
                 ny = spy + dY + wx
-                wy = ny >= Ph_c
-                m.d.sync += [spx.eq(Mux(wx, nx - Pw_c, nx)), spy.eq(Mux(wy, ny - Ph_c, ny)), so.eq(so + dO + wy)]
-        self._out_register(m, words, SimpleNamespace(dy=dy, dx=dx, beat=beat, va=va, vb=vb, firstb=firstb,
+                wy = Mux(wx, _ge(spy, tY1), _ge(spy, tY0))
+                m.d.sync += [spx.eq(Mux(wx, nx - Pw_c, nx)), spy.eq(Mux(wy, ny - Ph_c, ny)),
+                             so.eq(so + Mux(wy, dO1, dO))]
+        self._out_register(m, words, SimpleNamespace(dy=dy, dx=dx, beat=beat, va=va, vr=vr, firstr=firstr,
+                                                     lastr=lastr, finalr=finalr, vb=vb, firstb=firstb,
                                                      lastb=lastb, finalb=finalb, el_end=el_end, final_a=final_a,
                                                      step=step, adv=adv))
         return start
 
     def _out_register(self, m, words, o):
-        """OUT's read stage flags (first / last read of a beat), the output register with its
-        handshake, and the kp x kp read counter per beat (dx, dy, then the beat)."""
+        """OUT's read stage flags (first / last read of a beat) through the address and read
+        stages, the output register with its handshake, and the kp x kp read counter per beat
+        (dx, dy, then the beat)."""
         kp = self.geo[0]["kp"]
         with m.If(o.adv):
-            m.d.sync += [o.vb.eq(o.step), o.firstb.eq((o.dx == 0) & (o.dy == 0)), o.lastb.eq(o.el_end),
-                         o.finalb.eq(o.final_a)]
+            m.d.sync += [o.vr.eq(o.step), o.firstr.eq((o.dx == 0) & (o.dy == 0)), o.lastr.eq(o.el_end),
+                         o.finalr.eq(o.final_a),
+                         o.vb.eq(o.vr), o.firstb.eq(o.firstr), o.lastb.eq(o.lastr), o.finalb.eq(o.finalr)]
         with m.If(self.out_valid & self.out_ready):
             m.d.sync += self.out_valid.eq(0)
         with m.If(o.adv & o.vb & o.lastb):
