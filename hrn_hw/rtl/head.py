@@ -17,15 +17,23 @@ Interface (clock `clk`, synchronous reset `rst`):
 Datapath (parameter `words` W, default 1): two activation memories of rows of W words
 (ping-pong; the embedding goes into the first, one beat per row), LANES multiply-accumulate
 lanes, each with a weight ROM of rows of W words, computing LANES output neurons of a layer at
-once over ceil(n_in / W) cycles (one x row read per cycle, broadcast to the lanes; W
-multipliers and an adder tree per lane into a product register, then the accumulate: a flush
-cycle per group). The lanes' sums are then written back one output
-row per cycle (the row's neurons of this group: up to W converters, each a bias read, align,
-add and convert, then LeakyReLU; a three-stage pipeline) into the other memory, with a write enable per
-word. Layer formats differ per (head, layer): each converter is a case per global layer index.
+once over ceil(n_in / W) cycles (one x row read per cycle, broadcast to the lanes; the read
+data into operand registers, W multipliers per lane into product registers, their adder tree
+into a row-sum register, then the accumulate: MAC_LATENCY = 4 cycles from issue to
+accumulate, and a flush cycle per group). The lanes' sums are then written back one output
+row per cycle (the row's neurons of this group: up to W converters, each a lane select and a
+bias read, add, shift, saturate, then LeakyReLU with its slope as shift-and-add in two stages;
+WB_STAGES = 10 cycles from issue to the write) into the other memory, with a write enable per
+word; a layer's last write lands before the next layer reads (a drain of WB_STAGES cycles).
+Layer formats differ per (head, layer): each converter step is a case over the distinct
+values of its own constant, its index registered from the global layer index. OUT reads the
+logits through a register of the read row (OUT_LATENCY = 2). Block-RAM read data always goes
+into a register before any logic (timing closure on an ECP5).
 Weight ROM of lane l, for each global layer (heads in order, layers in order), group g, input
 row k: W[kW .. kW + W - 1, g*LANES + l] (zero past n_in and n_out), at row w_base +
-g*ceil(n_in / W) + k; the bias ROM holds each layer's biases as rows of W words.
+g*ceil(n_in / W) + k; the bias ROM holds each layer's biases as rows of W words, each aligned
+to the layer's accumulation format max(frac_x + frac_w, frac_b) with the convert's rounding
+half added (exact integers).
 
 Parallelism knob `lanes` (MACs per cycle), default LANES = 10: for the paper heads
 (300-60-10-2) it divides 60 and 10, so no lane idles except in the 2-class layer.
@@ -41,14 +49,18 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
 
 from hrn_hw.fixedpoint.fmt import Fmt
-from hrn_hw.rtl.fixed import convert_expr
-from hrn_hw.rtl.rows import beats, mux_select, pack_words, row_init, row_shape, row_words, tree_sum
+from hrn_hw.rtl.arith import csd_digits
+from hrn_hw.rtl.fixed import convert_expr, saturate, shift_right
+from hrn_hw.rtl.rows import beats, delay_line, mux_select, pack_words, row_init, row_shape, row_words, tree_sum
 from hrn_hw.rtl.streams import stream_in, stream_out
 
 LANES = 10
 LOAD, MAC, WB, WDRAIN, OUT = range(5)
-WB_STAGES = 3         # bias read / lane select, convert register, activation register; then the write
-MAC_FLUSH = 1         # per group: the last row's products register, then accumulate (timing closure)
+MAC_LATENCY = 4       # MAC issue to its accumulate: operand registers, products, row sum, accumulate
+MAC_FLUSH = 1         # per group: one cycle after the last row's issue before the write-back
+WB_ACC = MAC_LATENCY - MAC_FLUSH   # write-back stage that samples the lanes (the last sum is in)
+WB_STAGES = WB_ACC + 7  # write-back issue to the write: lane sample, add, shift, saturate, slope (2), act
+OUT_LATENCY = 2       # OUT: the memory read, then a register of the read row
 
 
 def head_layers(heads) -> list:
@@ -83,17 +95,18 @@ def head_phases(s: int, layer_sizes, max_classes: int, lanes: int = LANES, words
     mac = flush = wb = drain = 0
     for n_in, n_out in layer_sizes:
         mac += beats(n_out, lanes) * beats(n_in, words)   # one x row per cycle into all lanes
-        flush += beats(n_out, lanes) * MAC_FLUSH           # per group: the product register empties
+        flush += beats(n_out, lanes) * MAC_FLUSH           # per group: one cycle before the write-back
         wb += write_back_rows(n_out, lanes, words)         # one output row per cycle
         drain += WB_STAGES            # the last write lands before the next layer reads
     return {"load": beats(s, words), "mac": mac, "mac_flush": flush, "write_back": wb, "drain": drain,
-            "read_latency": 1, "out": max_classes}
+            "read_latency": OUT_LATENCY, "out": max_classes}
 
 
 def head_cycles(s: int, layer_sizes, max_classes: int, lanes: int = LANES, words: int = 1) -> int:
     """Head latency (first embedding handshake to last logit handshake): ceil(s / W) + sum
-    over layers of (ceil(n_out / lanes) * (ceil(n_in / W) + 1) + write-back rows + 2), + 1 +
-    max_classes; at W = 1 the write-back is n_out."""
+    over layers of (ceil(n_out / lanes) * (ceil(n_in / W) + MAC_FLUSH) + write-back rows +
+    WB_STAGES), + OUT_LATENCY + max_classes (MAC_FLUSH 1, WB_STAGES 10, OUT_LATENCY 2); at
+    W = 1 the write-back is n_out."""
     return sum(head_phases(s, layer_sizes, max_classes, lanes, words).values())
 
 
@@ -131,60 +144,45 @@ class HeadEngine(wiring.Component):
         })
 
     def _tables(self):
-        """Global layer list with ROM bases (in rows), and the weight / bias ROM contents."""
+        """Global layer list with ROM bases (in rows), the weight ROM contents and the bias ROM
+        contents: per layer c = (b << (top - frac_b)) + half, the bias aligned to the layer's
+        accumulation format top = max(frac_x + frac_w, frac_b) with the convert's rounding half
+        folded in (so the write-back adds one term), and that ROM's word width."""
         L, W = self.lanes, self.words
-        glayers, wroms, brom = [], [[] for _ in range(L)], []
+        glayers, wroms = [], [[] for _ in range(L)]
         first = []
         for t, head in enumerate(self.layers):
             first.append(len(glayers))
             x_frac = self.emb_fmt.frac
             for p, l in enumerate(head):
                 groups, rows_in = beats(l["n_out"], L), beats(l["n_in"], W)
+                fxw, fb = x_frac + l["w_fmt"].frac, l["b_fmt"].frac
+                top = max(fxw, fb)
+                shift = top - l["out_fmt"].frac
+                half = (1 << (shift - 1)) if shift > 0 and l["out_fmt"].rounding == "rnd" else 0
                 g = {**l, "task": t, "pos": p, "last": p == len(head) - 1, "groups": groups, "rows_in": rows_in,
-                     "w_base": len(wroms[0]), "b_base": len(brom), "x_frac": x_frac}
+                     "w_base": len(wroms[0]), "x_frac": x_frac, "acc_shift": top - fxw, "shift": shift}
                 w = np.zeros((rows_in * W, groups * L), dtype=np.int64)
                 w[:l["n_in"], :l["n_out"]] = l["weight"]
                 for lane in range(L):
                     for gg in range(groups):
                         wroms[lane].extend(row_init(w[:, gg * L + lane], self.w_width, W))
-                brom.extend(row_init(l["bias"], self.b_width, W))
+                g["bias_c"] = [(int(b) << (top - fb)) + half for b in l["bias"]]
                 glayers.append(g)
                 x_frac = l["out_fmt"].frac
-        return glayers, first, wroms, brom
-
-    def _convert(self, mod: Module, glayers, gl, acc, bias, p: int):
-        """Write-back stage 2: z = the layer's convert(acc + aligned bias); a case per global
-        layer (gl), for output position p."""
-        zs = []
-        for kk, g in enumerate(glayers):
-            fxw = g["x_frac"] + g["w_fmt"].frac
-            fb = g["b_fmt"].frac
-            top = max(fxw, fb)
-            zk = Signal(signed(self.x_width), name=f"z{kk}_{p}")
-            mod.d.comb += zk.eq(convert_expr((acc << (top - fxw)) + (bias << (top - fb)), top, g["out_fmt"]))
-            zs.append(zk)
-        return _by_layer(gl, zs)
-
-    def _activate(self, mod: Module, glayers, gl, z, p: int):
-        """Write-back stage 3: LeakyReLU of z in the layer's out format, z > 0 ? z :
-        convert(alpha z), except after a head's last layer; a case per global layer."""
-        ys = []
-        for kk, g in enumerate(glayers):
-            if g["act"] is None:
-                ys.append(z)
-                continue
-            neg = convert_expr(z * g["act"].alpha, g["out_fmt"].frac + g["act"].alpha_frac, g["out_fmt"])
-            yk = Signal(signed(self.x_width), name=f"y{kk}_{p}")
-            mod.d.comb += yk.eq(Mux(z > 0, z, neg))
-            ys.append(yk)
-        return _by_layer(gl, ys)
+        c_width = max([2] + [abs(c).bit_length() + 1 for g in glayers for c in g["bias_c"]])
+        brom = []
+        for g in glayers:
+            g["b_base"] = len(brom)
+            brom.extend(row_init(g["bias_c"], c_width, W))
+        return glayers, first, wroms, brom, c_width
 
     def elaborate(self, platform):
         """The layer constants, the activation memories, LOAD, MAC, write-back, OUT and the
         phase sequencer."""
         mod = Module()
         W = self.words
-        glayers, first, wroms, brom = self._tables()
+        glayers, first, wroms, brom, c_width = self._tables()
         NG = len(glayers)
         aw = max(1, self.depth.bit_length())
 
@@ -192,7 +190,7 @@ class HeadEngine(wiring.Component):
         gl = Signal(range(max(2, NG)))        # global layer index
         task_r = Signal.like(self.task)
         src = Signal()                         # activation memory read this layer (dst = ~src)
-        lc = self._layer_constants(mod, gl, glayers, wroms, brom, aw)
+        lc = self._layer_constants(mod, gl, glayers, first, wroms, brom, aw)
         bufs = self._act_memories(mod)
 
         # ---- LOAD: the embedding into act0, one beat per row ----
@@ -203,27 +201,33 @@ class HeadEngine(wiring.Component):
         emb_row = pack_words(mod, row_words(self.in_data, ef.width, W, ef.signed), self.x_width, name="emb")
 
         mac = self._mac(mod, phase, src, lc, bufs, wroms, aw)
-        wb = self._write_back(mod, phase, gl, lc, mac.accs, glayers, brom, aw)
-        out = self._out(src, bufs, aw)
+        wb = self._write_back(mod, phase, gl, lc, mac.accs, glayers, brom, c_width, aw)
+        out = self._out(mod, src, bufs, aw)
         self._act_ports(mod, phase, src, bufs, mac, wb, out, take, j, emb_row)
         seq = SimpleNamespace(phase=phase, gl=gl, task_r=task_r, src=src, j=j, take=take, first=first)
         self._sequencer(mod, seq, lc, mac, wb, out)
         return mod
 
-    def _layer_constants(self, mod: Module, gl, glayers, wroms, brom, aw: int):
-        """The current layer's constants, selected by the global layer index gl: rows_in, n_out,
-        last, w_base, b_base."""
-        rows_in = Signal(aw + 1)
-        n_out = Signal(aw + 1)
-        last = Signal()
-        w_base = Signal(max(1, len(wroms[0]).bit_length()))
-        b_base = Signal(max(1, len(brom).bit_length()))
+    def _layer_constants(self, mod: Module, gl, glayers, first, wroms, brom, aw: int):
+        """The current layer's constants in registers: rows_in, n_out, last, w_base, b_base.
+        They load with gl (a layer's first MAC cycle uses them): from a table per task at the
+        end of LOAD (`load_first(t)`), from `nxt` (the next layer's, registered from gl + 1
+        during the layer) at the end of WDRAIN (`load_next`)."""
+        widths = {"rows_in": aw + 1, "n_out": aw + 1, "last": 1, "w_base": max(1, len(wroms[0]).bit_length()),
+                  "b_base": max(1, len(brom).bit_length())}
+        cur = {k: Signal(n, name=f"lc_{k}") for k, n in widths.items()}
+        nxt = {k: Signal(n, name=f"lc_next_{k}") for k, n in widths.items()}
         # (If/Elif chains and Mux trees rather than Switch: Amaranth writes a Switch as
         # per-signal incomplete Verilog cases, which Verilator's CASEINCOMPLETE rejects)
-        for sig, key in ((rows_in, "rows_in"), (n_out, "n_out"), (last, "last"), (w_base, "w_base"),
-                         (b_base, "b_base")):
-            mod.d.comb += sig.eq(_by_layer(gl, [int(g[key]) for g in glayers]))
-        return SimpleNamespace(rows_in=rows_in, n_out=n_out, last=last, w_base=w_base, b_base=b_base)
+        for k in widths:
+            mod.d.sync += nxt[k].eq(_by_layer(gl + 1, [int(g[k]) for g in glayers]))
+
+        def first_of(t, k):
+            return _by_layer(t, [int(glayers[f][k]) for f in first])
+
+        return SimpleNamespace(**cur, nxt=nxt, first_of=first_of, load_first=lambda t: [cur[k].eq(first_of(t, k))
+                                                                                        for k in widths],
+                               load_next=[cur[k].eq(nxt[k]) for k in widths])
 
     def _act_memories(self, mod: Module):
         """The two activation memories (ping-pong): rows of W words, a write enable per word.
@@ -238,79 +242,156 @@ class HeadEngine(wiring.Component):
 
     def _mac(self, mod: Module, phase, src, lc, bufs, wroms, aw: int):
         """MAC: acc += sum_p x_p w_p over one x row per cycle, broadcast to the LANES lanes (a
-        weight ROM each). Returns k (the input row), wg (group * rows_in), issue, accs."""
+        weight ROM each). A row issued in cycle c: memory reads (c), operand registers (c + 1),
+        the W products (c + 2), their sum (c + 3), the accumulate (c + 4 = c + MAC_LATENCY).
+        The weight ROMs' address is a register of its own (waddr = w_base + group * rows_in +
+        k, counting issues; loaded with the layer constants): it fans out to every lane's
+        block RAMs. Returns k (the input row), waddr, issue, accs."""
         L, W, xw = self.lanes, self.words, self.x_width
         k = Signal(aw + 1)                    # input row (rows_in: the group's flush cycle)
-        wg = Signal.like(lc.w_base)           # group * rows_in
+        waddr = Signal.like(lc.w_base)        # w_base + group * rows_in + k
         issue = Signal()
         mod.d.comb += issue.eq((phase == MAC) & (k < lc.rows_in))
-        v1, first1, v2, first2 = Signal(), Signal(), Signal(), Signal()
-        mod.d.sync += [v1.eq(issue), first1.eq(issue & (k == 0)), v2.eq(v1), first2.eq(first1)]
+        with mod.If(issue):
+            mod.d.sync += waddr.eq(waddr + 1)
+        first0 = Signal()
+        mod.d.comb += first0.eq(issue & (k == 0))
+        v = delay_line(mod, issue, MAC_LATENCY)[-1]
+        first = delay_line(mod, first0, MAC_LATENCY)[-1]
         src1 = Signal()
         mod.d.sync += src1.eq(src)
-        x_rd = row_words(Mux(src1, bufs[1][0].data, bufs[0][0].data), xw, W)
+        # operand registers: block-RAM read data goes into registers before any logic
+        xr = [Signal(signed(xw), name=f"xr{p}") for p in range(W)]
+        mod.d.sync += [r.eq(x) for r, x in zip(xr, row_words(Mux(src1, bufs[1][0].data, bufs[0][0].data), xw, W))]
         accs = []
         for lane in range(L):
             rom = memory.Memory(shape=row_shape(self.w_width, W), depth=max(1, len(wroms[lane])),
                                 init=wroms[lane] or [0])
             mod.submodules[f"w{lane}"] = rom
             rd = rom.read_port()
-            mod.d.comb += [rd.addr.eq(lc.w_base + wg + k), rd.en.eq(issue)]
-            # the row's products (and their sum) in a register of their own, then the accumulate
+            mod.d.comb += rd.addr.eq(waddr)    # (read every cycle: only issued rows accumulate)
+            wr = [Signal(signed(self.w_width), name=f"wr{lane}_{p}") for p in range(W)]
+            mod.d.sync += [r.eq(w) for r, w in zip(wr, row_words(rd.data, self.w_width, W))]
+            # one multiplier per register, then one adder tree, then the accumulate
+            pr = [Signal(signed(xw + self.w_width), name=f"pr{lane}_{p}") for p in range(W)]
+            mod.d.sync += [q.eq(x * w) for q, x, w in zip(pr, xr, wr)]
             prod = Signal(signed(self.acc_width), name=f"prod{lane}")
-            mod.d.sync += prod.eq(tree_sum(x * w for x, w in zip(x_rd, row_words(rd.data, self.w_width, W))))
+            mod.d.sync += prod.eq(tree_sum(pr))
             acc = Signal(signed(self.acc_width), name=f"acc{lane}")
-            with mod.If(v2):
-                mod.d.sync += acc.eq(Mux(first2, 0, acc) + prod)
+            with mod.If(v):
+                mod.d.sync += acc.eq(Mux(first, 0, acc) + prod)
             accs.append(acc)
-        return SimpleNamespace(k=k, wg=wg, issue=issue, accs=accs)
+        return SimpleNamespace(k=k, waddr=waddr, issue=issue, accs=accs)
 
-    def _write_back(self, mod: Module, phase, gl, lc, accs, glayers, brom, aw: int):
-        """Write-back: one output row per cycle, the group's neurons in it (bias read and lane
-        select; convert into z2; activation into y3: a three-stage pipeline before the write).
-        Returns lo, row, rs, hi and the write's row_w, en_w, y_w."""
+    def _layer_select(self, mod: Module, gl, keys, name: str):
+        """The distinct values of a per-layer key and a register holding the current layer's
+        index among them (one cycle behind gl; the write-back uses it many cycles after a
+        layer starts); None when all layers agree."""
+        vals = list(dict.fromkeys(keys))
+        if len(vals) == 1:
+            return vals, None
+        idx = Signal(range(len(vals)), name=name)
+        mod.d.sync += idx.eq(_by_layer(gl, [vals.index(k) for k in keys]))
+        return vals, idx
+
+    def _write_back(self, mod: Module, phase, gl, lc, accs, glayers, brom, c_width: int, aw: int):
+        """Write-back: one output row per cycle, the group's neurons in it. A row issued in
+        cycle t: the lanes' sums are final from t + WB_ACC (MAC_LATENCY after the group's last
+        row), so the bias ROM reads in t + WB_ACC - 1 and, in t + WB_ACC, the read data and the
+        row's sums (lane select) go into registers (WB_ACC = 3); then s = (acc << acc_shift)
+        + c (t + 4), r = s >> shift (t + 5), z = saturate(r) (t + 6), alpha z as pairwise sums
+        of shifted z (t + 7) and their total (t + 8), y = LeakyReLU (t + 9) and the write
+        (t + WB_STAGES = t + 10). Layer formats differ per (head, layer): each
+        step is a case over the distinct values of its own constant, the case index
+        registered from gl. Returns lo, row, rs, hi and the write's row_w, en_w, y_w."""
         L, W, xw = self.lanes, self.words, self.x_width
         lo = Signal(aw + 2)                    # the group's first neuron group * L
         row = Signal(aw)                       # output row being written
         rs = Signal(aw + 2)                    # its first neuron row * W
         hi = Signal(aw + 2)                    # one past the group's last neuron
         mod.d.comb += hi.eq(Mux(lo + L < lc.n_out, lo + L, lc.n_out))
-        brom_m = memory.Memory(shape=row_shape(self.b_width, W), depth=max(1, len(brom)), init=brom or [0])
-        mod.submodules.bias = brom_m
-        b_rd = brom_m.read_port()
         wissue = Signal()
-        mod.d.comb += [wissue.eq(phase == WB), b_rd.addr.eq(lc.b_base + row), b_rd.en.eq(wissue)]
-        row1, row2, row3 = Signal.like(row), Signal.like(row), Signal.like(row)
-        en1, en2, en3 = Signal(W), Signal(W), Signal(W)
-        lane1 = [Signal(range(max(2, L)), name=f"lane1_{p}") for p in range(W)]
+        mod.d.comb += wissue.eq(phase == WB)
+        en0 = Signal(W)
+        lanes0 = [Signal(range(max(2, L)), name=f"lane0_{p}") for p in range(W)]
         for p in range(W):
             n = rs + p
-            mod.d.sync += [en1[p].eq(wissue & (n >= lo) & (n < hi)), lane1[p].eq(n - lo)]
-        mod.d.sync += row1.eq(row)
-        biases = row_words(b_rd.data, self.b_width, W)
-        z2 = [Signal(signed(xw), name=f"z2_{p}") for p in range(W)]
-        mod.d.sync += [z.eq(self._convert(mod, glayers, gl, mux_select(accs, lane1[p]) if L > 1 else accs[0],
-                                          biases[p], p)) for p, z in enumerate(z2)]
-        mod.d.sync += [en2.eq(en1), row2.eq(row1)]
-        ys = [self._activate(mod, glayers, gl, z, p) for p, z in enumerate(z2)]
-        y3 = Signal(row_shape(xw, W))
-        mod.d.sync += [y3.eq(pack_words(mod, ys, xw, name="y")), en3.eq(en2), row3.eq(row2)]
-        return SimpleNamespace(lo=lo, row=row, rs=rs, hi=hi, row_w=row3, en_w=en3, y_w=y3)
+            mod.d.comb += [en0[p].eq(wissue & (n >= lo) & (n < hi)), lanes0[p].eq(n - lo)]
+        ens = delay_line(mod, en0, WB_STAGES)
+        rows = delay_line(mod, row, WB_STAGES)
+        lanes = [delay_line(mod, ln, WB_ACC)[-1] for ln in lanes0]
+        # bias ROM: read in t + WB_ACC - 1, its data registered in t + WB_ACC
+        brom_m = memory.Memory(shape=row_shape(c_width, W), depth=max(1, len(brom)), init=brom or [0])
+        mod.submodules.bias = brom_m
+        b_rd = brom_m.read_port()
+        b_row = rows[WB_ACC - 2] if WB_ACC >= 2 else row
+        mod.d.comb += b_rd.addr.eq(lc.b_base + b_row)
+        a_vals, a_idx = self._layer_select(mod, gl, [g["acc_shift"] for g in glayers], "sel_acc_shift")
+        r_vals, r_idx = self._layer_select(mod, gl, [g["shift"] for g in glayers], "sel_shift")
+        z_vals, z_idx = self._layer_select(mod, gl, [(g["out_fmt"].qmin, g["out_fmt"].qmax) for g in glayers],
+                                           "sel_sat")
+        z_fmts = [next(g["out_fmt"] for g in glayers if (g["out_fmt"].qmin, g["out_fmt"].qmax) == v) for v in z_vals]
+        acts = [g for g in glayers if g["act"] is not None]
+        m_vals, m_idx = self._layer_select(
+            mod, gl, [int(g["act"].alpha) if g["act"] is not None else int(acts[0]["act"].alpha) if acts else 0
+                      for g in glayers], "sel_alpha")
 
-    def _out(self, src, bufs, aw: int):
+        def act_key(g):
+            if g["act"] is None:
+                return None
+            f = g["out_fmt"]
+            return (g["act"].alpha_frac, f.rounding, f.qmin, f.qmax)
+        y_vals, y_idx = self._layer_select(mod, gl, [act_key(g) for g in glayers], "sel_act")
+        y_reps = [None if v is None else next(g for g in glayers if act_key(g) == v) for v in y_vals]
+        ys = []
+        for p in range(W):
+            a4 = Signal(signed(self.acc_width), name=f"wb_acc{p}")
+            mod.d.sync += a4.eq(mux_select(accs, lanes[p]) if L > 1 else accs[0])
+            c4 = Signal(signed(c_width), name=f"wb_c{p}")
+            mod.d.sync += c4.eq(row_words(b_rd.data, c_width, W)[p])
+            s_e = _mux_tree(a_idx, [a4 << v for v in a_vals]) + c4
+            s5 = Signal(s_e.shape(), name=f"wb_s{p}")
+            mod.d.sync += s5.eq(s_e)
+            r_e = _mux_tree(r_idx, [shift_right(s5, v) for v in r_vals])
+            r6 = Signal(r_e.shape(), name=f"wb_r{p}")
+            mod.d.sync += r6.eq(r_e)
+            z7 = Signal(signed(xw), name=f"wb_z{p}")
+            mod.d.sync += z7.eq(_mux_tree(z_idx, [saturate(r6, f) for f in z_fmts]))
+            # alpha z as shift-and-add (no multiplier), in two stages: pairwise sums, then the rest
+            parts = [_slope_parts(mod, z7, v, f"wb_m{p}_{i}") for i, v in enumerate(m_vals)]
+            m_e = _mux_tree(m_idx, [_slope_sum(q) for q in parts])
+            m9 = Signal(m_e.shape(), name=f"wb_m{p}")
+            z9 = delay_line(mod, z7, 2)[-1]
+            mod.d.sync += m9.eq(m_e)
+            opts = [z9 if g is None else
+                    Mux(z9 > 0, z9, convert_expr(m9, g["out_fmt"].frac + g["act"].alpha_frac, g["out_fmt"]))
+                    for g in y_reps]
+            ys.append(_mux_tree(y_idx, opts))
+        y10 = Signal(row_shape(xw, W))
+        mod.d.sync += y10.eq(pack_words(mod, ys, xw, name="y"))
+        return SimpleNamespace(lo=lo, row=row, rs=rs, hi=hi, row_w=rows[-1], en_w=ens[-1], y_w=y10)
+
+    def _out(self, mod: Module, src, bufs, aw: int):
         """OUT: the logits from the last layer's memory (src after the final flip), one word a
-        cycle, zero past the head's classes. Returns a, a_row, a_pos, va, aa, pad, pa, advance and
-        the word on out_data (out_word)."""
+        cycle, zero past the head's classes; two stages under back-pressure: the memory read
+        (va, aa, pad, pa) and a register of the read row (vb, ab, padb, pb, rowb), from which the
+        word goes out. Returns a, a_row, a_pos, va, aa, pad, pa, vb, ab, advance (stage 1's)
+        and out_word, padb."""
         W, xw = self.words, self.x_width
         a = Signal(aw + 1)                     # logit index
         a_row, a_pos = Signal(aw), Signal(range(max(2, W)))
         va, aa, pad = Signal(), Signal(aw + 1), Signal()
         pa = Signal.like(a_pos)
-        advance = ~va | self.out_ready
-        out_rd = Mux(src, bufs[1][0].data, bufs[0][0].data)
-        out_word = row_words(out_rd, xw, W)[0] if W == 1 else out_rd.word_select(pa, xw).as_signed()
-        return SimpleNamespace(a=a, a_row=a_row, a_pos=a_pos, va=va, aa=aa, pad=pad, pa=pa, advance=advance,
-                               out_word=out_word)
+        vb, ab, padb, pb = Signal(), Signal(aw + 1), Signal(), Signal.like(a_pos)
+        rowb = Signal(row_shape(xw, W))
+        advance2 = ~vb | self.out_ready
+        advance = ~va | advance2
+        with mod.If(advance2):
+            mod.d.sync += [vb.eq(va), ab.eq(aa), padb.eq(pad), pb.eq(pa),
+                           rowb.eq(Mux(src, bufs[1][0].data, bufs[0][0].data))]
+        out_word = row_words(rowb, xw, W)[0] if W == 1 else mux_select(row_words(rowb, xw, W), pb)
+        return SimpleNamespace(a=a, a_row=a_row, a_pos=a_pos, va=va, aa=aa, pad=pad, pa=pa, vb=vb, ab=ab,
+                               padb=padb, advance=advance, out_word=out_word)
 
     def _act_ports(self, mod: Module, phase, src, bufs, mac, wb, out, take, j, emb_row):
         """The activation memories' ports: MAC reads src, OUT the last layer's output; LOAD
@@ -334,23 +415,25 @@ class HeadEngine(wiring.Component):
                 with mod.If(wb_now):
                     mod.d.comb += write_back
         mod.d.comb += [
-            self.out_valid.eq(out.va),
-            self.out_data.eq(Mux(out.pad, 0, out.out_word)),
-            self.out_last.eq(out.va & (out.aa == self.max_classes - 1)),
+            self.out_valid.eq(out.vb),
+            self.out_data.eq(Mux(out.padb, 0, out.out_word)),
+            self.out_last.eq(out.vb & (out.ab == self.max_classes - 1)),
         ]
 
     def _sequencer(self, mod: Module, seq, lc, mac, wb, out):
         """The phase machine: LOAD, then per layer MAC and WB for each group of LANES neurons,
         WDRAIN (the last write lands, the memories swap), OUT after the last layer."""
         phase, j, s_rows = seq.phase, seq.j, beats(self.s, self.words)
-        layer_start = [mac.k.eq(0), mac.wg.eq(0), wb.lo.eq(0), wb.row.eq(0), wb.rs.eq(0)]
+        layer_start = [mac.k.eq(0), wb.lo.eq(0), wb.row.eq(0), wb.rs.eq(0)]
         with mod.If(phase == LOAD):
             with mod.If(seq.take):
                 mod.d.sync += j.eq(j + 1)
                 with mod.If(j == 0):
                     mod.d.sync += seq.task_r.eq(self.task)
                 with mod.If(j == s_rows - 1):
-                    mod.d.sync += seq.gl.eq(_by_layer(Mux(j == 0, self.task, seq.task_r), seq.first))
+                    t = Mux(j == 0, self.task, seq.task_r)
+                    mod.d.sync += [seq.gl.eq(_by_layer(t, seq.first)), *lc.load_first(t),
+                                   mac.waddr.eq(lc.first_of(t, "w_base"))]
                     mod.d.sync += [phase.eq(MAC), j.eq(0), seq.src.eq(0), *layer_start]
         with mod.Elif(phase == MAC):
             mod.d.sync += mac.k.eq(mac.k + 1)
@@ -365,9 +448,11 @@ class HeadEngine(wiring.Component):
             with mod.If(j == WB_STAGES - 1):
                 mod.d.sync += [seq.src.eq(~seq.src), j.eq(0), *layer_start]
                 with mod.If(lc.last):
-                    mod.d.sync += [phase.eq(OUT), out.a.eq(0), out.a_row.eq(0), out.a_pos.eq(0), out.va.eq(0)]
+                    mod.d.sync += [phase.eq(OUT), out.a.eq(0), out.a_row.eq(0), out.a_pos.eq(0), out.va.eq(0),
+                                   out.vb.eq(0)]
                 with mod.Else():
-                    mod.d.sync += [phase.eq(MAC), seq.gl.eq(seq.gl + 1)]
+                    mod.d.sync += [phase.eq(MAC), seq.gl.eq(seq.gl + 1), *lc.load_next,
+                                   mac.waddr.eq(lc.nxt["w_base"])]
         with mod.Else():                    # OUT
             self._next_logit(mod, phase, lc, out)
 
@@ -380,7 +465,7 @@ class HeadEngine(wiring.Component):
             with mod.If(wb.hi == lc.n_out):
                 mod.d.sync += phase.eq(WDRAIN)
             with mod.Else():
-                mod.d.sync += [phase.eq(MAC), mac.k.eq(0), mac.wg.eq(mac.wg + lc.rows_in), wb.lo.eq(wb.hi)]
+                mod.d.sync += [phase.eq(MAC), mac.k.eq(0), wb.lo.eq(wb.hi)]
                 with mod.If(wb.rs + W == wb.hi):  # the next group starts on the next row
                     mod.d.sync += next_row
         with mod.Else():
@@ -399,8 +484,47 @@ class HeadEngine(wiring.Component):
                     mod.d.sync += [a_pos.eq(0), out.a_row.eq(out.a_row + 1)]
                 with mod.Else():
                     mod.d.sync += a_pos.eq(a_pos + 1)
-        with mod.If(out.va & self.out_ready & (out.aa == C - 1)):
-            mod.d.sync += [phase.eq(LOAD), out.va.eq(0)]
+        with mod.If(out.vb & self.out_ready & (out.ab == C - 1)):
+            mod.d.sync += [phase.eq(LOAD), out.va.eq(0), out.vb.eq(0)]
+
+def _slope_parts(mod: Module, z, alpha: int, name: str) -> list:
+    """First stage of alpha * z as shift-and-add (canonical signed digits): the positive and
+    the negative digits' shifted copies of z summed in pairs into registers; [(sign, reg)]."""
+    out = []
+    for sign in (1, -1):
+        terms = [z << k for k, d in csd_digits(int(alpha)) if d == sign]
+        for i in range(0, len(terms), 2):
+            e = tree_sum(terms[i:i + 2])
+            r = Signal(e.shape(), name=f"{name}_{len(out)}")
+            mod.d.sync += r.eq(e)
+            out.append((sign, r))
+    return out
+
+
+def _slope_sum(parts):
+    """Second stage of alpha * z: the positive pairs' sum minus the negative pairs' sum."""
+    pos = [r for sg, r in parts if sg > 0]
+    neg = [r for sg, r in parts if sg < 0]
+    if not pos and not neg:
+        return Const(0, 1)
+    if not neg:
+        return tree_sum(pos)
+    if not pos:
+        return -tree_sum(neg)
+    return tree_sum(pos) - tree_sum(neg)
+
+
+def _mux_tree(index, values):
+    """values[index] as a balanced tree of 2:1 muxes on the bits of a registered index (the
+    last value for indices past the end); values[0] when index is None."""
+    if index is None:
+        return values[0]
+    vals = list(values)
+    vals += [vals[-1]] * ((1 << len(index)) - len(vals))
+    for b in range(len(index)):
+        vals = [Mux(index[b], vals[2 * i + 1], vals[2 * i]) for i in range(len(vals) // 2)]
+    return vals[0]
+
 
 def _by_layer(index, values):
     """values[index] (constants or signals) as a Mux chain; the last value for any other index."""
@@ -410,5 +534,5 @@ def _by_layer(index, values):
     return out
 
 
-__all__ = ["HeadEngine", "LANES", "head_layers", "head_params", "head_phases", "head_cycles",
+__all__ = ["HeadEngine", "LANES", "MAC_FLUSH", "MAC_LATENCY", "WB_ACC", "WB_STAGES", "head_layers", "head_params", "head_phases", "head_cycles",
            "write_back_rows"]
