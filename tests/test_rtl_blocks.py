@@ -49,11 +49,11 @@ def test_cycle_formulas():
 
     for n in (1, 300, 784, 1024):
         for s in (1, 300, 2800):
-            assert hash_unit_cycles(n, s) == n + s + 9
+            assert hash_unit_cycles(n, s) == n + s + 15
             for w in (1, 4, 8):
-                assert hash_unit_cycles(n, s, w) == -(-n // w) + -(-s // w) + 9
+                assert hash_unit_cycles(n, s, w) == -(-n // w) + -(-s // w) + 15
     for s in (16, 300, 2800):
         for k in (20, 48):
             assert normaliser_cycles(s, k) == 2 * s + 3 * k + 9
         for units in (1, 5, 9):
-            assert projection_cycles(s, units) == s + units + 6
+            assert projection_cycles(s, units) == s + units + 10

@@ -148,4 +148,4 @@ def test_route_cycle_formulas():
                     assert normaliser_cycles(s, k, W, r) == \
                         2 * ceil(s / W) + ceil((2 * k + 1) / r) + ceil((k + 1) / r) + 7
             for units in (1, 5):
-                assert projection_cycles(s, units, W) == ceil(s / W) + units + 6
+                assert projection_cycles(s, units, W) == ceil(s / W) + units + 10
