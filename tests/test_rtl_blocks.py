@@ -54,6 +54,6 @@ def test_cycle_formulas():
                 assert hash_unit_cycles(n, s, w) == -(-n // w) + -(-s // w) + 15
     for s in (16, 300, 2800):
         for k in (20, 48):
-            assert normaliser_cycles(s, k) == 2 * s + 3 * k + 9
+            assert normaliser_cycles(s, k) == 2 * s + 3 * k + 12
         for units in (1, 5, 9):
             assert projection_cycles(s, units) == s + units + 10

@@ -146,6 +146,6 @@ def test_route_cycle_formulas():
             for k in (20, 48):
                 for r in (1, 3, 4):
                     assert normaliser_cycles(s, k, W, r) == \
-                        2 * ceil(s / W) + ceil((2 * k + 1) / r) + ceil((k + 1) / r) + 7
+                        2 * ceil(s / W) + ceil((2 * k + 1) / r) + ceil((k + 1) / r) + 10
             for units in (1, 5):
                 assert projection_cycles(s, units, W) == ceil(s / W) + units + 10
