@@ -46,7 +46,7 @@ Phases (no overlap between frames):
    accumulator sets, one per cycle, to LANES converters (convert + saturate; LeakyReLU as
    alpha * y in a register, then the activated value in a register; then the write into the
    lane's bank of the output memory). Per-call constants are registers off the latched call id.
-3. DRAIN (7 + PIXELS - 1 cycles): the pipeline and the serialiser empty into the output memory.
+3. DRAIN (9 + PIXELS - 1 cycles): the pipeline and the serialiser empty into the output memory.
 4. OUT (ceil(O Ph Pw / WORDS) kp kp + 3 cycles): for each beat, kp * kp reads per word (kp = 1
    without pooling) with a running max, each word slot reading its own copy of the output
    memory (address register, memory read), then the output register. Back-pressure stalls this
@@ -66,15 +66,16 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hrn_hw.export.shapes import layer_out_hw, unit_calls
-from hrn_hw.rtl.arith import const_mul
+from hrn_hw.rtl.arith import chunks, const_mul
 from hrn_hw.rtl.fixed import convert_expr, saturate, shift_right
-from hrn_hw.rtl.rows import delay_line, mux_select
+from hrn_hw.rtl.rows import delay_line, mux_select, tree_sum
 from hrn_hw.rtl.streams import stream_in, stream_out
 
 LOAD, COMPUTE, DRAIN, OUT = range(4)
-MAC_DELAY = 2          # map word and weight registers, product register (timing closure)
+MAC_DELAY = 3          # map word and weight registers, partial products (one MULT18 each), aligned product (timing closure)
+SHIFT_DELAY = 1        # the converter's shifted accumulator, registered before the saturate (timing closure)
 ACT_DELAY = 2          # LeakyReLU: slope product register, activated-value register (timing closure)
-DRAIN_CYCLES = 3 + MAC_DELAY + ACT_DELAY   # accumulate, convert, activate, write after the last tap's address
+DRAIN_CYCLES = 3 + MAC_DELAY + SHIFT_DELAY + ACT_DELAY   # accumulate, shift, saturate, activate, write after the last tap's address
 LOAD_TAIL = 2          # fold pipeline: read data register, then the write (timing closure)
 OUT_OVERHEAD = 3       # address register, memory read, output register
 
@@ -148,10 +149,11 @@ def conv_engine_phases(unit, call: dict, lanes: int | None = None, words: int = 
 
 def conv_engine_cycles(unit, call: dict, lanes: int | None = None, words: int = 1, pixel_lanes: int = 1) -> int:
     """Conv engine latency of one call, W = words, P = pixel_lanes:
-    ceil(C H W / W) + splits + G ceil(Ho Wo / P) max(IC K^2, P) + ceil(O Ph Pw / W) kp^2 + P + 11
-    (splits: channel groups ending inside a beat); W = P = 1: C H W + G Ho Wo IC K^2 + O Ph Pw kp^2 + 12
-    (timing closure: the MAC's map-word, weight and product registers add MAC_DELAY = 2 and the
-    LeakyReLU's two registers ACT_DELAY = 2 to the drain, the fold's read-data register
+    ceil(C H W / W) + splits + G ceil(Ho Wo / P) max(IC K^2, P) + ceil(O Ph Pw / W) kp^2 + P + 13
+    (splits: channel groups ending inside a beat); W = P = 1: C H W + G Ho Wo IC K^2 + O Ph Pw kp^2 + 14
+    (timing closure: the MAC's map-word, weight, partial-product and product registers add MAC_DELAY = 3, the
+    converter's shift register SHIFT_DELAY = 1 and the LeakyReLU's two registers ACT_DELAY = 2
+    to the drain, the fold's read-data register
     LOAD_TAIL = 2 to LOAD, OUT's address register 1 to OUT_OVERHEAD = 3)."""
     return sum(conv_engine_phases(unit, call, lanes, words, pixel_lanes).values())
 
@@ -501,8 +503,9 @@ class ConvEngine(wiring.Component):
         Ho_c, Wo_c = pr("Ho"), pr("Wo")
         oa3, v3 = Signal(range(dm.bank_depth)), Signal()
         m.d.sync += [oa3.eq(const_mul(sg, Hom * Wom) + const_mul(soy, Wom) + sox), v3.eq(sv & (soy < Ho_c))]
-        # to the activated value's register (ACT_DELAY converter stages after the convert)
-        oa3, v3 = delay_line(m, oa3, ACT_DELAY)[-1], delay_line(m, v3, ACT_DELAY)[-1]
+        # to the activated value's register (SHIFT_DELAY + ACT_DELAY converter stages after the convert)
+        delay = SHIFT_DELAY + ACT_DELAY
+        oa3, v3 = delay_line(m, oa3, delay)[-1], delay_line(m, v3, delay)[-1]
         with m.If(sv):
             m.d.sync += [sox.eq(sox + 1), spix.eq(spix + 1)]
             with m.If(sox == Wo_c - 1):
@@ -544,7 +547,13 @@ class ConvEngine(wiring.Component):
             m.d.sync += wr.eq(wrd.data)
             accs = []
             for p in range(P):
-                prod = x.xr[p] * wr
+                # one registered partial product per multiplier-sized piece of x, then their sum
+                pps = []
+                for k, piece in chunks(x.xr[p], self.x_width, True):
+                    pp = Signal(signed(len(piece) + len(wr) + 1), name=f"pp{lane}_{p}_{k}")
+                    m.d.sync += pp.eq(piece * wr)
+                    pps.append(pp << k)
+                prod = tree_sum(pps)
                 sprod = prod << aligns[0]
                 for a in aligns[1:]:
                     sprod = Mux(align_c == a, prod << a, sprod)
@@ -601,16 +610,18 @@ class ConvEngine(wiring.Component):
                 m.d.sync += [phase.eq(LOAD), self.out_last.eq(0), s.waiting.eq(1)]
 
     def _convert(self, m, acc, shift_c, shifts, lane):
-        """One converter: y = sat((acc + half, folded into the bias ROM) >> shift) into a
-        register, then LeakyReLU in the out format, y > 0 ? y : convert(alpha * y, frac +
+        """One converter: (acc + half, folded into the bias ROM) >> shift into a register, y =
+        its saturation into a register, then LeakyReLU in the out format, y > 0 ? y : convert(alpha * y, frac +
         alpha_frac): alpha * y (shift-and-add) and y in registers, then the activated value in a
-        register; returns it (1 + ACT_DELAY cycles after `acc`; without LeakyReLU, y delayed)."""
+        register; returns it (1 + SHIFT_DELAY + ACT_DELAY cycles after `acc`; without LeakyReLU, y
+        delayed)."""
         of = self.conv.out_fmt
         qv = shift_right(acc, shifts[0])
         for sh in shifts[1:]:
             qv = Mux(shift_c == sh, shift_right(acc, sh), qv)
+        qr = Signal(signed(len(qv)), name=f"q{lane}")
         y2 = Signal(signed(of.width), name=f"y{lane}")
-        m.d.sync += y2.eq(saturate(qv, of))
+        m.d.sync += [qr.eq(qv), y2.eq(saturate(qr, of))]
         if self.act is None:
             return delay_line(m, y2, ACT_DELAY)[-1]
         ya = const_mul(y2, int(self.act.alpha))

@@ -50,6 +50,7 @@ from amaranth.lib.wiring import In
 
 from hrn_hw.fixedpoint.fmt import Fmt
 from hrn_hw.rtl.arith import csd_digits
+from hrn_hw.rtl.ebr import sliced_rom
 from hrn_hw.rtl.fixed import convert_expr, saturate, shift_right
 from hrn_hw.rtl.rows import beats, delay_line, mux_select, pack_words, row_init, row_shape, row_words, tree_sum
 from hrn_hw.rtl.streams import stream_in, stream_out
@@ -265,13 +266,10 @@ class HeadEngine(wiring.Component):
         mod.d.sync += [r.eq(x) for r, x in zip(xr, row_words(Mux(src1, bufs[1][0].data, bufs[0][0].data), xw, W))]
         accs = []
         for lane in range(L):
-            rom = memory.Memory(shape=row_shape(self.w_width, W), depth=max(1, len(wroms[lane])),
-                                init=wroms[lane] or [0])
-            mod.submodules[f"w{lane}"] = rom
-            rd = rom.read_port()
-            mod.d.comb += rd.addr.eq(waddr)    # (read every cycle: only issued rows accumulate)
+            # (read every cycle: only issued rows accumulate); bit slices of one block RAM each
+            wdata = sliced_rom(mod, f"w{lane}", self.w_width * W, wroms[lane] or [0], waddr)
             wr = [Signal(signed(self.w_width), name=f"wr{lane}_{p}") for p in range(W)]
-            mod.d.sync += [r.eq(w) for r, w in zip(wr, row_words(rd.data, self.w_width, W))]
+            mod.d.sync += [r.eq(w) for r, w in zip(wr, row_words(wdata, self.w_width, W))]
             # one multiplier per register, then one adder tree, then the accumulate
             pr = [Signal(signed(xw + self.w_width), name=f"pr{lane}_{p}") for p in range(W)]
             mod.d.sync += [q.eq(x * w) for q, x, w in zip(pr, xr, wr)]
