@@ -229,8 +229,9 @@ def routing_variant(qm, uninitialise: list, stop_quantile: float, pixels: np.nda
     return dataclasses.replace(var, stop_threshold=int(np.quantile(rr, stop_quantile)) + 1)
 
 
-def fixture_cases(qm, count: int) -> dict:
-    """The fixture export's first `count` golden-vector images plus the extreme inputs."""
+def fixture_cases(qm, count: int, knobs=None) -> dict:
+    """The fixture export's first `count` golden-vector images plus the extreme inputs (cycles
+    modelled at `knobs`, the defaults when None)."""
     from simlib import small_export
 
     z = np.load(small_export() / "golden" / "vectors.npz")
@@ -238,7 +239,7 @@ def fixture_cases(qm, count: int) -> dict:
     pixels = np.concatenate([z["pixels"][:count], ext])
     tasks = np.concatenate([z["tasks"][:count], np.arange(len(ext)) % len(qm.heads)])
     names = [f"golden vector {n} (task {int(t)})" for n, t in enumerate(z["tasks"][:count])] + ext_names
-    return build_cases(qm, pixels, tasks, names)
+    return build_cases(qm, pixels, tasks, names, knobs)
 
 
 def test_top():
@@ -251,6 +252,20 @@ def test_top():
     qm = QuantModel.load(small_export())
     cases = fixture_cases(qm, 50)
     check_top(cases, simulate_top(qm, cases, BUILD_DIR / "top"))
+
+
+def test_top_preset():
+    """pytest: the ECP5-85F preset's knobs (`hrn-hw export --preset ecp5-85f`) on the fixture
+    export's first 20 golden vectors and the extreme inputs, with stalls: bit-exact, and the
+    cycle model at those knobs equal to the measured cycles."""
+    from hrn_hw.export.ir import QuantModel
+    from hrn_hw.rtl.knobs import preset
+    from simlib import BUILD_DIR, small_export
+
+    qm = QuantModel.load(small_export())
+    knobs = preset("ecp5-85f")
+    cases = fixture_cases(qm, 20, knobs)
+    check_top(cases, simulate_top(qm, cases, BUILD_DIR / "top_preset", knobs=knobs, stalled=3))
 
 
 def test_top_stop_and_runout():

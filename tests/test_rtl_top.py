@@ -19,6 +19,12 @@ def test_top_stop_and_runout_rtl():
     test_top.test_top_stop_and_runout()
 
 
+def test_top_preset_rtl():
+    import test_top
+
+    test_top.test_top_preset()
+
+
 def test_crossbar_states_follow_the_reachable_calls():
     """Every reachable call is a crossbar entry, and a route's map states have the shapes the
     unit chain produces."""
