@@ -15,7 +15,7 @@ class RtlKnobs:
     unit). pixel_lanes: output pixels each conv engine computes in parallel. head_lanes: MAC
     lanes (output neurons at once) of the head engine. root_bits: quotient / root bits per
     cycle of the normaliser's division and square root. The defaults (docs/rtl.md "Knobs")
-    put the Pairwise-MNIST paper model at 1,768 cycles per sample (median)."""
+    put the Pairwise-MNIST paper model (runs/paper) at 1,518 cycles per sample (median)."""
     words: int = 8
     conv_lanes: int | None = None
     pixel_lanes: int = 8
