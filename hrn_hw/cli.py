@@ -202,9 +202,14 @@ def cmd_verify(args) -> int:
 
     if args.jobs is not None and args.against != "rtl":
         raise HrnError("--jobs applies to --against rtl only")
-    r = verify_rtl(args.export, args.n, args.jobs) if args.against == "rtl" else verify_csim(args.export, args.n)
+    if args.sim is not None and args.against != "rtl":
+        raise HrnError("--sim applies to --against rtl only")
+    r = (verify_rtl(args.export, args.n, args.jobs, args.sim or "native") if args.against == "rtl"
+         else verify_csim(args.export, args.n))
     print(f"{r['compared']} compared, {r['mismatches']} mismatches "
           f"(against {r['against']}, {r['samples_per_second']:.1f} samples/s)")
+    if r.get("build_seconds"):
+        print(f"native testbench built in {r['build_seconds']:.1f} s (not counted in samples/s)")
     if r.get("cycles"):
         c = r["cycles"]
         print(f"cycles per sample min/median/max {c['min']}/{c['median']:g}/{c['max']}; "
@@ -355,10 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check an export's C simulation or RTL bit for bit against its golden vectors")
     v.add_argument("export", help="export directory (hrn-hw export -o)")
     v.add_argument("--against", choices=("csim", "rtl"), default="csim",
-                   help="csim: the HLS C++ built with g++; rtl: OUT/rtl on Verilator (cocotb); default csim")
+                   help="csim: the HLS C++ built with g++; rtl: OUT/rtl on Verilator; default csim")
     v.add_argument("-n", type=_positive, help="compare only the first N golden samples")
     v.add_argument("--jobs", type=_positive,
                    help="rtl: simulations running at once, each on a share of the samples (default: one per CPU core)")
+    v.add_argument("--sim", choices=("native", "cocotb"),
+                   help="rtl: the testbench: native (C++ harness, default) or cocotb (sim/test_top.py)")
     v.set_defaults(func=cmd_verify)
 
     from hrn_hw.bench import DEFAULT_CLOCK_MHZ, DEFAULT_N, clock_mhz

@@ -66,11 +66,11 @@ def verify_csim(export_dir: str | Path, n: int | None = None) -> dict:
                    time.perf_counter() - t0)
 
 
-def verify_rtl(export_dir: str | Path, n: int | None = None, jobs: int | None = None) -> dict:
-    """Simulate the export's RTL (OUT/rtl) on Verilator with the cocotb testbench on the first n
-    golden inputs, compare bit for bit, and compare each sample's cycles with the cycle model.
-    `jobs` simulations run at once on shares of the samples (default: one per CPU core; one
-    when waves are dumped)."""
+def verify_rtl(export_dir: str | Path, n: int | None = None, jobs: int | None = None, sim: str = "native") -> dict:
+    """Simulate the export's RTL (OUT/rtl) on Verilator on the first n golden inputs, compare
+    bit for bit, and compare each sample's cycles with the cycle model. `sim`: "native" (the
+    C++ testbench, hrn_hw/rtl/native_sim.py) or "cocotb" (sim/test_top.py). `jobs` simulations
+    run at once on shares of the samples (default: one per CPU core; one when waves are dumped)."""
     from hrn_hw.rtl import rtlsim
     from hrn_hw.rtl.emit import read_knobs
 
@@ -81,10 +81,11 @@ def verify_rtl(export_dir: str | Path, n: int | None = None, jobs: int | None = 
     knobs = read_knobs(export_dir / "rtl")
     cases = rtlsim.golden_cases(qm, vec, knobs)
     jobs = rtlsim.default_jobs() if jobs is None else jobs
-    out = rtlsim.simulate_export(export_dir, qm, cases, knobs, jobs=jobs)
+    out = rtlsim.simulate_export(export_dir, qm, cases, knobs, jobs=jobs, sim=sim)
     cycles = out["cycles"]
     stats = {"min": int(cycles.min()), "median": float(np.median(cycles)), "max": int(cycles.max())} if len(cycles) else {}
     return _finish(export_dir, "rtl", vec, {"embedding": out["embedding"], "routes": out["route"],
                                              "logits": out["logits"]}, float(out["seconds"]),
                    cycles=stats, cycle_model_mismatches=int((cycles != cases["model_cycles"]).sum()),
-                   knobs=knobs.to_dict(), jobs=jobs)
+                   knobs=knobs.to_dict(), jobs=jobs, sim=sim,
+                   **({"build_seconds": round(float(out["build_seconds"]), 1)} if "build_seconds" in out else {}))

@@ -45,12 +45,15 @@ def main(argv=None) -> int:
     ap.add_argument("-n", type=int, help="golden samples to simulate (default: all)")
     ap.add_argument("--waves", action="store_true", help="dump waves (FST) into OUT/rtl/build/")
     ap.add_argument("--jobs", type=int, help="simulations at once (default: one per CPU core; 1 with --waves)")
+    ap.add_argument("--sim", choices=("native", "cocotb"),
+                    help="testbench: native C++ (hrn_hw/rtl/native_sim.py) or cocotb (sim/test_top.py); "
+                         "default native, cocotb with --waves")
     args = ap.parse_args(argv)
     if args.waves:
         os.environ["WAVES"] = "1"
     try:
         out = Path(args.export) if args.export else demo_export()
-        r = verify_rtl(out, args.n, args.jobs)
+        r = verify_rtl(out, args.n, args.jobs, args.sim or ("cocotb" if args.waves else "native"))
     except HrnError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -62,7 +65,7 @@ def main(argv=None) -> int:
     data = json.loads(results.read_text()) if results.is_file() else {}
     data["top (export)"] = {"export": str(out), **{k: r[k] for k in ("compared", "mismatches", "per_output", "cycles",
                                                                     "cycle_model_mismatches", "samples_per_second",
-                                                                    "knobs")}}
+                                                                    "knobs", "sim")}}
     results.write_text(json.dumps(data, indent=1) + "\n")
     if args.waves:
         print(f"waves: {out / 'rtl' / 'build' / 'dump.fst'}")

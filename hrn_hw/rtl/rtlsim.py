@@ -1,5 +1,6 @@
-"""RTL simulation of an export's top level: the cocotb testbench of `sim/test_top.py` on
-Verilator, driven from Python (`hrn-hw verify --against rtl`, `make sim`)."""
+"""RTL simulation of an export's top level on Verilator (`hrn-hw verify --against rtl`, `make sim`):
+the native C++ testbench (`hrn_hw.rtl.native_sim`, the default) or the cocotb testbench of
+`sim/test_top.py` (`sim="cocotb"`; waves)."""
 
 from __future__ import annotations
 
@@ -60,19 +61,35 @@ def default_jobs() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
-def simulate_export(export_dir: Path, qm, cases: dict, knobs=None, stalled: int = 0, jobs: int = 1) -> dict:
-    """Build OUT/rtl/hrn_top.v under OUT/rtl/build/ and run the cases (`jobs` simulations at
-    once, each on a share, in a directory of its own that gets a copy of the .hex memory files
-    the Verilog reads); the RTL's outputs."""
+SIMULATORS = ("native", "cocotb")
+
+
+def simulate_export(export_dir: Path, qm, cases: dict, knobs=None, stalled: int = 0, jobs: int = 1,
+                    sim: str = "native") -> dict:
+    """Run the cases through OUT/rtl/hrn_top.v; the RTL's outputs. `sim` "native": the C++
+    testbench (`native_sim.simulate`, built once under OUT/rtl/build/native/), `jobs` processes
+    at once in OUT/rtl (where the .hex memory files are). "cocotb": build under OUT/rtl/build/
+    and run sim/test_top.py, `jobs` simulations at once, each on a share, in a directory of its
+    own that gets a copy of the .hex memory files the Verilog reads."""
     from hrn_hw.rtl.memfiles import memfile_names
 
-    tb = testbench()
+    if sim not in SIMULATORS:
+        raise ToolError(f"unknown RTL simulator {sim!r} (one of {', '.join(SIMULATORS)})")
     rtl = Path(export_dir) / "rtl"
     build = rtl / "build"
+    if not (rtl / "hrn_top.v").is_file():
+        raise ToolError(f"{export_dir}: no RTL (rtl/hrn_top.v missing); export again")
     missing = [name for name in memfile_names((rtl / "hrn_top.v").read_text()) if not (rtl / name).is_file()]
     if missing:
         raise ToolError(f"{rtl}: {len(missing)} memory files of hrn_top.v missing ({', '.join(missing[:3])}"
                         f"{', ...' if len(missing) > 3 else ''}); export again")
+    if sim == "native":
+        from hrn_hw.rtl import native_sim
+
+        print(f"simulating {len(cases['tasks'])} samples of {rtl / 'hrn_top.v'} on Verilator (native testbench) "
+              f"in {jobs} job(s)", file=sys.stderr, flush=True)
+        return native_sim.simulate(rtl, qm, cases, stalled=stalled, jobs=jobs, log=sys.stderr)
+    tb = testbench()
     print(f"building {rtl / 'hrn_top.v'} with Verilator and simulating {len(cases['tasks'])} samples in {jobs} "
           f"job(s) (logs: {build}/build.log, sim*.log)", file=sys.stderr, flush=True)
     try:
