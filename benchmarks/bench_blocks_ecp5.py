@@ -14,7 +14,6 @@ level's own logic (controller, crossbar, buffers) is only in `hrn-hw implement`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hrn_hw.bench import machine_record  # noqa: E402
+from hrn_hw.bench import machine_record, write_json  # noqa: E402
 from hrn_hw.export.ir import QuantModel  # noqa: E402
 from hrn_hw.rtl import ecp5  # noqa: E402
 from hrn_hw.rtl.emit import read_knobs  # noqa: E402
@@ -108,10 +107,7 @@ def main() -> int:
                       + f"  [{r['seconds']:.0f} s]", flush=True)
     doc = {"export": str(export), "knobs": knobs.to_dict(), "part": args.part, "target_mhz": args.freq,
            "seed": args.seed, "machine": machine_record(ROOT), "blocks": results}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_json(args.out, doc)}")
     return 0
 
 

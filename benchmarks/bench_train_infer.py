@@ -33,7 +33,6 @@ import argparse
 import copy
 import cProfile
 import io
-import json
 import os
 import platform
 import pstats
@@ -54,7 +53,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from hrn_hw.bench import cpu_name, device_name  # noqa: E402
+from hrn_hw.bench import cpu_name, device_name, write_json  # noqa: E402
 from hrn_hw.config import builtin_config_path, load_config  # noqa: E402
 from hrn_hw.device import checked_device, synchronize  # noqa: E402
 from hrn_hw.errors import HrnError  # noqa: E402
@@ -600,10 +599,7 @@ def main(argv=None) -> int:
         print_table(res)
     res["provenance"] = provenance_end(prov)
     if args.out:
-        path = Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(res, indent=1) + "\n")
-        print(f"results written to {path}")
+        print(f"results written to {write_json(args.out, res)}")
     return 0
 
 

@@ -229,6 +229,14 @@ def speedups(latency_us: float, samples_per_s: float, runs: dict) -> dict:
             for name, run in runs.items()}
 
 
+def write_json(path: str | Path, doc: dict) -> Path:
+    """Write a benchmark's results `doc` as indented JSON to `path` (its folder made); the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return path
+
+
 def machine_record(root: str | Path) -> dict:
     """CPU, core count and the git commit of `root` (when it is a checkout), for benchmark files."""
     import subprocess
