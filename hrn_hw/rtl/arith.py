@@ -32,14 +32,19 @@ def csd_digits(c: int) -> list[tuple[int, int]]:
     return digits
 
 
+def csd_terms(x, c: int) -> tuple[list, list]:
+    """The shifted copies of x that x * c adds and subtracts: ([x << k for +1 digits], [x << k
+    for -1 digits]) of c's canonical signed digits."""
+    digits = csd_digits(int(c))
+    return [x << k for k, d in digits if d > 0], [x << k for k, d in digits if d < 0]
+
+
 def const_mul(x, c: int):
     """x * c (c a Python int) as a balanced sum of shifted copies of x (no multiplier cell);
     exact, with Amaranth's widening arithmetic."""
-    c = int(c)
-    if c == 0:
+    if int(c) == 0:
         return Const(0, 1)
-    pos = [x << k for k, d in csd_digits(c) if d > 0]
-    neg = [x << k for k, d in csd_digits(c) if d < 0]
+    pos, neg = csd_terms(x, c)
     if not neg:
         return tree_sum(pos)
     if not pos:

@@ -81,17 +81,10 @@ def _pieces(c: int, width: int) -> list[tuple[int, int]]:
     return [(lo, (c >> lo) & ((1 << CHUNK) - 1)) for lo in range(0, width, CHUNK)]
 
 
-def _products32(x_pieces, c: int):
-    """The partial products of (x * c) mod 2^32 that reach below bit 32: [(shift, x piece,
-    c piece as a Const, kept bits)]."""
-    out = []
-    for sx, px in x_pieces:
-        for sc, pc in _pieces(c, 32):
-            sh = sx + sc
-            if sh < 32 and pc:
-                keep = min(32 - sh, len(px) + CHUNK)
-                out.append((sh, px[:keep], Const(pc, CHUNK), keep))
-    return out
+def _products32(x, c: int):
+    """The partial products of (x * c) mod 2^32 (x a 32-bit expression) that reach below bit
+    32, as `_product_terms` lists them: [(shift, x piece, c piece as a Const, kept bits)]."""
+    return [(sh, x[sx:sx + min(CHUNK, 32 - sx)][:keep], pc, keep) for sh, sx, _, pc, keep in _product_terms(c)]
 
 
 def _mul32_split(m: Module, name: str, x, c: int):
@@ -139,15 +132,8 @@ def _sum32(regs):
 
 def _products32_int(x: int, c: int) -> list[int]:
     """The register values of `_mul32_split`'s partial products for a constant x."""
-    out = []
-    for sx in range(0, 32, CHUNK):
-        px = (x >> sx) & ((1 << CHUNK) - 1)
-        for sc, pc in _pieces(c, 32):
-            sh = sx + sc
-            if sh < 32 and pc:
-                keep = min(32 - sh, min(CHUNK, 32 - sx) + CHUNK)
-                out.append(((px & ((1 << keep) - 1)) * pc) & ((1 << keep) - 1))
-    return out
+    return [((((x >> sx) & ((1 << CHUNK) - 1)) & ((1 << keep) - 1)) * pc.value) & ((1 << keep) - 1)
+            for _, sx, _, pc, keep in _product_terms(c)]
 
 
 def hash_unit_phases(n: int, s: int, words: int = 1) -> dict:
@@ -210,7 +196,7 @@ class HashUnit(wiring.Component):
         m.d.comb += nxt.eq(ja + W)
         inits = _products32_int(_xs_int((i + W) & MASK32, 16), C1)
         regs, loads = [], []
-        for k, ((sh, px, pc, keep), init) in enumerate(zip(_products32(chunks(fa, 32, False), C1), inits)):
+        for k, ((sh, px, pc, keep), init) in enumerate(zip(_products32(fa, C1), inits)):
             r = Signal(keep, name=f"{name}ga_pp{k}", init=init)
             regs.append((sh, r))
             loads.append((r, px * pc))

@@ -49,7 +49,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In
 
 from hrn_hw.fixedpoint.fmt import Fmt
-from hrn_hw.rtl.arith import csd_digits
+from hrn_hw.rtl.arith import csd_terms
 from hrn_hw.rtl.ebr import sliced_rom
 from hrn_hw.rtl.fixed import convert_expr, saturate, shift_right
 from hrn_hw.rtl.rows import beats, delay_line, mux_select, pack_words, row_init, row_shape, row_words, tree_sum
@@ -489,8 +489,7 @@ def _slope_parts(mod: Module, z, alpha: int, name: str) -> list:
     """First stage of alpha * z as shift-and-add (canonical signed digits): the positive and
     the negative digits' shifted copies of z summed in pairs into registers; [(sign, reg)]."""
     out = []
-    for sign in (1, -1):
-        terms = [z << k for k, d in csd_digits(int(alpha)) if d == sign]
+    for sign, terms in zip((1, -1), csd_terms(z, alpha)):
         for i in range(0, len(terms), 2):
             e = tree_sum(terms[i:i + 2])
             r = Signal(e.shape(), name=f"{name}_{len(out)}")

@@ -37,7 +37,7 @@ from amaranth.lib.wiring import Out
 
 from hrn_hw.fixedpoint.fmt import Fmt
 from hrn_hw.rtl.arith import CHUNK, chunks, const_mul
-from hrn_hw.rtl.fixed import convert_expr
+from hrn_hw.rtl.fixed import convert_parallel
 from hrn_hw.rtl.rows import beats, frame_row_words, pack_words, row_shape, row_words, tree_sum
 from hrn_hw.rtl.streams import stream_in, stream_out
 
@@ -74,25 +74,6 @@ def normaliser_cycles(s: int, norm_k: int, words: int = 1, root_bits: int = 1) -
     """Normaliser latency: 2 ceil(s / W) + ceil((2K + 1) / r) + ceil((K + 1) / r) + 10
     (2 s + 3 K + 12 at W = r = 1)."""
     return sum(normaliser_phases(s, norm_k, words, root_bits).values())
-
-
-def convert_parallel(value, acc_frac: int, fmt: Fmt):
-    """`convert_expr(value, acc_frac, fmt)` (bit-exact) with the saturation decided from value
-    itself, in parallel with the rounding add (not after it): for shift = acc_frac - frac > 0
-    and half = 2^(shift-1) (rnd) or 0 (trn), (value + half) >> shift > qmax iff value >=
-    (qmax + 1) 2^shift - half, and < qmin iff value < qmin 2^shift - half; all on value >>
-    (shift - 1) (those constants have no bits below), so every carry chain is the short one."""
-    shift = acc_frac - fmt.frac
-    if shift <= 0:
-        return convert_expr(value, acc_frac, fmt)
-    if fmt.rounding == "rnd":
-        v = value >> (shift - 1)
-        q = (v + 1) >> 1
-        hi, lo = v >= 2 * (fmt.qmax + 1) - 1, v < 2 * fmt.qmin - 1
-    else:
-        q = value >> shift
-        hi, lo = q > fmt.qmax, q < fmt.qmin
-    return Mux(hi, fmt.qmax, Mux(lo, fmt.qmin, q))
 
 
 def _add_at(lo, hi):
