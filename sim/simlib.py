@@ -15,6 +15,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from hrn_hw.rtl.native_sim import VERILATOR_COMMON
+
 SIM_DIR = Path(__file__).resolve().parent
 ROOT = SIM_DIR.parent
 BUILD_DIR = Path(os.environ.get("HRN_SIM_BUILD", SIM_DIR / "build"))
@@ -22,8 +24,7 @@ PARAMS_ENV = "HRN_SIM_PARAMS"
 
 # Amaranth's Verilog writes `!x` for x == 0 on wide x, and widens operands implicitly: both are
 # intended, so those two width warnings are off (everything else stays fatal).
-VERILATOR_ARGS = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2", "--x-assign", "fast",
-                  "--x-initial", "fast"]
+VERILATOR_ARGS = [*VERILATOR_COMMON, "-O2"]
 
 
 def _verilator_on_path() -> None:
