@@ -5,6 +5,9 @@ latency (median and p90 over N single-sample forwards after a warm-up) and batch
 throughput (samples/s over several batches). RTL: cycles per sample from the cycle model
 (`hrn_hw.rtl.latency.sample_cycles`) on the golden model's routes of the same N images,
 turned into time at a stated clock that is *nominal* (no synthesis or timing closure backs it).
+Stream: the initiation interval, throughput and latency distribution of a back-to-back stream of
+those routes, from `hrn_hw.dataflow.stream.stream_schedule` when the RTL holds several samples
+at once (knob in_flight >= 2), else one sample at a time from the cycle model.
 BENCH_DIR gets bench.json and bench.png, written atomically (docs/bench.md).
 """
 
@@ -33,6 +36,7 @@ FORMAT = "hrn-hw/bench"
 VERSION = 1
 DEFAULT_N = 500
 DEFAULT_CLOCK_MHZ = 200.0
+DEFAULT_STREAM_SAMPLES = 1000   # the pipelined stream's length at least (the N routes repeated)
 BATCH = 256
 BATCHES = 10           # timed batch-256 forwards (after one warm-up batch)
 WARMUP = 10            # untimed single-sample forwards before the batch-1 timing
@@ -50,6 +54,17 @@ def clock_mhz(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a frequency in MHz, got {text!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def stream_samples(text: str) -> int:
+    """argparse type of --stream-samples: an integer >= 2 (a stream of one has no interval)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of samples, got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (a stream of one sample has no interval), got {value}")
     return value
 
 
@@ -229,6 +244,75 @@ def speedups(latency_us: float, samples_per_s: float, runs: dict) -> dict:
             for name, run in runs.items()}
 
 
+PERCENTILES = (("p50", 50), ("p90", 90), ("p99", 99))
+
+
+def _distribution(values: np.ndarray) -> dict:
+    """min, p50, p90, p99, max and mean of `values` (numpy's linear percentiles)."""
+    out = {"min": values.min().item()}
+    out.update({name: float(np.percentile(values, q)) for name, q in PERCENTILES})
+    out.update({"max": values.max().item(), "mean": float(values.mean())})
+    return out
+
+
+def replicas_text(knobs) -> str:
+    """The knobs' replicas as "engine=copies,..." ("none" without any)."""
+    return ",".join(f"{k}={v}" for k, v in knobs.replicas) or "none"
+
+
+def stream_cycles(qm, routes: np.ndarray, task_ids: np.ndarray, knobs, cycles: np.ndarray,
+                  samples: int = DEFAULT_STREAM_SAMPLES) -> tuple[dict, np.ndarray]:
+    """(the `stream` section in cycles, the stream's latencies [M]).
+
+    in_flight >= 2: `hrn_hw.dataflow.stream.stream_schedule` on the N routes repeated in order to
+    M = max(N, samples) samples (sample i: route i % N); the interval is taken over the
+    differences of the sorted done cycles, the latency is done - start. in_flight 1: one sample
+    at a time, so the interval is the cycle model's cycles per sample (`cycles`) and the latency
+    its cycles. Statistics only: every cycle count comes from those two models."""
+    n = len(routes)
+    base = {"in_flight": knobs.in_flight, "replicas": dict(knobs.replicas)}
+    if knobs.in_flight < 2:
+        sec = {**base, "model": "hrn_hw.rtl.latency.sample_cycles (one sample at a time)", "samples": n,
+               "distinct_samples": n,
+               "note": "in_flight 1: the top level takes one sample at a time, so the stream's interval is the "
+                       "cycle model's cycles per sample (mean and median over the N samples) and each sample's "
+                       "latency is its cycles",
+               "interval_cycles": {"mean": float(cycles.mean()), "median": float(np.median(cycles)),
+                                   "definition": "cycles per sample of the cycle model"},
+               "latency_cycles": _distribution(cycles)}
+        return sec, cycles
+    from hrn_hw.dataflow.stream import stream_schedule
+
+    m = max(n, samples)
+    idx = np.arange(m) % n
+    try:
+        sched = stream_schedule(qm, routes[idx], task_ids[idx], knobs)
+    except HrnError as exc:
+        raise HrnError(f"the RTL's knobs (in_flight {knobs.in_flight}, replicas {replicas_text(knobs)}) do not fit "
+                       f"this export: {exc}") from None
+    done, latency = np.asarray(sched["done"]), np.asarray(sched["latency"])
+    gaps = np.diff(np.sort(done))
+    sec = {**base, "model": "hrn_hw.dataflow.stream.stream_schedule (back-to-back stream)", "samples": m,
+           "distinct_samples": n, "order": "the N samples' routes repeated in order: stream sample i is image i % N",
+           "interval_cycles": {"mean": float(gaps.mean()), "median": float(np.median(gaps)),
+                               "definition": "differences of the sorted done cycles"},
+           "schedule_interval_cycles": float(sched["interval"]),
+           "schedule_interval_note": "stream_schedule's interval: done of the last sample / M (pipeline fill "
+                                     "included); throughput uses the mean interval above",
+           "latency_cycles": _distribution(latency)}
+    return sec, latency
+
+
+def stream_clock(sec: dict, mhz: float, batch256: dict, label: str, **extra) -> dict:
+    """The stream at `mhz`: samples/s (clock / mean interval), latency in us, and the ratio to
+    PyTorch's batch-256 samples/s (> 1: the RTL stream is faster)."""
+    rate = mhz * 1e6 / sec["interval_cycles"]["mean"]
+    return {"label": label, **extra, "clock_mhz": mhz, "samples_per_s": rate,
+            "interval_us": {k: sec["interval_cycles"][k] / mhz for k in ("mean", "median")},
+            "latency_us": {k: v / mhz for k, v in sec["latency_cycles"].items()},
+            "rtl_stream_vs_pytorch_batch256_throughput": rate / batch256["samples_per_s"]}
+
+
 def write_json(path: str | Path, doc: dict) -> Path:
     """Write a benchmark's results `doc` as indented JSON to `path` (its folder made); the path."""
     path = Path(path)
@@ -272,9 +356,10 @@ def device_name(device: str) -> str:
     return cpu_name()
 
 
-def command_line(model_path, out, device, export_dir, clock, n, force, data_dir) -> str:
+def command_line(model_path, out, device, export_dir, clock, n, force, data_dir,
+                 stream: int = DEFAULT_STREAM_SAMPLES) -> str:
     argv = ["hrn-hw", "bench", str(model_path), "--device", device, "--clock-mhz", f"{clock:g}", "-o", str(out),
-            "--n", str(n)]
+            "--n", str(n), "--stream-samples", str(stream)]
     argv += ["--export", str(export_dir)] if export_dir else []
     argv += ["--data-dir", str(data_dir)] if data_dir else []
     return shlex.join(argv + (["--force"] if force else []))
@@ -307,14 +392,36 @@ def format_table(r: dict) -> str:
                            f"{v['batch256_throughput']:.3f}x batch-256 throughput" for name, v in m["speedup"].items())
         lines.append(f"RTL @ {m['fmax_mhz']:g} MHz measured on {m['device']}: {m['latency_us']:,.2f} us, "
                      f"{m['samples_per_s']:,.0f} samples/s; vs PyTorch {ratios}")
+    lines += stream_lines(r)
     threads = r["pytorch"]["threads"]
     lines.append(f"torch {r['pytorch']['torch_version']}, {threads} thread{'s' * (threads != 1)}, "
                  f"{r['pytorch']['device_name']}")
     return "\n".join(lines)
 
 
-def plot_bench(r: dict, cycles: np.ndarray, steps: np.ndarray, path: Path) -> Path:
-    """PNG: per-sample latency bars (log axis) and a histogram of RTL cycles per sample by route length."""
+def stream_lines(r: dict) -> list[str]:
+    """The printed table's stream rows: interval and latency in cycles, then each clock."""
+    st = r.get("stream")
+    if not st:
+        return []
+    iv, lat, dev = st["interval_cycles"], st["latency_cycles"], r["pytorch"]["device"]
+    how = ("one sample at a time (in_flight 1)" if st["in_flight"] < 2 else
+           f"{st['in_flight']} in flight, replicas {','.join(f'{k}={v}' for k, v in st['replicas'].items()) or 'none'}")
+    lines = [f"RTL stream, {how}, {st['samples']:,} samples: interval mean {iv['mean']:,.1f} median "
+             f"{iv['median']:,.1f} cycles; latency min/p50/p90/p99/max "
+             + "/".join(f"{lat[k]:,.0f}" for k in ("min", "p50", "p90", "p99", "max")) + " cycles"]
+    for c in st["clocks"]:
+        where = "nominal" if c["label"] == "nominal" else f"post-route on {c['part']}"
+        us = c["latency_us"]
+        lines.append(f"RTL stream @ {c['clock_mhz']:g} MHz {where}: {c['samples_per_s']:,.0f} samples/s, latency "
+                     f"p50 {us['p50']:,.2f} us p99 {us['p99']:,.2f} us; "
+                     f"{c['rtl_stream_vs_pytorch_batch256_throughput']:.2f}x PyTorch {dev} batch-256 throughput")
+    return lines
+
+
+def plot_bench(r: dict, cycles: np.ndarray, steps: np.ndarray, path: Path, latency: np.ndarray | None = None) -> Path:
+    """PNG: per-sample latency bars (log axis), a histogram of RTL cycles per sample by route
+    length and, with `latency` (the stream's latencies in cycles), their histogram."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -325,7 +432,10 @@ def plot_bench(r: dict, cycles: np.ndarray, steps: np.ndarray, path: Path) -> Pa
     names = [f"PyTorch {dev}\nbatch 1 (median)", f"PyTorch {dev}\nbatch {bb['batch_size']} (amortised)",
              f"RTL @ {clk:g} MHz\n(nominal, median)"]
     values = [b1["median_us"], bb["amortised_us_per_sample"], rtl["latency_us_nominal"]]
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1, 1.2]})
+    panels = 2 if latency is None else 3
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2),
+                             gridspec_kw={"width_ratios": [1, 1.2, 1.2][:panels]})
+    ax0, ax1 = axes[:2]
     bars = ax0.bar(range(3), values, color=["C0", "C1", "C2"])
     ax0.errorbar([0], [b1["median_us"]], yerr=[[0], [b1["p90_us"] - b1["median_us"]]], fmt="none", ecolor="k",
                  capsize=4, label="p90")
@@ -348,13 +458,32 @@ def plot_bench(r: dict, cycles: np.ndarray, steps: np.ndarray, path: Path) -> Pa
     ax1.set_ylabel("test images")
     ax1.set_title(f"RTL cycles per sample ({len(cycles)} test images)")
     ax1.legend(fontsize=7)
+    if latency is not None:
+        plot_stream_latency(axes[2], r["stream"], latency, clk)
     sp = r["speedup"]
     fig.suptitle(f"{r['scenario']}: RTL at {clk:g} MHz (nominal) {sp['rtl_vs_pytorch_batch1_latency']:.1f}x "
-                 f"batch-1 latency, {sp['rtl_vs_pytorch_batch256_throughput']:.2f}x batch-256 throughput")
+                 f"batch-1 latency, {sp['rtl_vs_pytorch_batch256_throughput']:.2f}x batch-256 throughput"
+                 + (f"; stream {sp['rtl_stream_vs_pytorch_batch256_throughput']:.2f}x"
+                    if "rtl_stream_vs_pytorch_batch256_throughput" in sp else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_stream_latency(ax, st: dict, latency: np.ndarray, clk: float) -> None:
+    """Histogram of the stream's latencies (cycles; microseconds at the nominal clock on top)."""
+    lo, hi = int(latency.min()), int(latency.max())
+    ax.hist(latency, bins=np.linspace(lo - 0.5, hi + 0.5, min(40, hi - lo + 2)), color="C2")
+    for key, style in (("p50", "--"), ("p99", ":")):
+        ax.axvline(st["latency_cycles"][key], color="k", ls=style, lw=1, label=key)
+    ax.set_xlabel("RTL stream latency, done - start (cycles)")
+    ax.set_ylabel("stream samples")
+    how = "one at a time" if st["in_flight"] < 2 else f"{st['in_flight']} in flight"
+    ax.set_title(f"RTL stream latency ({how}, {st['samples']:,} samples)", fontsize=10)
+    top = ax.secondary_xaxis("top", functions=(lambda c: c / clk, lambda us: us * clk))
+    top.set_xlabel(f"us at {clk:g} MHz (nominal)", fontsize=8)
+    ax.legend(fontsize=7)
 
 
 # ---------------------------------------------------------------- the command
@@ -368,11 +497,11 @@ def rtl_step(model_path: Path, export_dir, qm, specs: list, pixels: np.ndarray, 
 
     n = len(pixels)
     if qm is None:
-        _say(f"[2/{STEPS}] exporting to a temporary directory; golden routes and RTL cycles of {n} images")
+        _say(f"[2/{STEPS}] exporting to a temporary directory; golden routes, RTL cycles and stream of {n} images")
         with tempfile.TemporaryDirectory(prefix="hrn-bench-") as tmp:
             qm = export_temporary(model_path, Path(tmp), data_dir)
     else:
-        _say(f"[2/{STEPS}] golden routes and RTL cycles of {n} images ({export_dir})")
+        _say(f"[2/{STEPS}] golden routes, RTL cycles and stream of {n} images ({export_dir})")
     check_export(qm, Path(export_dir or "(temporary)"), specs, pixels.shape[1:])
     routes = golden.run(qm, pixels, task_ids).routes
     return routes, rtl_cycles(qm, routes, task_ids, knobs), qm
@@ -380,14 +509,18 @@ def rtl_step(model_path: Path, export_dir, qm, specs: list, pixels: np.ndarray, 
 
 def bench(model_path: str | Path, out: str | Path | None = None, device: str = "cpu",
           export_dir: str | Path | None = None, clock: float = DEFAULT_CLOCK_MHZ, n: int = DEFAULT_N,
-          force: bool = False, data_dir: str | None = None) -> dict:
-    """Run the benchmark; writes BENCH_DIR/bench.json and bench.png and returns the JSON's dict."""
+          force: bool = False, data_dir: str | None = None, stream: int = DEFAULT_STREAM_SAMPLES) -> dict:
+    """Run the benchmark; writes BENCH_DIR/bench.json and bench.png and returns the JSON's dict.
+
+    stream: the pipelined RTL's stream has at least this many samples (the N routes repeated)."""
     import torch
 
     from hrn_hw.checkpoint import load_checkpoint
     from hrn_hw.export.ir import QuantModel
     from hrn_hw.scenarios import load_tasks
 
+    if isinstance(stream, bool) or not isinstance(stream, int) or stream < 2:
+        raise HrnError(f"--stream-samples must be an integer >= 2, got {stream!r}")
     model_path = Path(model_path)
     out = Path(out) if out is not None else default_dir(model_path)
     check_target(out, force, BENCH)
@@ -398,6 +531,7 @@ def bench(model_path: str | Path, out: str | Path | None = None, device: str = "
     tasks = load_tasks(specs, data_dir)
     pixels, task_ids = pick_test_images(tasks, n)
     routes, cycles, qm = rtl_step(model_path, export_dir, qm, specs, pixels, task_ids, data_dir, knobs)
+    stream_sec, latency = stream_cycles(qm, routes, task_ids, knobs, cycles, stream)
     clocks = measured_clocks(export_dir)
     model.to(device)
     model.eval()
@@ -412,14 +546,21 @@ def bench(model_path: str | Path, out: str | Path | None = None, device: str = "
     one = pytorch_one_thread(model, pixels, task_ids, tasks, device)
     runs = {f"{torch.get_num_threads()}_threads": {"batch1": b1, "batch256": bb}, **one}
     med = rtl["cycles_per_sample"]["median"]
+    stream_sec["clocks"] = [stream_clock(stream_sec, clock, bb, "nominal", clock_note=rtl["clock_note"])]
+    stream_sec["clocks"] += [stream_clock(stream_sec, c["fmax_mhz"], bb, "post-route", part=c["part"],
+                                          device=c["device"], timing_met=c["timing_met"],
+                                          clock_note=f"measured after place and route on {c['device']} "
+                                                     "(hrn-hw implement)")
+                             for c in clocks]
     measured = [{**c, **at_clock(med, c["fmax_mhz"]),
                  "clock_note": f"measured after place and route on {c['device']} (hrn-hw implement)",
-                 "speedup": speedups(med / c["fmax_mhz"], c["fmax_mhz"] * 1e6 / med, runs)}
-                for c in clocks]
+                 "speedup": speedups(med / c["fmax_mhz"], c["fmax_mhz"] * 1e6 / med, runs),
+                 "rtl_stream_vs_pytorch_batch256_throughput": sc["rtl_stream_vs_pytorch_batch256_throughput"]}
+                for c, sc in zip(clocks, stream_sec["clocks"][1:])]
     steps = (routes >= 0).sum(1)
     result = {
         "format": FORMAT, "version": VERSION, "hrn_hw_version": hrn_hw.__version__,
-        "command": command_line(model_path, out, device, export_dir, clock, n, force, data_dir),
+        "command": command_line(model_path, out, device, export_dir, clock, n, force, data_dir, stream),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": str(model_path), "scenario": model.cfg.scenario, "config": model.cfg.name,
         "export": {"path": None if export_dir is None else str(export_dir),
@@ -435,13 +576,17 @@ def bench(model_path: str | Path, out: str | Path | None = None, device: str = "
                     "batch1": b1, "batch256": bb, "one_thread": one.get("1_thread")},
         "rtl": rtl,
         "rtl_measured": measured,
+        "stream": stream_sec,
         "speedup": {"rtl_vs_pytorch_batch1_latency": b1["median_us"] / rtl["latency_us_nominal"],
                     "rtl_vs_pytorch_batch256_throughput": rtl["samples_per_s_nominal"] / bb["samples_per_s"],
-                    "note": "RTL at the nominal clock, one instance, one sample at a time",
+                    "rtl_stream_vs_pytorch_batch256_throughput":
+                        stream_sec["clocks"][0]["rtl_stream_vs_pytorch_batch256_throughput"],
+                    "note": "RTL at the nominal clock against PyTorch on every core; rtl_vs_*: one instance, one "
+                            "sample at a time (median cycles); rtl_stream_vs_*: the stream section's samples/s",
                     "nominal_by_run": speedups(rtl["latency_us_nominal"], rtl["samples_per_s_nominal"], runs)},
     }
     _say(f"[5/{STEPS}] writing {out}")
     with staged_directory(out, force, BENCH) as stage:
         (stage / "bench.json").write_text(json.dumps(result, indent=1) + "\n")
-        plot_bench(result, cycles, steps, stage / "bench.png")
+        plot_bench(result, cycles, steps, stage / "bench.png", latency)
     return result

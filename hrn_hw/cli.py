@@ -223,7 +223,7 @@ def cmd_bench(args) -> int:
     from hrn_hw.bench import bench, default_dir, format_table
 
     r = bench(args.model, args.out, device=checked_device(args.device), export_dir=args.export, clock=args.clock_mhz,
-              n=args.n, force=args.force, data_dir=args.data_dir)
+              n=args.n, force=args.force, data_dir=args.data_dir, stream=args.stream_samples)
     print(format_table(r))
     print(f"bench written to {args.out or default_dir(args.model)} (bench.json, bench.png)")
     return 0
@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rtl: the testbench: native (C++ harness, default) or cocotb (sim/test_top.py)")
     v.set_defaults(func=cmd_verify)
 
-    from hrn_hw.bench import DEFAULT_CLOCK_MHZ, DEFAULT_N, clock_mhz
+    from hrn_hw.bench import DEFAULT_CLOCK_MHZ, DEFAULT_N, DEFAULT_STREAM_SAMPLES, clock_mhz, stream_samples
     b = sub.add_parser("bench", help="PyTorch latency/throughput next to the RTL's cycles per sample (nominal clock)")
     b.add_argument("model", help="trained checkpoint (model.pt)")
     b.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="PyTorch device (default cpu)")
@@ -377,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"nominal RTL clock in MHz (default {DEFAULT_CLOCK_MHZ:g})")
     b.add_argument("-o", "--out", help="directory to write (default: bench/ beside model.pt)")
     b.add_argument("--n", type=_positive, default=DEFAULT_N, help=f"test images (default {DEFAULT_N})")
+    b.add_argument("--stream-samples", type=stream_samples, default=DEFAULT_STREAM_SAMPLES,
+                   help="pipelined RTL (in_flight >= 2): the stream's length at least, the N routes repeated "
+                        f"(default {DEFAULT_STREAM_SAMPLES})")
     b.add_argument("--force", action="store_true", help="replace an existing bench directory")
     b.add_argument("--data-dir", help="directory holding SVHN / CIFAR-100 files")
     b.set_defaults(func=cmd_bench)

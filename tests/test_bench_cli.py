@@ -3,7 +3,8 @@
 Happy path: the printed table, bench.json's layout and arithmetic (with a stand-in cycle model
 whose counts are known), bench.png, the default BENCH_DIR beside model.pt with a temporary
 export and the real cycle model `hrn_hw.rtl.latency.sample_cycles`, the knobs of --export's RTL,
---force.
+--force; the stream section, one sample at a time (in_flight 1) and pipelined (in_flight >= 2,
+`hrn_hw.dataflow.stream.stream_schedule`), with its ratio to the same run's PyTorch batch 256.
 Bad input: one `hrn-hw: error:` line, exit 2, nothing written.
 """
 
@@ -17,6 +18,7 @@ import pytest
 import torch
 
 import hrn_hw.rtl.latency
+from hrn_hw.dataflow.stream import stream_schedule
 from conftest import trained_model
 from hrn_hw import bench, golden
 from hrn_hw.checkpoint import save_checkpoint
@@ -29,7 +31,7 @@ from test_export_cli import cli, error_line, leftovers
 N = 24
 SPECS = [TaskSpec("mnist-0/1", "mnist", (0, 1)), TaskSpec("mnist-2/3", "mnist", (2, 3))]
 TOP_KEYS = {"format", "version", "hrn_hw_version", "command", "date", "model", "scenario", "config", "export",
-            "samples", "machine", "pytorch", "rtl", "rtl_measured", "speedup"}
+            "samples", "machine", "pytorch", "rtl", "rtl_measured", "stream", "speedup"}
 
 
 def fake_cycles(qm, routes, knobs=None, tasks=None):
@@ -81,6 +83,7 @@ def test_json_layout(ran, model, exported):
     assert r["format"] == "hrn-hw/bench" and r["version"] == 1
     assert r["model"] == str(model) and r["scenario"] == "pairwise-mnist"
     assert r["command"].startswith(f"hrn-hw bench {model} --device cpu --clock-mhz 200 -o ")
+    assert f"--n {N} --stream-samples 1000" in r["command"]
     assert r["export"]["path"] == str(exported) and r["export"]["temporary"] is False
     assert r["samples"]["n"] == N and r["samples"]["per_task"] == [N // 2, N // 2]
     assert r["samples"]["tasks"] == ["mnist-0/1", "mnist-2/3"]
@@ -240,8 +243,100 @@ def test_knobs_of_the_exports_rtl(model, exported, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("argv", [["--clock-mhz", "0"], ["--clock-mhz", "-5"], ["--clock-mhz", "nan"],
-                                  ["--clock-mhz", "fast"], ["--n", "0"], ["--device", "tpu"]])
+                                  ["--clock-mhz", "fast"], ["--n", "0"], ["--device", "tpu"],
+                                  ["--stream-samples", "1"], ["--stream-samples", "many"]])
 def test_usage_errors(argv, model, tmp_path):
     code, _, err = cli(["bench", model, "-o", tmp_path / "b"] + argv)
     assert code == 2 and "Traceback" not in err and argv[0] in err
+    assert not (tmp_path / "b").exists()
+
+
+def test_stream_one_sample_at_a_time(ran, exported):
+    """in_flight 1 (the export has no RTL: default knobs): the stream is the N samples one at a
+    time, interval = the cycle model's mean cycles per sample, latency = its cycles; the ratio is
+    against the same run's PyTorch batch 256 on every core."""
+    out, _, stdout, _ = ran
+    r = json.loads((out / "bench.json").read_text())
+    pixels, task_ids = bench.pick_test_images(load_tasks(SPECS), N)
+    cycles = fake_cycles(None, golden.run(QuantModel.load(exported), pixels, task_ids).routes)
+    st = r["stream"]
+    assert st["in_flight"] == 1 and st["replicas"] == {} and "one sample at a time" in st["note"]
+    assert st["samples"] == N and "sample_cycles" in st["model"]
+    assert st["interval_cycles"]["mean"] == pytest.approx(cycles.mean())
+    assert st["interval_cycles"]["median"] == pytest.approx(np.median(cycles))
+    lat = st["latency_cycles"]
+    assert lat["min"] == cycles.min() and lat["max"] == cycles.max()
+    for key, q in (("p50", 50), ("p90", 90), ("p99", 99)):
+        assert lat[key] == pytest.approx(np.percentile(cycles, q))
+    (nominal,) = st["clocks"]
+    rate = 200e6 / cycles.mean()
+    assert nominal["label"] == "nominal" and nominal["clock_mhz"] == 200
+    assert nominal["samples_per_s"] == pytest.approx(rate)
+    assert nominal["latency_us"]["p99"] == pytest.approx(np.percentile(cycles, 99) / 200)
+    ratio = rate / r["pytorch"]["batch256"]["samples_per_s"]
+    assert nominal["rtl_stream_vs_pytorch_batch256_throughput"] == pytest.approx(ratio)
+    assert r["speedup"]["rtl_stream_vs_pytorch_batch256_throughput"] == pytest.approx(ratio)
+    assert "RTL stream, one sample at a time (in_flight 1)" in stdout
+    assert "RTL stream @ 200 MHz nominal" in stdout
+
+
+def test_stream_pipelined_matches_stream_schedule(model, exported, tmp_path, monkeypatch):
+    """in_flight 4 in the export's rtl.json: the stream section is stream_schedule's on the N routes
+    repeated to --stream-samples, at the nominal clock and at a measured post-route clock."""
+    out = tmp_path / "export"
+    shutil.copytree(exported, out)
+    knobs = RtlKnobs(in_flight=4, replicas={"hash": 2})
+    (out / "rtl").mkdir()
+    (out / "rtl" / "rtl.json").write_text(json.dumps({"knobs": knobs.to_dict()}))
+    doc = {"part": "ecp5-85f", "device": "LFE5U-85F", "fmax_mhz": 50.0, "timing_met": True, "target_mhz": 50.0}
+    (out / "implement" / "ecp5-85f").mkdir(parents=True)
+    (out / "implement" / "ecp5-85f" / "implement.json").write_text(json.dumps(doc))
+    monkeypatch.setattr(hrn_hw.rtl.latency, "sample_cycles", fake_cycles)
+    n, m = 6, 40
+    code, stdout, stderr = cli(["bench", model, "--export", out, "-o", tmp_path / "b", "--n", n,
+                                "--stream-samples", m])
+    assert code == 0, stderr
+    r = json.loads((tmp_path / "b" / "bench.json").read_text())
+    pixels, task_ids = bench.pick_test_images(load_tasks(SPECS), n)
+    qm = QuantModel.load(out)
+    routes = golden.run(qm, pixels, task_ids).routes
+    idx = np.arange(m) % n
+    sched = stream_schedule(qm, routes[idx], task_ids[idx], knobs)
+    gaps = np.diff(np.sort(sched["done"]))
+    st = r["stream"]
+    assert st["in_flight"] == 4 and st["replicas"] == {"hash": 2} and "stream_schedule" in st["model"]
+    assert st["samples"] == m and st["distinct_samples"] == n
+    assert st["interval_cycles"]["mean"] == pytest.approx(gaps.mean())
+    assert st["interval_cycles"]["median"] == pytest.approx(np.median(gaps))
+    assert st["schedule_interval_cycles"] == pytest.approx(sched["interval"])
+    lat = st["latency_cycles"]
+    assert lat["min"] == sched["latency"].min() and lat["max"] == sched["latency"].max()
+    for key, q in (("p50", 50), ("p90", 90), ("p99", 99)):
+        assert lat[key] == pytest.approx(np.percentile(sched["latency"], q))
+    bb = r["pytorch"]["batch256"]["samples_per_s"]
+    nominal, routed = st["clocks"]
+    assert nominal["label"] == "nominal" and nominal["clock_mhz"] == 200
+    assert routed["label"] == "post-route" and routed["part"] == "ecp5-85f" and routed["clock_mhz"] == 50
+    for c in (nominal, routed):
+        rate = c["clock_mhz"] * 1e6 / gaps.mean()
+        assert c["samples_per_s"] == pytest.approx(rate)
+        assert c["latency_us"]["p50"] == pytest.approx(np.percentile(sched["latency"], 50) / c["clock_mhz"])
+        assert c["rtl_stream_vs_pytorch_batch256_throughput"] == pytest.approx(rate / bb)
+    assert r["speedup"]["rtl_stream_vs_pytorch_batch256_throughput"] == pytest.approx(200e6 / gaps.mean() / bb)
+    (measured,) = r["rtl_measured"]
+    assert measured["rtl_stream_vs_pytorch_batch256_throughput"] == pytest.approx(50e6 / gaps.mean() / bb)
+    assert f"RTL stream, 4 in flight, replicas hash=2, {m} samples" in stdout
+    assert "RTL stream @ 50 MHz post-route on ecp5-85f" in stdout and "RTL stream @ 200 MHz nominal" in stdout
+    assert (tmp_path / "b" / "bench.png").stat().st_size > 10_000
+
+
+def test_stream_knobs_that_do_not_fit_the_export(model, exported, tmp_path, monkeypatch):
+    """Replicas of a unit the export does not have: one error line, nothing written."""
+    out = tmp_path / "export"
+    shutil.copytree(exported, out)
+    (out / "rtl").mkdir()
+    (out / "rtl" / "rtl.json").write_text(json.dumps({"knobs": RtlKnobs(in_flight=2, replicas="unit99=2").to_dict()}))
+    monkeypatch.setattr(hrn_hw.rtl.latency, "sample_cycles", fake_cycles)
+    code, _, err = cli(["bench", model, "--export", out, "-o", tmp_path / "b", "--n", 4])
+    assert code == 2 and "do not fit this export" in error_line(err)
     assert not (tmp_path / "b").exists()
