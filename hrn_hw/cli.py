@@ -184,7 +184,8 @@ def cmd_export(args) -> int:
 
     if args.synth and args.no_rtl:
         raise HrnError("--synth needs the RTL: drop --no-rtl")
-    given = {name: getattr(args, name) for name in ("words", "conv_lanes", "pixel_lanes", "head_lanes", "root_bits")}
+    given = {name: getattr(args, name)
+             for name in ("words", "conv_lanes", "pixel_lanes", "head_lanes", "root_bits", "in_flight", "replicas")}
     knobs = preset(args.preset).with_(**given)
     s = export(args.model, args.out, force=args.force, precision_file=args.precision, calib=args.calib,
                golden_per_task=args.golden, data_dir=args.data_dir, eval_limit=args.eval_limit,
@@ -214,6 +215,10 @@ def cmd_verify(args) -> int:
         c = r["cycles"]
         print(f"cycles per sample min/median/max {c['min']}/{c['median']:g}/{c['max']}; "
               f"cycle model differs on {r['cycle_model_mismatches']} samples")
+    if r.get("stream"):
+        st = r["stream"]
+        print(f"one stream, {st['in_flight']} samples in flight: initiation interval {st['interval_mean']:.1f} cycles "
+              f"(mean), {st['interval_median']:g} (median)")
     if r["mismatches"]:
         print(f"mismatching outputs: {r['per_output']}; first samples: {r['first_mismatches']}", file=sys.stderr)
     return 1 if r["mismatches"] or r.get("cycle_model_mismatches") else 0
@@ -349,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"RTL: MAC lanes of the head engine (default {knob.head_lanes})")
     x.add_argument("--root-bits", type=_positive,
                    help=f"RTL: bits per cycle of the normaliser's division and square root (default {knob.root_bits})")
+    x.add_argument("--in-flight", type=_positive,
+                   help=f"RTL: samples the top level holds at once (default {knob.in_flight}; >= 2: the pipelined "
+                        "top level, docs/rtl.md \"Samples in flight\")")
+    x.add_argument("--replicas", help="RTL, pipelined top level: engine copies, e.g. hash=2,normaliser=2,unit3=2")
     from hrn_hw.rtl.knobs import PRESETS
     x.add_argument("--preset", choices=sorted(PRESETS),
                    help="RTL knobs chosen for a part (docs/rtl.md \"Knobs\"); knob options given with it override it")

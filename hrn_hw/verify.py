@@ -71,6 +71,7 @@ def verify_rtl(export_dir: str | Path, n: int | None = None, jobs: int | None = 
     bit for bit, and compare each sample's cycles with the cycle model. `sim`: "native" (the
     C++ testbench, hrn_hw/rtl/native_sim.py) or "cocotb" (sim/test_top.py). `jobs` simulations
     run at once on shares of the samples (default: one per CPU core; one when waves are dumped)."""
+    from hrn_hw.dataflow.stream import stream_schedule
     from hrn_hw.rtl import rtlsim
     from hrn_hw.rtl.emit import read_knobs
 
@@ -79,13 +80,23 @@ def verify_rtl(export_dir: str | Path, n: int | None = None, jobs: int | None = 
     if not (export_dir / "rtl" / "hrn_top.v").is_file():
         raise ExportError(f"{export_dir}: no RTL (rtl/hrn_top.v missing); export again")
     knobs = read_knobs(export_dir / "rtl")
-    cases = rtlsim.golden_cases(qm, vec, knobs)
+    cases = rtlsim.golden_cases(qm, vec, knobs, schedule=stream_schedule)
     jobs = rtlsim.default_jobs() if jobs is None else jobs
+    if knobs.in_flight >= 2 and sim != "native":
+        raise ExportError("the pipelined top level (in_flight >= 2) runs on the native testbench only (--sim native)")
     out = rtlsim.simulate_export(export_dir, qm, cases, knobs, jobs=jobs, sim=sim)
     cycles = out["cycles"]
     stats = {"min": int(cycles.min()), "median": float(np.median(cycles)), "max": int(cycles.max())} if len(cycles) else {}
+    mismatched = cycles != cases["model_cycles"]
+    extra = {}
+    if knobs.in_flight >= 2:       # one stream: every sample's start and end cycle, and the interval
+        mismatched |= (out["start"] != cases["model_start"]) | (out["end"] != cases["model_end"])
+        order = np.sort(out["end"])
+        extra["stream"] = {"in_flight": knobs.in_flight, "replicas": dict(knobs.replicas),
+                           "interval_mean": float(order[-1] + 2) / len(order) if len(order) else 0.0,
+                           "interval_median": float(np.median(np.diff(order))) if len(order) > 1 else 0.0}
     return _finish(export_dir, "rtl", vec, {"embedding": out["embedding"], "routes": out["route"],
                                              "logits": out["logits"]}, float(out["seconds"]),
-                   cycles=stats, cycle_model_mismatches=int((cycles != cases["model_cycles"]).sum()),
+                   cycles=stats, cycle_model_mismatches=int(mismatched.sum()), **extra,
                    knobs=knobs.to_dict(), jobs=jobs, sim=sim,
                    **({"build_seconds": round(float(out["build_seconds"]), 1)} if "build_seconds" in out else {}))

@@ -40,7 +40,7 @@ def test_preset_and_overrides(model, tmp_path, monkeypatch):
 
 def test_knobs_validate():
     assert RtlKnobs().to_dict() == {"words": 8, "conv_lanes": None, "pixel_lanes": 8, "head_lanes": 20,
-                                    "root_bits": 4}
+                                    "root_bits": 4, "in_flight": 1, "replicas": {}}
     assert RtlKnobs.from_dict({"conv_lanes": 4}).conv_lanes == 4
     for bad in ({"conv_lanes": 0}, {"head_lanes": -1}, {"head_lanes": 2.5}, {"hash_lanes": 2}, {"lanes": 3},
                 {"conv_lanes": True}, {"words": 6}, {"words": 0}, {"pixel_lanes": 0}, {"root_bits": 1.5}):

@@ -27,7 +27,7 @@ from hrn_hw.errors import HrnError
 from hrn_hw.rtl.knobs import RtlKnobs
 
 BUILTIN = ("rtl", "fpga-pipelined", "manycore")
-ENGINES = ("hash", "normaliser", "projection", "residue", "head")   # and unit<u>
+ENGINES = ("input", "hash", "normaliser", "projection", "residue", "head")   # and unit<u>
 BLOCKS = ("hash", "normaliser", "projection", "residue", "head")    # many-core blocks, and unit<u>
 
 
@@ -181,9 +181,11 @@ def from_dict(raw: dict, name: str, path: str = "<dict>") -> Arch:
     if kind in ("rtl", "fpga-pipelined"):
         data["knobs"] = _knobs(raw.get("knobs"), _where(path, "knobs"))
     if kind == "fpga-pipelined":
-        data["in_flight"] = _int(raw.get("in_flight", 4), _where(path, "in_flight"))
+        # "knobs": the RTL knobs' values (fpga.resolve_arch), the pipelined top level's own
+        in_flight, replicas = raw.get("in_flight", 4), raw.get("replicas")
+        data["in_flight"] = in_flight if in_flight == "knobs" else _int(in_flight, _where(path, "in_flight"))
         data["fifo_depth"] = _fifo_depth(raw.get("fifo_depth", "unbounded"), _where(path, "fifo_depth"))
-        data["replicas"] = _replicas(raw.get("replicas"), _where(path, "replicas"))
+        data["replicas"] = replicas if replicas == "knobs" else _replicas(replicas, _where(path, "replicas"))
     if kind == "manycore":
         mesh = raw.get("mesh", [8, 8])
         if not isinstance(mesh, (list, tuple)) or len(mesh) != 2:

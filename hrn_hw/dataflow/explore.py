@@ -82,7 +82,9 @@ def points_of(export_dir: Path, sweep: dict) -> list[dict]:
 
 
 def point_arch(point: dict) -> archs.Arch:
-    arch = archs.load(point["arch"])
+    from hrn_hw.dataflow.fpga import resolve_arch
+
+    arch = resolve_arch(archs.load(point["arch"]), Path(point["export"]))
     return arch.with_(**point["settings"]) if point["settings"] else arch
 
 

@@ -36,12 +36,33 @@ def resolve_knobs(arch: Arch, export_dir: Path | None) -> tuple[RtlKnobs, str]:
     return RtlKnobs(), "the RTL's default knobs (the export has no rtl/rtl.json)"
 
 
+KNOBLESS_IN_FLIGHT = 4          # in_flight: knobs, when the knobs hold one sample at a time
+
+
+def resolve_arch(arch: Arch, export_dir: Path | None, knobs: RtlKnobs | None = None) -> Arch:
+    """`fpga-pipelined` settings given as "knobs" (the built-in file's) replaced by the RTL
+    knobs' (`knobs`, else `resolve_knobs`): the pipelined top level's samples in flight and
+    replicas, or 4 samples and no replicas when the knobs hold one sample at a time."""
+    if arch.kind != "fpga-pipelined" or "knobs" not in (arch["in_flight"], arch["replicas"]):
+        return arch
+    knobs = knobs or resolve_knobs(arch, export_dir)[0]
+    pipelined = knobs.in_flight >= 2
+    changes = {}
+    if arch["in_flight"] == "knobs":
+        changes["in_flight"] = knobs.in_flight if pipelined else KNOBLESS_IN_FLIGHT
+    if arch["replicas"] == "knobs":
+        changes["replicas"] = dict(knobs.replicas)
+    return arch.with_(**changes)
+
+
 def slot_bits(qm: QuantModel) -> dict:
     """Bits of the buffers one sample in flight holds: the map buffer (largest map state at the
-    widest map format), the h buffer and the embedding accumulator."""
+    widest map format), the phi buffer (32-bit words), the h buffer and the embedding
+    accumulator."""
     states = routing_table(qm).states
     map_width = max(st.width + (0 if st.signed else 1) for st in states)
-    return {"map_buffer": max(st.size for st in states) * map_width, "h_buffer": int(qm.s) * qm.h_fmt.width,
+    return {"map_buffer": max(st.size for st in states) * map_width, "phi_buffer": int(qm.s) * 32,
+            "h_buffer": int(qm.s) * qm.h_fmt.width,
             "embedding": int(qm.s) * qm.residue_fmt.width}
 
 
@@ -52,7 +73,8 @@ def frame_bits(qm: QuantModel) -> dict:
     states = routing_table(qm).states
     map_width = max(st.width + (0 if st.signed else 1) for st in states)
     decision = max(1, (qm.num_units - 1).bit_length()) + qm.m * qm.coef_fmt.width
-    out = {"hash": max(st.size for st in states[1:] or states) * map_width, "normaliser": int(qm.s) * 32,
+    out = {"input": states[0].size * map_width, "hash": max(st.size for st in states[1:] or states) * map_width,
+           "normaliser": int(qm.s) * 32,
            "projection": int(qm.s) * qm.h_fmt.width, "residue": decision, "head": max(1, len(qm.heads).bit_length())}
     out.update({f"unit{u}": decision for u in range(qm.num_units)})
     return out
@@ -60,6 +82,9 @@ def frame_bits(qm: QuantModel) -> dict:
 
 def _check_replicas(arch: Arch, engines: set) -> None:
     for name in arch["replicas"]:
+        if name == "input" and arch["replicas"][name] > 1:
+            raise ArchError(f"{arch.path}: replicas.input: the input engine is the one input port's hash unit "
+                            "(one copy)")
         if name not in engines:
             raise ArchError(f"{arch.path}: replicas.{name}: no such engine in this export "
                             f"(engines: {', '.join(sorted(engines))})")
@@ -72,9 +97,10 @@ def map_fpga(qm: QuantModel, work: Workload, arch: Arch, knobs: RtlKnobs, arriva
     table = routing_table(qm)
     rows, inverse = work.classes()
     pipelined = arch.kind == "fpga-pipelined"
+    arch = resolve_arch(arch, None, knobs)
     schedule = pipelined_ops if pipelined else sample_ops
     per_class = [schedule(qm, row[:-1], int(row[-1]), knobs, table) for row in rows]
-    engines = ["hash", "normaliser", "projection", "residue"] if pipelined else ["hash", "route", "residue"]
+    engines = ["input", "hash", "normaliser", "projection", "residue"] if pipelined else ["hash", "route", "residue"]
     engines += [f"unit{u}" for u in range(qm.num_units) if any(op[1] == f"unit{u}" for ops in per_class for op in ops)]
     engines.append("head")
     pools = PoolTable()

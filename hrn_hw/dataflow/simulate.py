@@ -82,7 +82,9 @@ def default_dir(req: Request, arch_name: str) -> Path:
 
 def load_arch(req: Request) -> archs.Arch:
     """The architecture, with --in-flight applied (refused where it has no meaning)."""
-    arch = archs.load(req.arch)
+    from hrn_hw.dataflow.fpga import resolve_arch
+
+    arch = resolve_arch(archs.load(req.arch), req.export_dir)
     if req.in_flight is not None:
         if arch.kind == "rtl":
             raise HrnError("--in-flight: the rtl architecture holds one sample at a time (use fpga-pipelined)")

@@ -27,7 +27,18 @@ TOP_NAME = "hrn_top"
 VERILOG = f"{TOP_NAME}.v"
 
 
-def rtl_summary(top: HrnTop, memories: list) -> dict:
+def make_top(qm, knobs: RtlKnobs | None = None):
+    """The top level the knobs ask for: `HrnTop` (one sample at a time) or, with in_flight >= 2,
+    `PipelinedTop` (docs/rtl.md "Samples in flight")."""
+    knobs = knobs or RtlKnobs()
+    if knobs.in_flight >= 2:
+        from hrn_hw.rtl.pipelined import PipelinedTop
+
+        return PipelinedTop(qm, knobs)
+    return HrnTop(qm, knobs)
+
+
+def rtl_summary(top, memories: list) -> dict:
     """What OUT/rtl/rtl.json records: knobs, top-level interface widths, blocks and lanes, and
     the memory files (`memfiles.MemFile`s) beside the Verilog."""
     qm = top.qm
@@ -37,7 +48,8 @@ def rtl_summary(top: HrnTop, memories: list) -> dict:
         "knobs": top.knobs.to_dict(),
         "conv_lanes": {str(u): eng.lanes for u, eng in top.engines.items()},
         "ports": {"in_data": len(top.in_data), "task": len(top.task), "emb_data": len(top.emb_data),
-                  "out_data": len(top.out_data), "route": [int(qm.d), top.route_width]},
+                  "out_data": len(top.out_data), "route": [int(qm.d), top.route_width],
+                  **({"out_id": len(top.out_id), "emb_id": len(top.emb_id)} if hasattr(top, "out_id") else {})},
         "map_buffer": {"depth": top.map_depth, "width": top.map_width},
         "map_states": len(top.table.states),
         "crossbar_calls": len(top.table.transitions),
@@ -65,7 +77,7 @@ def _design_key(qm, knobs: RtlKnobs) -> str:
     return h.hexdigest()[:32]
 
 
-def top_verilog(top: HrnTop) -> str:
+def top_verilog(top) -> str:
     """The top level's Verilog as Amaranth writes it (memory contents inline; `write_rtl` splits
     them out). Amaranth takes tens of seconds on the ROMs of a real model, so the text is cached
     by a digest of everything it depends on (~/.cache/hrn-hw/rtl, or $HRN_HW_CACHE/rtl); a
@@ -89,7 +101,7 @@ def write_rtl(qm, directory: str | Path, knobs: RtlKnobs | None = None) -> dict:
     removed) and rtl.json for a QuantModel; returns the summary."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    top = HrnTop(qm, knobs)
+    top = make_top(qm, knobs)
     text, memories = extract_memories(top_verilog(top))
     keep = {m.file for m in memories}
     for stale in directory.glob("*.hex"):

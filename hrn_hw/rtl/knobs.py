@@ -7,6 +7,32 @@ from dataclasses import asdict, dataclass, fields
 from hrn_hw.errors import HrnError
 
 
+REPLICABLE = ("hash", "normaliser", "projection")      # and unit<u>; see _replica_pairs
+
+
+def _replica_pairs(value) -> tuple:
+    """Replicas as sorted (engine, copies) pairs from a dict, pairs or "name=n,name=n"."""
+    if isinstance(value, str):
+        try:
+            value = dict((k.strip(), int(v)) for k, v in (item.split("=") for item in value.split(",") if item.strip()))
+        except ValueError:
+            raise HrnError(f"RTL knob replicas: {value!r} is not of the form engine=copies,engine=copies") from None
+    if isinstance(value, dict):
+        value = value.items()
+    try:
+        pairs = sorted((str(k), v) for k, v in value)
+    except (TypeError, ValueError):
+        raise HrnError(f"RTL knob replicas must map engines to copies, got {value!r}") from None
+    for name, copies in pairs:
+        if not (name in REPLICABLE or (name.startswith("unit") and name[4:].isdigit())):
+            raise HrnError(f"RTL knob replicas: engine {name!r} cannot be replicated (one of "
+                           f"{', '.join(REPLICABLE)}, unit<N>; the input port, the residue block, which holds "
+                           "the embedding accumulators, and the head, which reads them, have one copy)")
+        if not isinstance(copies, int) or isinstance(copies, bool) or copies < 1:
+            raise HrnError(f"RTL knob replicas: {name} copies must be a positive integer, got {copies!r}")
+    return tuple((k, v) for k, v in pairs if v > 1)
+
+
 @dataclass(frozen=True)
 class RtlKnobs:
     """words: words per beat on every stream of the top level (pixels, maps, phi, h, residue,
@@ -14,18 +40,27 @@ class RtlKnobs:
     computes in parallel (None: all of the unit's out channels; larger values are capped per
     unit). pixel_lanes: output pixels each conv engine computes in parallel. head_lanes: MAC
     lanes (output neurons at once) of the head engine. root_bits: quotient / root bits per
-    cycle of the normaliser's division and square root. The defaults (docs/rtl.md "Knobs")
-    put the Pairwise-MNIST paper model (runs/paper) at 1,518 cycles per sample (median)."""
+    cycle of the normaliser's division and square root. in_flight: samples the top level holds
+    at once (1: `HrnTop`, one sample at a time, blocks chained; more: `PipelinedTop`, engines
+    joined by queues, docs/rtl.md "Samples in flight"). replicas: copies of engines of the
+    pipelined top level, as sorted (engine, copies) pairs (`{"hash": 2}` in dicts and JSON).
+    The defaults (docs/rtl.md "Knobs") put the Pairwise-MNIST paper model (runs/paper) at 1,518
+    cycles per sample (median)."""
     words: int = 8
     conv_lanes: int | None = None
     pixel_lanes: int = 8
     head_lanes: int = 20
     root_bits: int = 4
+    in_flight: int = 1
+    replicas: tuple = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "replicas", _replica_pairs(self.replicas))
+        if self.replicas and self.in_flight < 2:
+            raise HrnError("RTL knob replicas needs in_flight >= 2 (the pipelined top level)")
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None and f.name == "conv_lanes":
+            if (value is None and f.name == "conv_lanes") or f.name == "replicas":
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise HrnError(f"RTL knob {f.name} must be a positive integer, got {value!r}")
@@ -37,8 +72,14 @@ class RtlKnobs:
         out_channels = unit.layers[0].out_channels
         return out_channels if self.conv_lanes is None else min(self.conv_lanes, out_channels)
 
+    def copies(self, engine: str) -> int:
+        """Copies of engine `engine` of the pipelined top level (1 unless replicated)."""
+        return dict(self.replicas).get(engine, 1)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["replicas"] = dict(self.replicas)
+        return out
 
     def with_(self, **changes) -> "RtlKnobs":
         """A copy with the given knobs replaced (None values are ignored)."""

@@ -30,9 +30,11 @@ from hrn_hw.rtl.crossbar import routing_table
 from hrn_hw.rtl.cycles import hash_unit_cycles, normaliser_cycles, projection_cycles, residue_cycles
 from hrn_hw.rtl.head import head_cycles, head_layers
 from hrn_hw.rtl.knobs import RtlKnobs
+from hrn_hw.rtl.residue import EMB_STAGES
 from hrn_hw.rtl.rows import beats
 
 READ_LATENCY = 1        # a buffer's synchronous read before its first word
+DISPATCH = 1            # pipelined top level: the cycle an engine registers the job it takes
 
 
 def route_step_cycles(qm, knobs: RtlKnobs) -> int:
@@ -122,22 +124,24 @@ def sample_cycles(qm, routes, knobs: RtlKnobs | dict | None = None, tasks=None) 
 
 
 def pipelined_ops(qm, route, task: int = 0, knobs: RtlKnobs | dict | None = None, table=None) -> list[tuple]:
-    """One sample's jobs on the engines of a pipelined top level, in order: (phase, engine,
-    cycles), engine one of "hash", "normaliser", "projection", "residue", "unit<u>", "head".
+    """One sample's jobs on the engines of the pipelined top level (`hrn_hw.rtl.pipelined`), in
+    order: (phase, engine, cycles), engine one of "input", "hash", "normaliser", "projection",
+    "residue", "unit<u>", "head".
 
-    Store-and-forward: each engine takes a whole frame from the FIFO before it (one cycle of
-    synchronous read) and runs its block's formula on it, so a job's cycles do not depend on
-    what the other samples do. The image goes from the input port straight into the hash unit;
-    the map a conv call reads, the h vector a residue replays and the embedding the head reads
-    stay in the sample's own buffers. The head's job starts with the finish handshake and the
-    embedding memory's read latency, as in the top level."""
+    Store-and-forward: an engine takes a job (the sample's slot) from the queue before it in the
+    cycle it is free (DISPATCH: the job's slot registered), reads its whole frame from the
+    sample's own buffers (READ_LATENCY before the first word) and runs its block's formula on it,
+    so a job's cycles do not depend on what the other samples do. The input engine is a hash
+    unit on the input port (the image hashed as it arrives and written into the sample's map
+    buffer); the head reads the embedding through the residue block's read-out (EMB_STAGES)."""
     knobs = knobs if isinstance(knobs, RtlKnobs) else RtlKnobs.from_dict(knobs)
     table = table or routing_table(qm)
     s, W, M = int(qm.s), knobs.words, qm.num_units
-    ops = [("input", "hash", hash_unit_cycles(table.states[0].size, s, words=W))]
-    normalise = normaliser_cycles(s, int(qm.norm_k), words=W, root_bits=knobs.root_bits) + READ_LATENCY
-    project = projection_cycles(s, M, words=W) + READ_LATENCY
-    residue = residue_cycles(s, words=W) + READ_LATENCY
+    fetch = DISPATCH + READ_LATENCY
+    ops = [("input", "input", DISPATCH + hash_unit_cycles(table.states[0].size, s, words=W))]
+    normalise = fetch + normaliser_cycles(s, int(qm.norm_k), words=W, root_bits=knobs.root_bits)
+    project = fetch + projection_cycles(s, M, words=W)
+    residue = fetch + residue_cycles(s, words=W)
     for unit, call in route_steps(table, route):
         ops += [("route", "normaliser", normalise), ("route", "projection", project)]
         if unit is None:
@@ -145,7 +149,7 @@ def pipelined_ops(qm, route, task: int = 0, knobs: RtlKnobs | dict | None = None
         ops.append(("residue", "residue", residue))
         if call is not None:
             call_id, state = call
-            ops.append(("conv", f"unit{unit}", conv_call_cycles(qm, unit, call_id, knobs) + READ_LATENCY))
-            ops.append(("route", "hash", hash_unit_cycles(table.states[state].size, s, words=W) + READ_LATENCY))
-    ops.append(("head", "head", 1 + READ_LATENCY + head_run_cycles(qm, task, knobs)))
+            ops.append(("conv", f"unit{unit}", fetch + conv_call_cycles(qm, unit, call_id, knobs)))
+            ops.append(("route", "hash", fetch + hash_unit_cycles(table.states[state].size, s, words=W)))
+    ops.append(("head", "head", DISPATCH + EMB_STAGES + head_run_cycles(qm, task, knobs)))
     return ops

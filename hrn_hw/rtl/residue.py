@@ -114,16 +114,21 @@ class Residue(wiring.Component):
         self.e_width = 2 * r_fmt.width + max(1, s.bit_length())
         W = self.words
         self.rom = rom
-        super().__init__({
-            **reader_ports(rom, bases, b_fmt.width, W),
+        super().__init__(self._ports())
+
+    def _ports(self) -> dict:
+        """The signature's members (a subclass may change them)."""
+        M, m, W = self.M, self.m, self.words
+        return {
+            **reader_ports(self.rom, self.bases, self.b_fmt.width, W),
             "sel": In(range(max(2, M))),
-            "coef": In(m * c_fmt.width),
-            **stream_in("in", row_shape(h_fmt.width, W)),
+            "coef": In(m * self.c_fmt.width),
+            **stream_in("in", row_shape(self.h_fmt.width, W)),
             **stream_out("out", fields={"stop": 1, "energy": self.e_width}),
-            **stream_out("r", row_shape(r_fmt.width, W), ready=False, fields={"r_index": range(max(2, self.rows))}),
+            **stream_out("r", row_shape(self.r_fmt.width, W), ready=False, fields={"r_index": range(max(2, self.rows))}),
             **stream_in("fin"),
-            **stream_out("emb", row_shape(emb_fmt.width, W, emb_fmt.signed), last=True),
-        })
+            **stream_out("emb", row_shape(self.emb_fmt.width, W, self.emb_fmt.signed), last=True),
+        }
 
     def elaborate(self, platform):
         """The frame operands, the four pipeline stages, the embedding read-out, the phases."""

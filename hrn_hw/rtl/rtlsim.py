@@ -37,21 +37,37 @@ def testbench():
     return importlib.import_module("test_top")
 
 
-def make_cases(qm, pixels: np.ndarray, tasks, names: list, expected: dict, knobs=None) -> dict:
+def make_cases(qm, pixels: np.ndarray, tasks, names: list, expected: dict, knobs=None, schedule=None) -> dict:
     """The testbench's cases: pixels, task ids, names, the expected embedding / routes / logits
-    (golden model outputs) and the cycle model's count per sample."""
+    (golden model outputs) and the cycle model's count per sample. The pipelined top level
+    (knobs in_flight >= 2) runs the cases as one stream: `schedule` (the throughput model,
+    `hrn_hw.dataflow.stream.stream_schedule`, passed in: the simulator builds on this package)
+    gives each sample's start and done cycle, kept as `model_start` and `model_end` (the cycle
+    of the last logit handshake, both counted from sample 0's first pixel handshake)."""
+    from hrn_hw.rtl.knobs import RtlKnobs
     from hrn_hw.rtl.latency import sample_cycles
 
     tasks = np.asarray(tasks, dtype=np.int64)
-    return {"pixels": pixels.reshape(len(pixels), -1), "tasks": tasks, "names": np.array(names),
-            "embedding": expected["embedding"], "route": expected["routes"], "logits": expected["logits"],
-            "model_cycles": sample_cycles(qm, expected["routes"], knobs, tasks)}
+    cases = {"pixels": pixels.reshape(len(pixels), -1), "tasks": tasks, "names": np.array(names),
+             "embedding": expected["embedding"], "route": expected["routes"], "logits": expected["logits"]}
+    knobs = knobs if isinstance(knobs, RtlKnobs) else RtlKnobs.from_dict(knobs)
+    if knobs.in_flight < 2:
+        cases["model_cycles"] = sample_cycles(qm, expected["routes"], knobs, tasks)
+        return cases
+    if schedule is None:
+        raise ValueError("the pipelined top level's cases need the throughput model (schedule=stream_schedule)")
+    sched = schedule(qm, expected["routes"], tasks, knobs)
+    # model cycle 0 is sample 0's dispatch, one cycle before its first pixel; done is the cycle
+    # after the last logit
+    cases.update(model_start=sched["start"], model_end=sched["done"] - 2,
+                 model_cycles=sched["done"] - sched["start"] - 1)
+    return cases
 
 
-def golden_cases(qm, vec: dict, knobs=None) -> dict:
+def golden_cases(qm, vec: dict, knobs=None, schedule=None) -> dict:
     """Cases of the testbench from an export's golden vectors (expected outputs as stored)."""
     names = [f"golden vector {i} (task {int(t)})" for i, t in enumerate(vec["tasks"])]
-    return make_cases(qm, vec["pixels"], vec["tasks"], names, vec, knobs)
+    return make_cases(qm, vec["pixels"], vec["tasks"], names, vec, knobs, schedule)
 
 
 def default_jobs() -> int:
