@@ -9,6 +9,11 @@ public signals; cached in a folder named by a digest of the Verilog, the harness
 flags), runs `jobs` simulations at once in the directory of the .hex memory files, and reads
 back embedding words, route, logits and cycles per sample into the dict sim/test_top.py's
 `simulate_top` returns, so both paths share the comparison code.
+
+The pipelined top level (rtl.json knobs in_flight >= 2; hrn_hw/rtl/pipelined.py) runs in the
+harness's stream mode instead: the unstalled cases as one stream of samples back to back after
+one reset, the stalled replays as a second stream, outputs matched to samples by their tags
+(emb_id, out_id), so samples may finish out of order.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ def _makeflags(opt: str) -> str:
     return f"CFG_CXXFLAGS_PCH_I=-include OPT_FAST={opt} OPT_SLOW={slow} OPT_GLOBAL={opt}"
 IN_GAP, OUT_STALL = 0.3, 0.4        # the stalled samples' input gap and output stall probabilities
 HEADER = ("n_samples", "n_pixels", "words", "s", "emb_width", "emb_signed", "classes", "d", "route_width",
-          "tasks", "max_cycles", "seed", "in_gap_permille", "out_stall_permille", "out_width", "reserved")
+          "tasks", "max_cycles", "seed", "in_gap_permille", "out_stall_permille", "out_width", "stream")
 EMB_PADDING = 1                     # flag: embedding words past s not zero
 
 
@@ -69,20 +74,23 @@ def verilator() -> Path:
 
 
 def rtl_params(rtl_dir: Path, qm) -> dict:
-    """The harness's word layout: from OUT/rtl/rtl.json's port widths and the model."""
+    """The harness's word layout: from OUT/rtl/rtl.json's port widths and the model; `stream` 1
+    for the pipelined top level (knobs in_flight >= 2)."""
     path = Path(rtl_dir) / "rtl.json"
     try:
-        ports = json.loads(path.read_text())["ports"]
-    except (OSError, ValueError, KeyError):
+        summary = json.loads(path.read_text())
+        ports = summary["ports"]
+        stream = int((summary.get("knobs") or {}).get("in_flight") or 1) >= 2
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise ToolError(f"{path}: missing or unreadable (no port widths); export again") from None
     words = int(ports["in_data"]) // 8
     d, route_width = (int(v) for v in ports["route"])
     emb_width = int(ports["emb_data"]) // words
-    if words < 1 or emb_width != int(qm.emb_fmt.width) or d != int(qm.d):
+    if words < 1 or emb_width != int(qm.emb_fmt.width) or d != int(qm.d) or (stream and "out_id" not in ports):
         raise ToolError(f"{path}: ports {ports} do not fit the export's model; export again")
     return {"words": words, "s": int(qm.s), "emb_width": emb_width, "emb_signed": int(bool(qm.emb_fmt.signed)),
             "classes": int(qm.max_classes), "d": d, "route_width": route_width, "tasks": len(qm.heads),
-            "out_width": int(ports["out_data"]), "n_pixels": int(np.prod(qm.input_shape))}
+            "out_width": int(ports["out_data"]), "n_pixels": int(np.prod(qm.input_shape)), "stream": int(stream)}
 
 
 def _digest(verilog: Path, tool: Path, makeflags: str) -> str:
@@ -150,7 +158,7 @@ def build(rtl_dir: Path, build_root: Path | None = None, jobs: int | None = None
 def _write_cases(path: Path, prm: dict, pixels: np.ndarray, tasks: np.ndarray, stalled: np.ndarray, seed: int,
                  max_cycles: int) -> None:
     head = {**prm, "n_samples": len(tasks), "max_cycles": max_cycles, "seed": seed,
-            "in_gap_permille": round(1000 * IN_GAP), "out_stall_permille": round(1000 * OUT_STALL), "reserved": 0}
+            "in_gap_permille": round(1000 * IN_GAP), "out_stall_permille": round(1000 * OUT_STALL)}
     rec = np.zeros(len(tasks), dtype=[("task", "<i8"), ("stalled", "<i8"), ("pixels", "u1", (prm["n_pixels"],))])
     rec["task"], rec["stalled"], rec["pixels"] = tasks, stalled, pixels
     with open(path, "wb") as fh:
@@ -165,12 +173,14 @@ def _read_outputs(path: Path, prm: dict, count: int) -> dict:
     if raw[:8] != b"HRNTBOUT" or int(np.frombuffer(raw, "<i8", 1, 8)[0]) != count:
         raise ToolError(f"{path}: not the native testbench's outputs")
     seconds = float(np.frombuffer(raw, "<f8", 1, 16)[0])
-    recs = np.frombuffer(raw, "<i8", offset=24).reshape(count, 3 + d + s + c)
-    emb = recs[:, 3 + d:3 + d + s].copy()
+    # per sample: cycles, emb_count, flags, start, end, route[d], emb[s], logits[classes]
+    recs = np.frombuffer(raw, "<i8", offset=24).reshape(count, 5 + d + s + c)
+    emb = recs[:, 5 + d:5 + d + s].copy()
     bad = (recs[:, 2] & EMB_PADDING) != 0          # words past s not zero: the sample mismatches
     emb[bad] = np.iinfo(np.int64).min
-    return {"cycles": recs[:, 0].copy(), "embedding": emb, "route": recs[:, 3:3 + d].copy(),
-            "logits": recs[:, 3 + d + s:].copy(), "seconds": seconds}
+    return {"cycles": recs[:, 0].copy(), "embedding": emb, "route": recs[:, 5:5 + d].copy(),
+            "logits": recs[:, 5 + d + s:].copy(), "start": recs[:, 3].copy(), "end": recs[:, 4].copy(),
+            "seconds": seconds}
 
 
 def simulate(rtl_dir: Path, qm, cases: dict, stalled: int = 0, jobs: int = 1, build_root: Path | None = None,
@@ -179,8 +189,12 @@ def simulate(rtl_dir: Path, qm, cases: dict, stalled: int = 0, jobs: int = 1, bu
     level: every case with the inputs never idle and the outputs never stalled, then the first
     `stalled` cases again under pseudo-random input gaps and output stalls. `jobs` simulations
     run at once on shares of the cases (the stalled replays in the first). Returns embedding,
-    route, logits, cycles (-1 for stalled runs), stalled (flags; unstalled runs first, in case
-    order), seconds (wall time of the simulations, build excluded) and build_seconds."""
+    route, logits, cycles (-1 for stalled runs), start and end (first pixel and last logit
+    handshakes, in cycles from the first pixel of the first sample of the same simulation: each
+    of `jobs` shares counts from its own; -1 for stalled runs),
+    stalled (flags; unstalled runs first, in case order), seconds (wall time of the simulations,
+    build excluded) and build_seconds. The pipelined top level (stream mode) runs the unstalled
+    cases as one stream and the stalled replays as a second one at the same time, whatever `jobs`."""
     rtl_dir = Path(rtl_dir).resolve()
     binary, build_seconds = build(rtl_dir, build_root, log=log, opt=opt)
     prm = rtl_params(rtl_dir, qm)
@@ -189,19 +203,29 @@ def simulate(rtl_dir: Path, qm, cases: dict, stalled: int = 0, jobs: int = 1, bu
         raise ToolError(f"samples of {pixels.shape[1]} pixels in 0..255 expected, the model takes {prm['n_pixels']}")
     tasks = np.asarray(cases["tasks"], dtype=np.int64)
     n = len(tasks)
-    worst = int(np.max(cases["model_cycles"])) if n else 1000
-    max_cycles = 4 * worst + 1000
+    model_cycles = np.asarray(cases["model_cycles"] if n else [], dtype=np.int64).reshape(n)
     stalled = min(int(stalled), n)
-    bounds = np.linspace(0, n, max(1, min(jobs, n)) + 1).astype(int)
-    out_parts, t0 = [], time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="run", dir=binary.parent.parent) as tmp:
-        procs = []
+    runs = []                                   # (case indices, stalled flags) per process
+    if prm["stream"]:                           # one stream, the stalled replays a second one
+        runs.append((np.arange(n), np.zeros(n, dtype=np.int64)))
+        if stalled:
+            runs.append((np.arange(stalled), np.ones(stalled, dtype=np.int64)))
+    else:
+        bounds = np.linspace(0, n, max(1, min(jobs, n)) + 1).astype(int)
         for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
-            idx = np.arange(lo, hi)
-            flags = np.zeros(hi - lo, dtype=np.int64)
+            idx, flags = np.arange(lo, hi), np.zeros(hi - lo, dtype=np.int64)
             if i == 0 and stalled:
                 idx = np.concatenate([idx, np.arange(stalled)])
                 flags = np.concatenate([flags, np.ones(stalled, dtype=np.int64)])
+            runs.append((idx, flags))
+    out_parts, t0 = [], time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="run", dir=binary.parent.parent) as tmp:
+        procs = []
+        for i, (idx, flags) in enumerate(runs):
+            if prm["stream"]:                   # a bound on the whole stream
+                max_cycles = 4 * int(model_cycles[idx].sum()) + 10000
+            else:
+                max_cycles = 4 * int(model_cycles.max()) + 1000 if n else 5000
             cin, cout = Path(tmp) / f"cases{i}.bin", Path(tmp) / f"outputs{i}.bin"
             _write_cases(cin, prm, pixels[idx].astype(np.uint8), tasks[idx], flags, 7 + i, max_cycles)
             err = open(Path(tmp) / f"sim{i}.log", "w+")
@@ -223,10 +247,11 @@ def simulate(rtl_dir: Path, qm, cases: dict, stalled: int = 0, jobs: int = 1, bu
             raise ToolError(f"native RTL simulation of {rtl_dir / (TOP + '.v')} failed: {failures[0][:300]}")
     seconds = time.perf_counter() - t0
     out = {}
-    for key in ("embedding", "route", "logits", "cycles", "stalled"):
+    for key in ("embedding", "route", "logits", "cycles", "start", "end", "stalled"):
         free = [p[key][~p["stalled"]] for p in out_parts]
-        out[key] = np.concatenate(free + [out_parts[0][key][out_parts[0]["stalled"]]])
-    out["cycles"] = np.where(out["stalled"], -1, out["cycles"])
+        out[key] = np.concatenate(free + [p[key][p["stalled"]] for p in out_parts])
+    for key in ("cycles", "start", "end"):
+        out[key] = np.where(out["stalled"], -1, out[key]).astype(np.int64)
     out["seconds"] = seconds
     out["build_seconds"] = build_seconds
     return out

@@ -11,10 +11,19 @@
 // out_ready. Cycles: first pixel handshake to last logit handshake, both included. Stalled
 // samples get pseudo-random input gaps (30 %) and embedding / logit stalls (40 %).
 //
+// Stream mode (header `stream`, the pipelined top level, hrn_hw/rtl/pipelined.py): every sample
+// of the file back to back after one reset (in_valid high from the first pixel of sample 0 to
+// the last of the last sample unless stalled), task the sample's id on its beats and another
+// id when no beat is offered; the top's outputs leave tagged with the sample's index mod 2^16
+// (emb_id, out_id; route valid with out_valid) and are collected by tag, out of input order.
+// The samples' stalled flags apply to the whole stream (all set or all clear).
+//
 // cases.bin (little-endian): "HRNTBIN1", int64 header[16] (see Header), then per sample
 // int64 task, int64 stalled, uint8 pixels[n_pixels].
 // outputs.bin: "HRNTBOUT", int64 n, double seconds (of the unstalled samples), then per sample
-// int64 cycles, emb_count, flags, route[d], emb[s], logits[classes].
+// int64 cycles, emb_count, flags, start, end, route[d], emb[s], logits[classes]; start and end:
+// the sample's first pixel handshake and last logit handshake, in cycles from sample 0's first
+// pixel handshake.
 // Port widths come from the Verilated model's own types (any width, VlWide above 64 bits); the
 // word layout (words per beat, word widths, signedness) from the header.
 
@@ -30,6 +39,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 double sc_time_stamp() { return 0; }
@@ -38,10 +48,18 @@ namespace {
 
 struct Header {
     int64_t n_samples, n_pixels, words, s, emb_width, emb_signed, classes, d, route_width, tasks,
-        max_cycles, seed, in_gap_permille, out_stall_permille, out_width, reserved;
+        max_cycles, seed, in_gap_permille, out_stall_permille, out_width, stream;
 };
 
 enum Flags : int64_t { EMB_PADDING = 1 };
+constexpr int64_t TAGS = 65536;    // emb_id / out_id: the sample's index mod 2^16
+
+// Whether the Verilated top level has the pipelined top's tag ports.
+template <typename T, typename = void>
+struct HasIds : std::false_type {};
+template <typename T>
+struct HasIds<T, std::void_t<decltype(std::declval<T&>().emb_id), decltype(std::declval<T&>().out_id)>>
+    : std::true_type {};
 
 [[noreturn]] void die(const std::string& msg) {
     std::fprintf(stderr, "hrn_top_tb: %s\n", msg.c_str());
@@ -100,12 +118,14 @@ struct Bench {
     std::unique_ptr<VerilatedContext> ctx;
     std::unique_ptr<Vhrn_top> top;
     std::vector<uint32_t> bits;      // scratch: one port's bits
+    int64_t clock = 0;               // rising edges so far: the cycle of the coming falling edge
 
     void tick() {          // from a falling edge (inputs just driven) through the next rising edge
         top->clk = 0;
         top->eval();
         top->clk = 1;
         top->eval();
+        ++clock;
     }
 
     void reset() {
@@ -132,7 +152,8 @@ struct Bench {
         set_bits(top->in_data, bits);
     }
 
-    // One sample; `rec` gets cycles, emb_count, flags, route[d], emb[s], logits[classes].
+    // One sample; `rec` gets cycles, emb_count, flags, start, end (absolute cycles: `main` makes
+    // them relative), route[d], emb[s], logits[classes].
     void run(const uint8_t* px, int64_t task, bool stalled, Rng& rng, int64_t index, int64_t* rec) {
         const int64_t n = (h.n_pixels + h.words - 1) / h.words;
         const int64_t emb_beats = (h.s + h.words - 1) / h.words;
@@ -157,7 +178,7 @@ struct Bench {
             if (send) set_beat(px, i); else clear_beat();
             top->out_ready = ready;
             if (send && in_ready) {
-                if (first < 0) first = cyc;
+                if (first < 0) first = clock;
                 ++i;
             }
             if (out_valid && ready) {
@@ -165,7 +186,7 @@ struct Bench {
                 out.push_back(field(bits, 0, h.out_width, true));
                 if (bool(top->out_last) != (static_cast<int64_t>(out.size()) == h.classes))
                     die("sample " + std::to_string(index) + ": out_last misplaced");
-                last = cyc;
+                last = clock;
             }
             if (cyc >= h.max_cycles)
                 die("sample " + std::to_string(index) + ": frame does not finish within " +
@@ -185,11 +206,138 @@ struct Bench {
         rec[0] = last - first + 1;
         rec[1] = static_cast<int64_t>(emb.size());
         rec[2] = flags;
-        int64_t* p = rec + 3;
+        rec[3] = first;
+        rec[4] = last;
+        int64_t* p = rec + 5;
         for (int64_t k = 0; k < h.d; ++k) *p++ = field(route, k, h.route_width, true);
         for (int64_t k = 0; k < h.s; ++k)
             *p++ = k < static_cast<int64_t>(emb.size()) ? emb[static_cast<std::size_t>(k)] : INT64_MIN;
         for (int64_t k = 0; k < h.classes; ++k) *p++ = out[static_cast<std::size_t>(k)];
+    }
+
+    // The sample a tag names: the lowest one from `lo` on, among the `started`, whose frame on
+    // `port` is not done.
+    static int64_t tagged(int64_t tag, int64_t lo, const std::vector<uint8_t>& done, int64_t started,
+                          const char* port) {
+        int64_t k = lo + static_cast<int64_t>(static_cast<uint64_t>(tag - lo) % TAGS);
+        while (k < started && done[static_cast<std::size_t>(k)]) k += TAGS;
+        if (k >= started)
+            die(std::string(port) + " " + std::to_string(tag) + ": no started sample with that tag is waiting " +
+                "for a frame (" + std::to_string(started) + " started; a second frame?)");
+        return k;
+    }
+
+    // Stream mode: all `h.n_samples` samples (rows of `cases`, `stride` bytes apart) as one stream;
+    // rows of `recs` as `run`'s, in sample order. Compiled for a top level with emb_id / out_id.
+    template <typename M>
+    void run_stream(M& m, const char* cases, std::size_t stride, bool stalled, Rng& rng, int64_t* recs,
+                    std::size_t rec_len) {
+        if constexpr (!HasIds<M>::value) {
+            die("stream mode: the top level has no emb_id / out_id ports (not the pipelined top level)");
+        } else {
+            using Task = std::remove_reference_t<decltype(m.task)>;
+            const int64_t count = h.n_samples, n = (h.n_pixels + h.words - 1) / h.words;
+            const int64_t emb_words = (h.s + h.words - 1) / h.words * h.words;
+            const int64_t gap = stalled ? h.in_gap_permille : 0, stall = stalled ? h.out_stall_permille : 0;
+            auto row = [&](int64_t k) { return cases + stride * static_cast<std::size_t>(k); };
+            auto rec = [&](int64_t k) { return recs + rec_len * static_cast<std::size_t>(k); };
+            auto name = [](int64_t k) { return "sample " + std::to_string(k); };
+            std::vector<uint8_t> emb_done(static_cast<std::size_t>(count)), out_done(emb_done);
+            std::vector<int64_t> emb_rank(static_cast<std::size_t>(count)), out_rank(emb_rank);
+            int64_t cur = 0, i = 0;                 // the sample and beat offered
+            int64_t emb_lo = 0, out_lo = 0;         // lowest samples whose frame is not done
+            int64_t emb_k = -1, emb_n = 0, out_k = -1, out_n = 0;   // frames in progress: sample, words
+            int64_t emb_frames = 0, out_frames = 0;
+            const int64_t t0 = clock;
+            while (emb_frames < count || out_frames < count) {
+                if (clock - t0 >= h.max_cycles)
+                    die("stream of " + std::to_string(count) + " samples does not finish within " +
+                        std::to_string(h.max_cycles) + " cycles (" + std::to_string(cur) + " samples taken, " +
+                        std::to_string(emb_frames) + " embedding frames and " + std::to_string(out_frames) +
+                        " logit frames out)");
+                // a falling edge: outputs as the last rising edge left them
+                const bool in_ready = m.in_ready, out_valid = m.out_valid, emb_valid = m.emb_valid;
+                const int64_t started = cur + (i > 0);
+                const bool emb_ready = !rng.below(stall);
+                m.emb_ready = emb_ready;
+                if (emb_ready && emb_valid) {
+                    const int64_t tag = m.emb_id;
+                    if (emb_k < 0) {
+                        emb_k = tagged(tag, emb_lo, emb_done, started, "emb_id");
+                        emb_n = 0;
+                    } else if (tag != emb_k % TAGS) {
+                        die(name(emb_k) + ": emb_id changed to " + std::to_string(tag) + " within its embedding frame");
+                    }
+                    int64_t* r = rec(emb_k);
+                    get_bits(m.emb_data, bits);
+                    for (int64_t w = 0; w < h.words; ++w, ++emb_n) {
+                        const int64_t v = field(bits, w, h.emb_width, h.emb_signed);
+                        if (emb_n < h.s) r[5 + h.d + emb_n] = v;
+                        else if (v != 0) r[2] |= EMB_PADDING;
+                    }
+                    if (bool(m.emb_last) != (emb_n == emb_words)) die(name(emb_k) + ": emb_last misplaced");
+                    if (emb_n == emb_words) {
+                        r[1] = emb_n;
+                        emb_done[static_cast<std::size_t>(emb_k)] = 1;
+                        emb_rank[static_cast<std::size_t>(emb_k)] = emb_frames++;
+                        while (emb_lo < count && emb_done[static_cast<std::size_t>(emb_lo)]) ++emb_lo;
+                        emb_k = -1;
+                    }
+                }
+                const bool send = cur < count && !rng.below(gap);
+                const bool ready = !rng.below(stall);
+                int64_t task;
+                std::memcpy(&task, row(cur < count ? cur : count - 1), 8);
+                m.task = static_cast<Task>(send ? task : (task + 1) % h.tasks);
+                m.in_valid = send;
+                if (send) set_beat(reinterpret_cast<const uint8_t*>(row(cur) + 16), i); else clear_beat();
+                m.out_ready = ready;
+                if (send && in_ready) {
+                    if (i == 0) rec(cur)[3] = clock;
+                    if (++i == n) ++cur, i = 0;
+                }
+                if (out_valid && ready) {
+                    const int64_t tag = m.out_id;
+                    if (out_k < 0) {
+                        out_k = tagged(tag, out_lo, out_done, started, "out_id");
+                        out_n = 0;
+                    } else if (tag != out_k % TAGS) {
+                        die(name(out_k) + ": out_id changed to " + std::to_string(tag) + " within its logits");
+                    }
+                    int64_t* r = rec(out_k);
+                    get_bits(m.route, bits);
+                    for (int64_t k = 0; k < h.d; ++k) {
+                        const int64_t v = field(bits, k, h.route_width, true);
+                        if (out_n > 0 && r[5 + k] != v) die(name(out_k) + ": route changed within its logits");
+                        r[5 + k] = v;
+                    }
+                    get_bits(m.out_data, bits);
+                    r[5 + h.d + h.s + out_n++] = field(bits, 0, h.out_width, true);
+                    if (bool(m.out_last) != (out_n == h.classes)) die(name(out_k) + ": out_last misplaced");
+                    if (out_n == h.classes) {
+                        r[4] = clock;
+                        out_done[static_cast<std::size_t>(out_k)] = 1;
+                        out_rank[static_cast<std::size_t>(out_k)] = out_frames++;
+                        while (out_lo < count && out_done[static_cast<std::size_t>(out_lo)]) ++out_lo;
+                        out_k = -1;
+                    }
+                }
+                tick();
+            }
+            // one more falling edge: drop in_valid and out_ready
+            m.in_valid = 0;
+            clear_beat();
+            m.out_ready = 0;
+            tick();
+            if (cur != count) die("stream ended before every pixel was taken (" + std::to_string(cur) + " samples)");
+            for (int64_t k = 0; k < count; ++k) {
+                const std::size_t j = static_cast<std::size_t>(k);
+                if (emb_rank[j] != out_rank[j])
+                    die(name(k) + ": embedding frame " + std::to_string(emb_rank[j]) + " but logit frame " +
+                        std::to_string(out_rank[j]) + " (the two leave in different orders)");
+                rec(k)[0] = rec(k)[4] - rec(k)[3] + 1;
+            }
+        }
     }
 };
 
@@ -215,8 +363,17 @@ int main(int argc, char** argv) {
     const Header& h = b.h;
     const std::size_t stride = 16 + static_cast<std::size_t>(h.n_pixels);
     if (in.size() != 8 + sizeof(Header) + stride * static_cast<std::size_t>(h.n_samples)) die("truncated cases file");
-    const std::size_t rec_len = 3 + static_cast<std::size_t>(h.d + h.s + h.classes);
+    const std::size_t rec_len = 5 + static_cast<std::size_t>(h.d + h.s + h.classes);
     std::vector<int64_t> recs(rec_len * static_cast<std::size_t>(h.n_samples));
+    const char* rows = in.data() + 8 + sizeof(Header);
+    int64_t stalled_rows = 0;
+    for (int64_t n = 0; n < h.n_samples; ++n) {
+        int64_t stalled;
+        std::memcpy(&stalled, rows + stride * static_cast<std::size_t>(n) + 8, 8);
+        stalled_rows += stalled != 0;
+    }
+    if (h.stream && stalled_rows != 0 && stalled_rows != h.n_samples)
+        die("stream mode: stalled and unstalled samples in one stream (a stream is stalled as a whole)");
 
     b.ctx = std::make_unique<VerilatedContext>();
     const char* vargs[] = {"Vhrn_top"};
@@ -225,8 +382,13 @@ int main(int argc, char** argv) {
     b.reset();
     Rng rng{static_cast<uint64_t>(h.seed)};
     double seconds = 0;
-    for (int64_t n = 0; n < h.n_samples; ++n) {
-        const char* rec = in.data() + 8 + sizeof(Header) + stride * static_cast<std::size_t>(n);
+    if (h.stream && h.n_samples > 0) {
+        auto t0 = std::chrono::steady_clock::now();
+        b.run_stream(*b.top, rows, stride, stalled_rows != 0, rng, recs.data(), rec_len);
+        if (!stalled_rows) seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    for (int64_t n = 0; !h.stream && n < h.n_samples; ++n) {
+        const char* rec = rows + stride * static_cast<std::size_t>(n);
         int64_t task, stalled;
         std::memcpy(&task, rec, 8);
         std::memcpy(&stalled, rec + 8, 8);
@@ -236,6 +398,12 @@ int main(int argc, char** argv) {
         if (!stalled) seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
     b.top->final();
+    const int64_t origin = h.n_samples > 0 ? recs[3] : 0;    // start, end: from sample 0's first pixel
+    for (int64_t n = 0; n < h.n_samples; ++n) {
+        int64_t* rec = recs.data() + rec_len * static_cast<std::size_t>(n);
+        rec[3] -= origin;
+        rec[4] -= origin;
+    }
 
     FILE* f = std::fopen(argv[2], "wb");
     if (!f) die(std::string("cannot write ") + argv[2]);
