@@ -116,11 +116,12 @@ async def top_run(dut):
 def build_cases(qm, pixels: np.ndarray, tasks: np.ndarray, names: list, knobs=None) -> dict:
     """Golden outputs and modelled cycles of the samples, as the simulation reads them."""
     from hrn_hw import golden
+    from hrn_hw.dataflow.stream import stream_schedule
     from hrn_hw.rtl.rtlsim import make_cases
 
     res = golden.run(qm, pixels, tasks)
     return make_cases(qm, pixels, tasks, names, {"embedding": res.embedding, "routes": res.routes,
-                                                 "logits": res.logits}, knobs)
+                                                 "logits": res.logits}, knobs, schedule=stream_schedule)
 
 
 def extreme_inputs(qm) -> tuple[np.ndarray, list]:

@@ -52,13 +52,12 @@ def test_pipelined_stream_is_bit_exact_and_cycle_exact():
     cases = test_top.fixture_cases(qm, 40, KNOBS)
     out = _stream(qm, cases, "pipelined_fixture", KNOBS, stalled=12)
     _check_stream(cases, out)
-    # the simulator's fpga-pipelined architecture with the export's knobs: the same done cycles
-    req = sim.Request(export_dir=small_export(), progress=False, plots=False)
-    arch = sim.load_arch(req)
-    from hrn_hw.dataflow.fpga import map_fpga, resolve_arch
+    # the simulator's built-in fpga-pipelined architecture on this RTL's knobs (rtl/rtl.json)
+    from hrn_hw.dataflow.fpga import map_fpga
     from hrn_hw.dataflow.native import run
+    from simlib import BUILD_DIR
 
-    arch = resolve_arch(arch, None, KNOBS)
+    arch = sim.load_arch(sim.Request(export_dir=BUILD_DIR / "pipelined_fixture", progress=False, plots=False))
     assert arch["in_flight"] == KNOBS.in_flight and arch["replicas"] == dict(KNOBS.replicas)
     work = Workload(cases["route"], cases["tasks"], "fixture")
     mapped = map_fpga(qm, work, arch, KNOBS, np.zeros(len(work), dtype=np.int64))

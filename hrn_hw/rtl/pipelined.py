@@ -405,7 +405,8 @@ class PipelinedTop(wiring.Component):
             for k, buf in enumerate(group):
                 r_addr, r_en = Const(0, len(buf.rd.addr)), Const(0, 1)
                 for e, addr, en in buf.readers:
-                    r_addr, r_en = r_addr | Mux(e.owns[k], addr, 0), r_en | (e.owns[k] & en)
+                    hit = e.owns[k] & en        # a server keeps its last slot's one-hot after its job
+                    r_addr, r_en = r_addr | Mux(hit, addr, 0), r_en | hit
                 w_addr, w_data, w_en = Const(0, len(buf.wr.addr)), Const(0, len(buf.wr.data)), Const(0, 1)
                 for e, addr, data, en in buf.writers:
                     hit = e.owns[k] & en

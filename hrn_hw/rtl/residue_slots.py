@@ -88,8 +88,7 @@ class SlottedResidue(Residue):
         wr, rd = emb.write_port(), emb.read_port()
         acc_r = Signal(row_shape(self.acc_width, W))
         mod.d.comb += [rd.addr.eq(Cat(j1c, slot_r)), rd.en.eq(1)]
-        with mod.If(v1c):
-            mod.d.sync += acc_r.eq(rd.data)
+        mod.d.sync += acc_r.eq(rd.data)
         acc = row_words(acc_r, self.acc_width, W)
         with mod.If(v3):
             new = [Mux(first_r, r, x + r) for x, r in zip(acc, rs)]
