@@ -269,7 +269,10 @@ def stream_cycles(qm, routes: np.ndarray, task_ids: np.ndarray, knobs, cycles: n
     differences of the sorted done cycles, the latency is done - start. in_flight 1: one sample
     at a time, so the interval is the cycle model's cycles per sample (`cycles`) and the latency
     its cycles. Statistics only: every cycle count comes from those two models."""
+    from hrn_hw.rtl.latency import resolve_knobs
+
     n = len(routes)
+    knobs = resolve_knobs(qm, knobs, routes, task_ids)        # replicas "auto": chosen from these routes
     base = {"in_flight": knobs.in_flight, "replicas": dict(knobs.replicas)}
     if knobs.in_flight < 2:
         sec = {**base, "model": "hrn_hw.rtl.latency.sample_cycles (one sample at a time)", "samples": n,

@@ -24,9 +24,11 @@ import numpy as np
 
 import cocotb
 
+from hrn_hw.rtl.knobs import RtlKnobs
 from simlib import pack_beats, params, record, run_dut, start, stream_frame, to_unsigned, unpack_beat
 
 P = params()
+SEQUENTIAL = RtlKnobs(in_flight=1)        # this testbench's top level: one sample at a time (HrnTop)
 
 
 # ---- cocotb side -----------------------------------------------------------------------------
@@ -119,6 +121,7 @@ def build_cases(qm, pixels: np.ndarray, tasks: np.ndarray, names: list, knobs=No
     from hrn_hw.dataflow.stream import stream_schedule
     from hrn_hw.rtl.rtlsim import make_cases
 
+    knobs = knobs or SEQUENTIAL
     res = golden.run(qm, pixels, tasks)
     return make_cases(qm, pixels, tasks, names, {"embedding": res.embedding, "routes": res.routes,
                                                  "logits": res.logits}, knobs, schedule=stream_schedule)
@@ -148,6 +151,10 @@ def simulate_top(qm, cases: dict, build_dir, verilog=None, knobs=None, stalled: 
 
     build_dir = Path(build_dir).resolve()      # the simulator runs in it: no relative paths
     build_dir.mkdir(parents=True, exist_ok=True)
+    knobs = knobs or SEQUENTIAL
+    if knobs.pipelined:
+        raise ValueError("sim/test_top.py drives the one-sample top level (in_flight 1); the pipelined one runs "
+                         "on the native testbench's stream mode (tests/test_rtl_pipelined.py)")
     top = HrnTop(qm, knobs)
     if verilog is None:
         verilog = write_if_changed(build_dir / "generated.v", top_verilog(top))
@@ -264,7 +271,7 @@ def test_top_preset():
     from simlib import BUILD_DIR, small_export
 
     qm = QuantModel.load(small_export())
-    knobs = preset("ecp5-85f")
+    knobs = preset("ecp5-85f").with_(in_flight=1)      # the preset's blocks, one sample at a time
     cases = fixture_cases(qm, 20, knobs)
     check_top(cases, simulate_top(qm, cases, BUILD_DIR / "top_preset", knobs=knobs, stalled=3))
 

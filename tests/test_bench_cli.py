@@ -251,12 +251,18 @@ def test_usage_errors(argv, model, tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def test_stream_one_sample_at_a_time(ran, exported):
-    """in_flight 1 (the export has no RTL: default knobs): the stream is the N samples one at a
-    time, interval = the cycle model's mean cycles per sample, latency = its cycles; the ratio is
-    against the same run's PyTorch batch 256 on every core."""
-    out, _, stdout, _ = ran
-    r = json.loads((out / "bench.json").read_text())
+def test_stream_one_sample_at_a_time(model, exported, tmp_path, monkeypatch):
+    """in_flight 1 in the export's rtl.json: the stream is the N samples one at a time, interval
+    = the cycle model's mean cycles per sample, latency = its cycles; the ratio is against the
+    same run's PyTorch batch 256 on every core."""
+    out = tmp_path / "export"
+    shutil.copytree(exported, out)
+    (out / "rtl").mkdir()
+    (out / "rtl" / "rtl.json").write_text(json.dumps({"knobs": RtlKnobs(in_flight=1).to_dict()}))
+    monkeypatch.setattr(hrn_hw.rtl.latency, "sample_cycles", fake_cycles)
+    code, stdout, stderr = cli(["bench", model, "--export", out, "-o", tmp_path / "b", "--n", N])
+    assert code == 0, stderr
+    r = json.loads((tmp_path / "b" / "bench.json").read_text())
     pixels, task_ids = bench.pick_test_images(load_tasks(SPECS), N)
     cycles = fake_cycles(None, golden.run(QuantModel.load(exported), pixels, task_ids).routes)
     st = r["stream"]

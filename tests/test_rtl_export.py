@@ -40,7 +40,7 @@ def test_preset_and_overrides(model, tmp_path, monkeypatch):
 
 def test_knobs_validate():
     assert RtlKnobs().to_dict() == {"words": 8, "conv_lanes": None, "pixel_lanes": 8, "head_lanes": 20,
-                                    "root_bits": 4, "in_flight": 1, "replicas": {}}
+                                    "root_bits": 4, "in_flight": 8, "replicas": "auto"}
     assert RtlKnobs.from_dict({"conv_lanes": 4}).conv_lanes == 4
     for bad in ({"conv_lanes": 0}, {"head_lanes": -1}, {"head_lanes": 2.5}, {"hash_lanes": 2}, {"lanes": 3},
                 {"conv_lanes": True}, {"words": 6}, {"words": 0}, {"pixel_lanes": 0}, {"root_bits": 1.5}):
@@ -96,10 +96,10 @@ def test_verilog_cache(tmp_path, monkeypatch):
     assert emit.top_verilog(HrnTop(qm)) == first and len(calls) == 1
     emit.top_verilog(HrnTop(qm, RtlKnobs(head_lanes=5)))
     assert len(calls) == 2
-    summary = emit.write_rtl(qm, tmp_path / "rtl", RtlKnobs(conv_lanes=8))
+    summary = emit.write_rtl(qm, tmp_path / "rtl", RtlKnobs(conv_lanes=8, in_flight=1))
     assert (tmp_path / "rtl" / "hrn_top.v").read_text().startswith("// hrn_top")
     assert json.loads((tmp_path / "rtl" / "rtl.json").read_text())["knobs"]["conv_lanes"] == 8
-    assert emit.read_knobs(tmp_path / "rtl") == RtlKnobs(conv_lanes=8) and summary["conv_lanes"]["0"] == 8
+    assert emit.read_knobs(tmp_path / "rtl") == RtlKnobs(conv_lanes=8, in_flight=1, replicas={}) and summary["conv_lanes"]["0"] == 8
 
 
 def test_export_rejects_bad_rtl_options(model, tmp_path):

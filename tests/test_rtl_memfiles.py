@@ -14,6 +14,8 @@ import subprocess
 
 import pytest
 
+from hrn_hw.rtl.knobs import RtlKnobs
+
 from hrn_hw.rtl.memfiles import extract_memories, memfile_names, split_memories, verilog_and_memfiles
 
 DEPTH = 6
@@ -178,7 +180,7 @@ def test_export_writes_the_files(tmp_path, monkeypatch, tiny_verilog):
     monkeypatch.setattr(emit, "to_verilog", lambda top, name: tiny_verilog)
     qm = QuantModel.load(small_export())
     rtl = tmp_path / "rtl"
-    summary = emit.write_rtl(qm, rtl)
+    summary = emit.write_rtl(qm, rtl, RtlKnobs(in_flight=1))
     text = (rtl / "hrn_top.v").read_text()
     listed = {m["file"]: m for m in json.loads((rtl / "rtl.json").read_text())["memory_files"]}
     assert text == split_memories(tiny_verilog)[0]
@@ -189,7 +191,7 @@ def test_export_writes_the_files(tmp_path, monkeypatch, tiny_verilog):
     before = {p.name: p.read_text() for p in rtl.glob("*.hex")}
     (rtl / "stale.hex").write_text("0\n")
     monkeypatch.setattr(emit, "to_verilog", None)       # the cache answers
-    emit.write_rtl(qm, rtl)
+    emit.write_rtl(qm, rtl, RtlKnobs(in_flight=1))
     assert {p.name: p.read_text() for p in rtl.glob("*.hex")} == before
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from hrn_hw.hls.csim import ToolError
+from hrn_hw.rtl.knobs import RtlKnobs
 
 
 def test_native_top_is_bit_exact_with_cycles_and_stalls():
@@ -25,7 +26,7 @@ def test_native_top_is_bit_exact_with_cycles_and_stalls():
 
     qm = QuantModel.load(small_export())
     rtl = BUILD_DIR / "native_fixture" / "rtl"
-    summary = write_rtl(qm, rtl)                        # default knobs: words 8
+    summary = write_rtl(qm, rtl, RtlKnobs(in_flight=1))  # one sample at a time, words 8
     assert summary["ports"]["emb_data"] > 64 and summary["ports"]["in_data"] == 64
     cases = test_top.fixture_cases(qm, 20)
     build = rtl.parent / "build"                        # g++ -O0: a build several times faster

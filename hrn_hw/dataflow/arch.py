@@ -185,7 +185,7 @@ def from_dict(raw: dict, name: str, path: str = "<dict>") -> Arch:
         in_flight, replicas = raw.get("in_flight", 4), raw.get("replicas")
         data["in_flight"] = in_flight if in_flight == "knobs" else _int(in_flight, _where(path, "in_flight"))
         data["fifo_depth"] = _fifo_depth(raw.get("fifo_depth", "unbounded"), _where(path, "fifo_depth"))
-        data["replicas"] = replicas if replicas == "knobs" else _replicas(replicas, _where(path, "replicas"))
+        data["replicas"] = replicas if replicas in ("knobs", "auto") else _replicas(replicas, _where(path, "replicas"))
     if kind == "manycore":
         mesh = raw.get("mesh", [8, 8])
         if not isinstance(mesh, (list, tuple)) or len(mesh) != 2:

@@ -19,7 +19,7 @@ from hrn_hw.dataflow.workload import Workload
 from hrn_hw.export.ir import QuantModel
 from hrn_hw.rtl.crossbar import routing_table
 from hrn_hw.rtl.knobs import RtlKnobs
-from hrn_hw.rtl.latency import pipelined_ops, sample_ops
+from hrn_hw.rtl.latency import auto_replicas, pipelined_ops, sample_ops
 
 
 def resolve_knobs(arch: Arch, export_dir: Path | None) -> tuple[RtlKnobs, str]:
@@ -51,7 +51,7 @@ def resolve_arch(arch: Arch, export_dir: Path | None, knobs: RtlKnobs | None = N
     if arch["in_flight"] == "knobs":
         changes["in_flight"] = knobs.in_flight if pipelined else KNOBLESS_IN_FLIGHT
     if arch["replicas"] == "knobs":
-        changes["replicas"] = dict(knobs.replicas)
+        changes["replicas"] = knobs.replicas if knobs.replicas == "auto" else dict(knobs.replicas)
     return arch.with_(**changes)
 
 
@@ -98,6 +98,8 @@ def map_fpga(qm: QuantModel, work: Workload, arch: Arch, knobs: RtlKnobs, arriva
     rows, inverse = work.classes()
     pipelined = arch.kind == "fpga-pipelined"
     arch = resolve_arch(arch, None, knobs)
+    if pipelined and arch["replicas"] == "auto":      # chosen from this workload, as the export does
+        arch = arch.with_(replicas=auto_replicas(qm, work.routes, work.tasks, knobs))
     schedule = pipelined_ops if pipelined else sample_ops
     per_class = [schedule(qm, row[:-1], int(row[-1]), knobs, table) for row in rows]
     engines = ["input", "hash", "normaliser", "projection", "residue"] if pipelined else ["hash", "route", "residue"]

@@ -16,6 +16,7 @@ from hrn_hw.dataflow.fpga import map_fpga
 from hrn_hw.dataflow.native import run as run_engine
 from hrn_hw.dataflow.workload import Workload
 from hrn_hw.rtl.knobs import RtlKnobs
+from hrn_hw.rtl.latency import resolve_knobs
 
 
 def knob_arch(knobs: RtlKnobs, clock_mhz: float = 200.0) -> archs.Arch:
@@ -32,6 +33,7 @@ def stream_schedule(qm, routes, tasks, knobs: RtlKnobs, engine: str = "auto") ->
     start)."""
     if knobs.in_flight < 2:
         raise ValueError("stream_schedule models the pipelined top level (in_flight >= 2)")
+    knobs = resolve_knobs(qm, knobs, routes, tasks)          # replicas "auto": chosen from these routes
     work = Workload(np.asarray(routes), np.asarray(tasks), "stream")
     n = len(work)
     mapped = map_fpga(qm, work, knob_arch(knobs), knobs, np.zeros(n, dtype=np.int64), trace_samples=n)

@@ -25,6 +25,7 @@ from hrn_hw.fixedpoint.fmt import SatCounter
 from hrn_hw.hls.csim import require_tool
 from hrn_hw.hls.render import render_project
 from hrn_hw.rtl.knobs import RtlKnobs
+from hrn_hw.rtl.latency import resolve_knobs
 from hrn_hw.rtl.report import rtl_report_data
 from hrn_hw.scenarios import load_tasks
 
@@ -81,7 +82,7 @@ def export(model_path: str | Path, out: str | Path, force: bool = False, precisi
     gy = np.concatenate([t.test_y[:golden_per_task] for t in tasks])
     gt = np.concatenate([np.full(min(golden_per_task, len(t.test_x)), i) for i, t in enumerate(tasks)])
     gres = golden.run(qm, gx, gt)
-    knobs = knobs or RtlKnobs()
+    knobs = resolve_knobs(qm, knobs or RtlKnobs(), gres.routes, gt)       # replicas "auto" from the golden routes
     summary = {
         "model": str(model_path), "config": model.cfg.name, "version": hrn_hw.__version__,
         "tasks": rows, "saturations": dict(sat), "golden_samples": int(len(gx)),
@@ -97,7 +98,9 @@ def export(model_path: str | Path, out: str | Path, force: bool = False, precisi
         if rtl:
             _say(f"[6/6] generating the RTL ({knobs.to_dict()}){' and synthesising it with Yosys' if synth else ''}",
                  quiet)
-            summary["rtl"] = rtl_report_data(qm, stage / "rtl", knobs, gres.routes, gt, synth)
+            from hrn_hw.dataflow.stream import stream_schedule
+
+            summary["rtl"] = rtl_report_data(qm, stage / "rtl", knobs, gres.routes, gt, synth, stream_schedule)
         summary["export_seconds"] = time.perf_counter() - t0
         write_report(stage / "report.md", qm, summary)
         (stage / "export.json").write_text(json.dumps(summary, indent=1) + "\n")

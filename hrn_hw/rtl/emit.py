@@ -31,7 +31,12 @@ def make_top(qm, knobs: RtlKnobs | None = None):
     """The top level the knobs ask for: `HrnTop` (one sample at a time) or, with in_flight >= 2,
     `PipelinedTop` (docs/rtl.md "Samples in flight")."""
     knobs = knobs or RtlKnobs()
-    if knobs.in_flight >= 2:
+    if knobs.replicas == "auto":
+        if knobs.pipelined:
+            raise ValueError("RTL knob replicas 'auto' must be chosen from a workload first "
+                             "(hrn_hw.rtl.latency.resolve_knobs; hrn-hw export does it on the golden routes)")
+        knobs = knobs.with_(replicas={})
+    if knobs.pipelined:
         from hrn_hw.rtl.pipelined import PipelinedTop
 
         return PipelinedTop(qm, knobs)

@@ -10,8 +10,14 @@ from hrn_hw.errors import HrnError
 REPLICABLE = ("hash", "normaliser", "projection")      # and unit<u>; see _replica_pairs
 
 
-def _replica_pairs(value) -> tuple:
-    """Replicas as sorted (engine, copies) pairs from a dict, pairs or "name=n,name=n"."""
+AUTO = "auto"
+
+
+def _replica_pairs(value):
+    """Replicas as sorted (engine, copies) pairs from a dict, pairs or "name=n,name=n"; "auto"
+    (chosen from a workload by `hrn_hw.rtl.latency.auto_replicas`) stays as it is."""
+    if value == AUTO:
+        return AUTO
     if isinstance(value, str):
         try:
             value = dict((k.strip(), int(v)) for k, v in (item.split("=") for item in value.split(",") if item.strip()))
@@ -43,20 +49,22 @@ class RtlKnobs:
     cycle of the normaliser's division and square root. in_flight: samples the top level holds
     at once (1: `HrnTop`, one sample at a time, blocks chained; more: `PipelinedTop`, engines
     joined by queues, docs/rtl.md "Samples in flight"). replicas: copies of engines of the
-    pipelined top level, as sorted (engine, copies) pairs (`{"hash": 2}` in dicts and JSON).
-    The defaults (docs/rtl.md "Knobs") put the Pairwise-MNIST paper model (runs/paper) at 1,518
-    cycles per sample (median)."""
+    pipelined top level, as sorted (engine, copies) pairs (`{"hash": 2}` in dicts and JSON), or
+    "auto": chosen from the golden routes at export (`hrn_hw.rtl.latency.auto_replicas`). The
+    defaults (docs/rtl.md "Knobs", "Samples in flight") put the Pairwise-MNIST paper model
+    (runs/paper) at a median initiation interval of 243 cycles (1,518 cycles per sample with
+    in_flight 1)."""
     words: int = 8
     conv_lanes: int | None = None
     pixel_lanes: int = 8
     head_lanes: int = 20
     root_bits: int = 4
-    in_flight: int = 1
-    replicas: tuple = ()
+    in_flight: int = 8
+    replicas: tuple | str = AUTO
 
     def __post_init__(self):
         object.__setattr__(self, "replicas", _replica_pairs(self.replicas))
-        if self.replicas and self.in_flight < 2:
+        if self.replicas not in ((), AUTO) and self.in_flight < 2:
             raise HrnError("RTL knob replicas needs in_flight >= 2 (the pipelined top level)")
         for f in fields(self):
             value = getattr(self, f.name)
@@ -74,11 +82,18 @@ class RtlKnobs:
 
     def copies(self, engine: str) -> int:
         """Copies of engine `engine` of the pipelined top level (1 unless replicated)."""
+        if self.replicas == AUTO:
+            raise ValueError("replicas 'auto' not resolved (hrn_hw.rtl.latency.resolve_knobs)")
         return dict(self.replicas).get(engine, 1)
+
+    @property
+    def pipelined(self) -> bool:
+        """Whether the knobs ask for the pipelined top level (in_flight >= 2)."""
+        return self.in_flight >= 2
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out["replicas"] = dict(self.replicas)
+        out["replicas"] = self.replicas if self.replicas == AUTO else dict(self.replicas)
         return out
 
     def with_(self, **changes) -> "RtlKnobs":

@@ -153,3 +153,38 @@ def pipelined_ops(qm, route, task: int = 0, knobs: RtlKnobs | dict | None = None
             ops.append(("route", "hash", fetch + hash_unit_cycles(table.states[state].size, s, words=W)))
     ops.append(("head", "head", DISPATCH + EMB_STAGES + head_run_cycles(qm, task, knobs)))
     return ops
+
+
+AUTO_SLACK = 1.1        # auto replicas: an engine is copied while its load exceeds 1.1 x the bound
+
+
+def auto_replicas(qm, routes, tasks, knobs: RtlKnobs) -> dict:
+    """Replicas for the pipelined top level chosen from a workload (routes [N, d], tasks [N]):
+    the engines that cannot be copied (the input port's hash unit, the residue block, the head)
+    bound the interval at their largest mean cycles per sample B; every other engine gets
+    ceil(load / (AUTO_SLACK x B)) copies, load its mean cycles per sample (docs/rtl.md
+    "Samples in flight")."""
+    table = routing_table(qm)
+    load = {}
+    for route, task in zip(np.asarray(routes), np.asarray(tasks)):
+        for _, engine, cycles in pipelined_ops(qm, route, int(task), knobs.with_(replicas={}), table):
+            load[engine] = load.get(engine, 0) + cycles
+    n = max(1, len(routes))
+    bound = max(load.get(e, 0) for e in ("input", "residue", "head")) / n
+    out = {}
+    for engine, total in sorted(load.items()):
+        if engine in ("input", "residue", "head") or bound <= 0:
+            continue
+        copies = int(np.ceil(total / n / (AUTO_SLACK * bound)))
+        if copies > 1:
+            out[engine] = copies
+    return out
+
+
+def resolve_knobs(qm, knobs: RtlKnobs, routes, tasks) -> RtlKnobs:
+    """`knobs` with replicas "auto" chosen from the workload (none when in_flight is 1)."""
+    if knobs.replicas != "auto":
+        return knobs
+    if not knobs.pipelined:
+        return knobs.with_(replicas={})
+    return knobs.with_(replicas=auto_replicas(qm, routes, tasks, knobs))

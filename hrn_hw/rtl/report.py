@@ -12,10 +12,21 @@ from hrn_hw.rtl.emit import TOP_NAME, VERILOG, write_rtl
 from hrn_hw.rtl.latency import sample_cycles, sample_phases
 
 
-def rtl_report_data(qm, rtl_dir: Path, knobs, routes: np.ndarray, tasks: np.ndarray, synth: bool) -> dict:
-    """Write OUT/rtl and return what the report says about it (JSON-ready)."""
+def rtl_report_data(qm, rtl_dir: Path, knobs, routes: np.ndarray, tasks: np.ndarray, synth: bool,
+                    schedule=None) -> dict:
+    """Write OUT/rtl and return what the report says about it (JSON-ready). The pipelined top
+    level's stream figures come from `schedule` (the throughput model,
+    `hrn_hw.dataflow.stream.stream_schedule`, passed in by the caller)."""
     data = write_rtl(qm, rtl_dir, knobs)
-    cycles = sample_cycles(qm, routes, knobs, tasks)
+    cycles = sample_cycles(qm, routes, knobs.with_(in_flight=1, replicas={}), tasks)
+    if knobs.pipelined and schedule is not None and len(routes) > 1:
+        sched = schedule(qm, routes, tasks, knobs)
+        gaps = np.diff(np.sort(sched["done"]))
+        data["predicted_stream"] = {"samples": int(len(routes)), "in_flight": knobs.in_flight,
+                                    "replicas": dict(knobs.replicas), "interval_mean": float(gaps.mean()),
+                                    "interval_median": float(np.median(gaps)),
+                                    "latency_median": float(np.median(sched["latency"])),
+                                    "latency_max": int(sched["latency"].max())}
     if len(cycles):
         med = int(np.argsort(cycles)[len(cycles) // 2])
         data["predicted_cycles"] = {"samples": int(len(cycles)), "min": int(cycles.min()),
@@ -35,6 +46,13 @@ def rtl_report_lines(rtl: dict) -> list[str]:
              f"Knobs: {rtl['knobs']} (conv lanes per unit: {rtl['conv_lanes']}). Map buffer "
              f"{rtl['map_buffer']['depth']} x {rtl['map_buffer']['width']} bits, {rtl['map_states']} map states, "
              f"{rtl['crossbar_calls']} crossbar calls. {rtl['memories']}.", ""]
+    ps = rtl.get("predicted_stream")
+    if ps:
+        lines += [f"Pipelined top level: {ps['in_flight']} samples in flight, replicas "
+                  f"{ps['replicas'] or 'none'}. Throughput model on the {ps['samples']} golden vectors as one "
+                  f"back-to-back stream: initiation interval {ps['interval_mean']:.1f} cycles (mean), "
+                  f"{ps['interval_median']:g} (median); latency {ps['latency_median']:g} cycles (median), "
+                  f"{ps['latency_max']} (max). One sample at a time (in_flight 1) would take the cycles below.", ""]
     pc = rtl.get("predicted_cycles")
     if pc:
         us = pc["median"] / NOMINAL_CLOCK_MHZ
