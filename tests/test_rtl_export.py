@@ -33,7 +33,7 @@ def test_preset_and_overrides(model, tmp_path, monkeypatch):
     monkeypatch.setattr(hrn_hw.export.pipeline, "export", lambda *a, **k: seen.append(k["knobs"]) or 0 / 0)
     with pytest.raises(ZeroDivisionError):
         cli(["export", model, "-o", tmp_path / "x", "--preset", "ecp5-85f", "--head-lanes", "5"])
-    assert seen == [PRESETS["ecp5-85f"].with_(head_lanes=5)] and seen[0].words == 2 and seen[0].head_lanes == 5
+    assert seen == [PRESETS["ecp5-85f"].with_(head_lanes=5)] and seen[0].words == 1 and seen[0].head_lanes == 5
     code, _, err = cli(["export", model, "-o", tmp_path / "x", "--preset", "virtex-9"])
     assert code == 2 and "invalid choice" in err
 

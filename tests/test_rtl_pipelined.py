@@ -75,7 +75,7 @@ def test_pipelined_stream_with_early_stops_and_runouts():
     base = QuantModel.load(small_export())
     z = np.load(small_export() / "golden" / "vectors.npz")
     qm = test_top.routing_variant(base, [2, 3], 0.5, z["pixels"][:50])
-    knobs = RtlKnobs(in_flight=3)
+    knobs = RtlKnobs(in_flight=3, replicas={})
     cases = test_top.fixture_cases(qm, 30, knobs)
     out = _stream(qm, cases, "pipelined_variant", knobs, stalled=8)
     _check_stream(cases, out)

@@ -113,12 +113,14 @@ class RtlKnobs:
 # Knob presets for named parts (`hrn-hw export --preset NAME`; explicit knob options override
 # a preset's values). docs/rtl.md "Knobs" gives each preset's measured fit and latency.
 PRESETS = {
-    # Lattice ECP5-85F (LFE5U-85F: 83,640 LUT4, 156 MULT18X18D, 208 DP16KD): two words per beat,
-    # one output pixel and 4 output channels per conv cycle, 12 head lanes (each lane's weights
-    # of the paper heads fit 8 DP16KD slices: 96 block RAMs; 15 or 16 lanes took 120-128 and left
-    # the part too congested to route), 2 root bits a cycle. docs/rtl.md
-    # "A preset for the ECP5-85F" gives the choice and its measurements.
-    "ecp5-85f": RtlKnobs(words=2, conv_lanes=4, pixel_lanes=1, head_lanes=12, root_bits=2),
+    # Lattice ECP5-85F (LFE5U-85F: 83,640 LUT4, 156 MULT18X18D, 208 DP16KD), re-tuned for throughput
+    # (issue 16): the pipelined top level with 8 samples in flight and replicas chosen from the
+    # golden routes (the paper model: a second unit-3 engine), one word per beat (the two-word
+    # design of issue 15 did not route on this part), 4 output channels and one output pixel per
+    # conv cycle, 12 head lanes (each lane's weights of the paper heads fit 8 DP16KD slices), 2
+    # root bits a cycle. docs/rtl.md "Samples in flight" gives the choice and its measurements.
+    "ecp5-85f": RtlKnobs(words=1, conv_lanes=4, pixel_lanes=1, head_lanes=12, root_bits=2, in_flight=8,
+                         replicas=AUTO),
 }
 
 
