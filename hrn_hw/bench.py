@@ -57,17 +57,6 @@ def clock_mhz(text: str) -> float:
     return value
 
 
-def stream_samples(text: str) -> int:
-    """argparse type of --stream-samples: an integer >= 2 (a stream of one has no interval)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of samples, got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2 (a stream of one sample has no interval), got {value}")
-    return value
-
-
 def default_dir(model_path: str | Path) -> Path:
     """BENCH_DIR when -o is not given: `bench/` beside model.pt."""
     return Path(model_path).parent / "bench"

@@ -13,14 +13,21 @@ from hrn_hw.device import checked_device
 from hrn_hw.errors import HrnError
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def _at_least(minimum: int, why: str = ""):
+    """argparse type: an integer >= minimum (`why` says why, in the error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            kind = "a positive integer" if minimum == 1 else f"a whole number >= {minimum}"
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}{f' ({why})' if why else ''}, got {value}")
+        return value
+    return parse
+
+
+_positive = _at_least(1)
 
 
 MAX_SEED = 2**32 - 1
@@ -377,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rtl: the testbench: native (C++ harness, default) or cocotb (sim/test_top.py)")
     v.set_defaults(func=cmd_verify)
 
-    from hrn_hw.bench import DEFAULT_CLOCK_MHZ, DEFAULT_N, DEFAULT_STREAM_SAMPLES, clock_mhz, stream_samples
+    from hrn_hw.bench import DEFAULT_CLOCK_MHZ, DEFAULT_N, DEFAULT_STREAM_SAMPLES, clock_mhz
     b = sub.add_parser("bench", help="PyTorch latency/throughput next to the RTL's cycles per sample (nominal clock)")
     b.add_argument("model", help="trained checkpoint (model.pt)")
     b.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="PyTorch device (default cpu)")
@@ -386,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"nominal RTL clock in MHz (default {DEFAULT_CLOCK_MHZ:g})")
     b.add_argument("-o", "--out", help="directory to write (default: bench/ beside model.pt)")
     b.add_argument("--n", type=_positive, default=DEFAULT_N, help=f"test images (default {DEFAULT_N})")
-    b.add_argument("--stream-samples", type=stream_samples, default=DEFAULT_STREAM_SAMPLES,
+    b.add_argument("--stream-samples", type=_at_least(2, "a stream of one sample has no interval"), default=DEFAULT_STREAM_SAMPLES,
                    help="pipelined RTL (in_flight >= 2): the stream's length at least, the N routes repeated "
                         f"(default {DEFAULT_STREAM_SAMPLES})")
     b.add_argument("--force", action="store_true", help="replace an existing bench directory")

@@ -30,7 +30,7 @@ def resolve_knobs(arch: Arch, export_dir: Path | None) -> tuple[RtlKnobs, str]:
     path = None if export_dir is None else Path(export_dir) / "rtl" / "rtl.json"
     if path is not None and path.is_file():
         try:
-            return RtlKnobs.from_dict(json.loads(path.read_text())["knobs"]), f"the export's knobs ({path})"
+            return RtlKnobs.from_record(json.loads(path.read_text())["knobs"]), f"the export's knobs ({path})"
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ArchError(f"{path}: unreadable RTL knobs ({exc.__class__.__name__})") from None
     return RtlKnobs(), "the RTL's default knobs (the export has no rtl/rtl.json)"

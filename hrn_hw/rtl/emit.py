@@ -122,4 +122,4 @@ def write_rtl(qm, directory: str | Path, knobs: RtlKnobs | None = None) -> dict:
 def read_knobs(directory: str | Path) -> RtlKnobs:
     """The knobs an export's RTL was generated with (OUT/rtl/rtl.json)."""
     path = Path(directory) / "rtl.json"
-    return RtlKnobs.from_dict(json.loads(path.read_text())["knobs"])
+    return RtlKnobs.from_record(json.loads(path.read_text())["knobs"])

@@ -101,6 +101,15 @@ class RtlKnobs:
         return RtlKnobs(**{**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
 
     @classmethod
+    def from_record(cls, data: dict | None) -> "RtlKnobs":
+        """The knobs an RTL was generated with (rtl.json's "knobs"): a record without
+        in_flight predates the pipelined top level, so its RTL holds one sample at a time."""
+        data = dict(data or {})
+        data.setdefault("in_flight", 1)
+        data.setdefault("replicas", {})
+        return cls.from_dict(data)
+
+    @classmethod
     def from_dict(cls, data: dict | None) -> "RtlKnobs":
         data = dict(data or {})
         unknown = set(data) - {f.name for f in fields(cls)}
