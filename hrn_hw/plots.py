@@ -1,12 +1,28 @@
-"""Figures of a results JSON: the accuracy matrix and the units each task uses."""
+"""Figures of one results JSON: the accuracy matrix and the units each task uses (several
+files: hrn_hw.cl.figures)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from hrn_hw.errors import HrnError
+
+
+def read_results(path: str | Path) -> dict:
+    """A results JSON of `hrn-hw train` as a dict, with one-line errors."""
+    path = Path(path)
+    try:
+        results = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise HrnError(f"{path}: no such results file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError):
+        raise HrnError(f"{path}: not a JSON results file") from None
+    if not isinstance(results, dict):
+        raise HrnError(f"{path}: not a results file of hrn-hw train")
+    return results
 
 
 def plot_results(results: dict, path: str | Path) -> Path:

@@ -1,4 +1,5 @@
-"""hrn_hw.sweep: results in the points' order on a LocalCluster, grid order, one-line errors."""
+"""hrn_hw.sweep: results in the points' order on a LocalCluster, grid order, one-line errors,
+kept failures and a retried point whose worker died."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ import pytest
 
 from hrn_hw import sweep
 from hrn_hw.errors import HrnError
-from hrn_hw.sweep import grid, run_sweep
+from hrn_hw.sweep import Failed, grid, run_sweep
 
 
 def square_where(point):
     """A sweep function the Dask workers import from this module: (x squared, its process);
-    points with fail=True raise, and slow ones finish late so completion order differs."""
+    points with fail=True raise, with die=True kill their worker, and slow ones finish late so completion order differs."""
     if point.get("fail"):
         raise ValueError(f"cannot square {point['x']}\nx={point['x']} is marked to fail")
+    if point.get("die"):
+        os._exit(1)                       # the worker process dies with the point
     time.sleep(point.get("sleep", 0.0))
     return point["x"] ** 2, os.getpid()
 
@@ -46,6 +49,18 @@ def test_failing_point_names_it(capsys):
     assert "\n" not in message
     assert message == ("squares: point 4/4 (x=7, fail=True) failed: "
                        "ValueError: x=7 is marked to fail")
+
+
+def test_kept_failures_and_a_point_that_kills_its_workers():
+    points = [{"x": 2}, {"x": 3, "die": True}, {"x": 4, "fail": True}, {"x": 5}]
+    info = {}
+    results = run_sweep(square_where, points, workers=2, progress=False, keep_failures=True, info=info)
+    assert [r[0] for r in results[::3]] == [4, 25] and info == {"workers": 2}
+    assert results[1] == Failed("sweep: point 2/4 (x=3, die=True) failed after 2 attempts: "
+                                "LostWorker: its worker died", 2)
+    assert results[2] == Failed("sweep: point 3/4 (x=4, fail=True) failed: ValueError: x=4 is marked to fail", 1)
+    serial = run_sweep(square_where, points[2:], workers=0, progress=False, keep_failures=True)
+    assert serial[0].attempts == 1 and serial[1] == (25, os.getpid())
 
 
 def test_workers_0_runs_serially_in_process():
