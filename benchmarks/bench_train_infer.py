@@ -62,7 +62,7 @@ from hrn_hw.scenarios import TaskData, load_tasks, scenario_tasks  # noqa: E402
 from hrn_hw.train import build_optimizer, make_optimizer, train_epoch  # noqa: E402
 from reference import native  # noqa: E402
 from reference.hrn import HRN  # noqa: E402
-from vanilla_cnn import VanillaCNN  # noqa: E402
+from hrn_hw.cl.vc import VanillaCNN  # noqa: E402
 
 SCENARIO = "pairwise-mnist"
 TASK = 0

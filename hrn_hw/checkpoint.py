@@ -1,7 +1,25 @@
-"""model.pt: a weights-only checkpoint (config, weights, bases, aging state, seeds, heads, tasks).
+"""model.pt: one weights-only checkpoint format for every continual-learning method.
 
-Every bad file (missing, corrupt, foreign, pickled code, newer format, inconsistent tensors,
-NaN/Inf) raises CheckpointError with a one-line reason. Writes are atomic.
+Version 2 (a dict of tensors and plain data; `torch.load(weights_only=True)` reads it):
+
+    format "hrn-hw/checkpoint", version 2
+    method        hrn | vc | ewc | lwf | ell
+    config        the validated config (config_to_dict), the methods' settings included
+    seed          the run's seed
+    structure     what rebuilds the model besides config and heads (the strategy's structure():
+                  HRN unit_groups and hash_seeds; the VC family's in_shape)
+    tasks         [{name, dataset, classes}], one head per task
+    state_dict    the model's weights and buffers (HRN: bases, aging state; VC: batchnorm stats)
+    method_state  the method's own state (strategy.state()): EWC fishers and anchors per task,
+                  LwF / ELL the snapshot of the current task (None between tasks), ELL the
+                  autoencoders; {} for hrn and vc
+    train_state   None for a finished model; else what resuming needs (run options, task,
+                  epoch, optimiser, results, progress, torch RNG, the HRN's routes after each task)
+
+Version 1 (HRN only: no method, structure or method_state; unit_groups and hash_seeds at the
+top level) still loads, as an HRN. Every bad file (missing, corrupt, foreign, pickled code,
+newer format, inconsistent tensors, NaN/Inf) raises CheckpointError with a one-line reason.
+Writes are atomic.
 """
 
 from __future__ import annotations
@@ -15,13 +33,14 @@ from pathlib import Path
 
 import torch
 
+from hrn_hw.cl.strategy import METHOD_NAMES, Strategy, as_strategy, make_strategy
 from hrn_hw.config import config_from_dict, config_to_dict
 from hrn_hw.errors import CheckpointError, ConfigError, HrnError
 from hrn_hw.scenarios import TaskSpec
 from reference.hrn import HRN
 
 FORMAT = "hrn-hw/checkpoint"
-VERSION = 1
+VERSION = 2
 
 
 def _umask() -> int:
@@ -49,17 +68,32 @@ def atomic_torch_save(obj, path: str | Path) -> None:
         raise
 
 
-def save_checkpoint(path: str | Path, model: HRN, tasks: list[TaskSpec], train_state: dict | None = None) -> None:
-    """Write model.pt; `train_state` (optimizer, progress, results) makes it resumable."""
+def _plain(obj):
+    """A copy of `obj` (nested dicts, lists, tensors, plain values) with tensors detached on the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def save_checkpoint(path: str | Path, learner: Strategy | HRN, tasks: list[TaskSpec],
+                    train_state: dict | None = None) -> None:
+    """Write model.pt of a strategy (or a bare HRN); `train_state` (optimizer, progress, results)
+    makes it resumable."""
+    strategy = as_strategy(learner)
     payload = {
         "format": FORMAT,
         "version": VERSION,
-        "config": config_to_dict(model.cfg),
-        "seed": model.seed,
-        "unit_groups": list(model.unit_groups),
-        "hash_seeds": [int(s) for s in model.hash_seeds.tolist()],
+        "method": strategy.name,
+        "config": config_to_dict(strategy.cfg),
+        "seed": strategy.seed,
+        "structure": strategy.structure(),
         "tasks": [{"name": t.name, "dataset": t.dataset, "classes": list(t.classes)} for t in tasks],
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu() for k, v in strategy.model.state_dict().items()},
+        "method_state": _plain(strategy.state()),
         "train_state": train_state,
     }
     atomic_torch_save(payload, path)
@@ -142,9 +176,33 @@ def _check_train_state(path: Path, state) -> None:
     rng = state.get("torch_rng")
     if rng is not None and not (isinstance(rng, torch.Tensor) and rng.dtype == torch.uint8 and rng.dim() == 1):
         raise CheckpointError(f"{path}: train_state.torch_rng is not a uint8 RNG state tensor")
+    routes = state.get("routes")
+    if routes is not None and not (isinstance(routes, list) and all(r is None or (
+            isinstance(r, torch.Tensor) and r.dim() == 2 and not r.is_floating_point()) for r in routes)):
+        raise CheckpointError(f"{path}: train_state.routes is not a list of integer route tensors")
 
 
-def _check_state_dict(path: Path, state, model: HRN) -> None:
+PLAIN = (int, float, str, bool, type(None))
+
+
+def _check_method_state(path: Path, obj, where: str = "method_state") -> None:
+    """Nested mappings (string keys), lists, finite tensors and plain values only."""
+    if isinstance(obj, torch.Tensor):
+        if obj.is_floating_point() and not torch.isfinite(obj).all():
+            raise CheckpointError(f"{path}: {where} holds NaN or Inf")
+    elif isinstance(obj, dict):
+        if not all(isinstance(k, str) for k in obj):
+            raise CheckpointError(f"{path}: {where} has a key that is not a string")
+        for k, v in obj.items():
+            _check_method_state(path, v, f"{where}.{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_method_state(path, v, f"{where}[{i}]")
+    elif not isinstance(obj, PLAIN):
+        raise CheckpointError(f"{path}: {where} holds a {type(obj).__name__}, not tensors or plain data")
+
+
+def _check_state_dict(path: Path, state, model) -> None:
     """Tensors only, finite, of the dtypes the model holds, and a consistent basis pool."""
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: state_dict is not a mapping")
@@ -175,23 +233,41 @@ def read_train_state(path: str | Path) -> dict | None:
     return state
 
 
-def load_checkpoint(path: str | Path) -> tuple[HRN, list[TaskSpec], dict | None]:
-    """Rebuild the HRN (eval mode) from model.pt; returns (model, tasks, train_state)."""
+def _method(path: Path, data: dict) -> str:
+    """The checkpoint's method: "hrn" in version 1; a known name in version 2."""
+    if data["version"] == 1:
+        return "hrn"
+    method = data.get("method")
+    if method not in METHOD_NAMES:
+        raise CheckpointError(f"{path}: unknown method {method!r} (known: {', '.join(METHOD_NAMES)})")
+    return method
+
+
+def load_strategy(path: str | Path) -> tuple[Strategy, list[TaskSpec], dict | None]:
+    """Rebuild a checkpoint's strategy (model in eval mode, on the CPU, method state restored);
+    returns (strategy, tasks, train_state)."""
     path = Path(path)
     data = _read(path)
+    method = _method(path, data)
     try:
         cfg = config_from_dict(data.get("config"), "config")
     except ConfigError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     try:
         tasks = [TaskSpec(t["name"], t["dataset"], tuple(int(c) for c in t["classes"])) for t in data["tasks"]]
-        model = HRN(cfg, seed=int(data["seed"]), unit_groups=[int(g) for g in data["unit_groups"]],
-                    hash_seeds=[int(s) for s in data["hash_seeds"]])
-        for t in tasks:
-            model.add_head(t.num_classes)
+        strategy = make_strategy(method, cfg, int(data["seed"]))
+        if data["version"] == 1:
+            structure, method_state = {"unit_groups": data["unit_groups"], "hash_seeds": data["hash_seeds"]}, {}
+        else:
+            structure, method_state = data["structure"], data["method_state"]
+        if not isinstance(structure, dict) or not isinstance(method_state, dict):
+            raise CheckpointError(f"{path}: structure and method_state must be mappings")
+        model = strategy.rebuild(structure, [t.num_classes for t in tasks])
         state = data["state_dict"]
         _check_state_dict(path, state, model)
         model.load_state_dict(state, strict=True)
+        _check_method_state(path, method_state)
+        strategy.load_state(method_state)
     except HrnError as exc:
         if isinstance(exc, CheckpointError):
             raise
@@ -202,4 +278,14 @@ def load_checkpoint(path: str | Path) -> tuple[HRN, list[TaskSpec], dict | None]
     train_state = data.get("train_state")
     _check_train_state(path, train_state)
     model.eval()
-    return model, tasks, train_state
+    return strategy, tasks, train_state
+
+
+def load_checkpoint(path: str | Path) -> tuple[HRN, list[TaskSpec], dict | None]:
+    """Rebuild the HRN (eval mode) of an HRN checkpoint; returns (model, tasks, train_state).
+    A baseline's checkpoint is refused (its model is no HRN: `load_strategy` reads it)."""
+    strategy, tasks, train_state = load_strategy(path)
+    if strategy.name != "hrn":
+        raise CheckpointError(f"{path}: holds a {strategy.name!r} model, not an HRN (export and bench take "
+                              "HRN checkpoints; hrn-hw eval takes every method's)")
+    return strategy.model, tasks, train_state

@@ -56,20 +56,22 @@ def _check_writable(path: Path | None, option: str) -> None:
 
 # Options a resumed run takes from the checkpoint (RunOptions fields): given on the command line,
 # they must match the stored ones.
-RESUME_OPTIONS = (("scenario", "--scenario"), ("epochs", "--epochs"), ("limit", "--limit"),
+RESUME_OPTIONS = (("scenario", "--scenario"), ("method", "--method"), ("epochs", "--epochs"), ("limit", "--limit"),
                   ("seed", "--seed"), ("device", "--device"), ("data_dir", "--data-dir"), ("oracle", "--oracle"))
 
 
 def _same(key: str, given, stored) -> bool:
     if key == "data_dir" and isinstance(stored, str):
         return Path(given).resolve() == Path(stored).resolve()
+    if key == "method" and stored is None:
+        stored = "hrn"                                # runs stored before --method trained the HRN
     return given == stored
 
 
 def _check_resume(args, out: Path) -> None:
     """A resumed run continues with the options and config stored in the checkpoint: refuse any
     option given on the command line that differs from them (nothing is silently replaced)."""
-    from hrn_hw.checkpoint import load_checkpoint, read_train_state
+    from hrn_hw.checkpoint import load_strategy, read_train_state
     from hrn_hw.config import load_config
     from hrn_hw.train import RunOptions
 
@@ -105,7 +107,7 @@ def _check_resume(args, out: Path) -> None:
                            "but no CUDA device is available") from None
     if args.config:
         cfg = load_config(args.config)
-        stored_cfg = load_checkpoint(out)[0].cfg
+        stored_cfg = load_strategy(out)[0].cfg
         if cfg != stored_cfg:
             raise HrnError(f"--resume: --config {args.config} differs from the config stored in {out} "
                            f"({stored_cfg.name!r}); omit --config to continue with the stored one")
@@ -132,7 +134,7 @@ def cmd_train(args) -> int:
             raise HrnError(f"config {cfg.name!r} is for scenario {cfg.scenario!r}, not {args.scenario!r}")
     opts = RunOptions(scenario=args.scenario, seed=0 if args.seed is None else args.seed, limit=args.limit,
                       epochs=args.epochs, device=args.device or "cpu", data_dir=args.data_dir,
-                      oracle=args.oracle)
+                      oracle=args.oracle, method=args.method or "hrn")
     res = train(cfg, opts, out, results, resume=args.resume)
     print_matrix(res)
     print(f"model written to {out}" + (f", results to {results}" if results else ""))
@@ -140,14 +142,16 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from hrn_hw.checkpoint import load_checkpoint
+    from hrn_hw.checkpoint import load_strategy
     from hrn_hw.evaluate import evaluate_task
     from hrn_hw.scenarios import load_tasks
     from hrn_hw.train import write_results
 
     _check_writable(Path(args.results) if args.results else None, "--results")
-    model, specs, _ = load_checkpoint(args.model)
-    model.to(checked_device(args.device))
+    strategy, specs, _ = load_strategy(args.model)
+    if args.oracle and strategy.name != "hrn":
+        raise HrnError(f"--oracle routes an HRN one sample at a time; {args.model} holds a {strategy.name!r} model")
+    model = strategy.model.to(checked_device(args.device))
     tasks = load_tasks(specs, args.data_dir, args.limit, args.seed)
     rows = []
     for i, t in enumerate(tasks):
@@ -159,7 +163,8 @@ def cmd_eval(args) -> int:
     n = sum(r["samples"] for r in rows)
     glob = sum(r["accuracy"] * r["samples"] for r in rows) / max(n, 1)
     print(f"{'global':>20}: accuracy {100 * glob:6.2f}%")
-    write_results(args.results, {"model": str(args.model), "tasks": rows, "global_accuracy": glob})
+    write_results(args.results, {"model": str(args.model), "method": strategy.name, "tasks": rows,
+                                 "global_accuracy": glob})
     return 0
 
 
@@ -309,15 +314,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     from hrn_hw.scenarios import SCENARIOS
 
-    t = sub.add_parser("train", help="train an HRN task by task on a scenario")
+    from hrn_hw.cl.strategy import METHOD_NAMES
+
+    t = sub.add_parser("train", help="train an HRN or a baseline (VC, EWC, LwF, ELL) task by task on a scenario")
     t.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
+    t.add_argument("--method", choices=METHOD_NAMES,
+                   help="continual-learning method (default hrn; docs/methods.md); its settings: the config's methods:")
     t.add_argument("--config", help="YAML config (default: the scenario's paper config)")
     t.add_argument("--epochs", type=_positive, help="epochs per task (default: the config's)")
     t.add_argument("--limit", type=_positive, help="cap train and test samples per task (smoke runs)")
     t.add_argument("--seed", type=_seed, help="random seed (default 0)")
     t.add_argument("--device", choices=("cpu", "cuda"), help="default: cpu")
     t.add_argument("--data-dir", help="directory holding SVHN / CIFAR-100 files")
-    t.add_argument("--oracle", action="store_true", help="train with the per-sample oracle path (slow)")
+    t.add_argument("--oracle", action="store_true", help="HRN: train with the per-sample oracle path (slow)")
     t.add_argument("--out", required=True, help="checkpoint to write (model.pt)")
     t.add_argument("--results", help="results JSON to write")
     how = t.add_mutually_exclusive_group()
@@ -326,14 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--force", action="store_true", help="overwrite an existing --out")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="evaluate a trained model on the test sets of its tasks")
+    e = sub.add_parser("eval", help="evaluate a trained model (any method) on the test sets of its tasks")
     e.add_argument("model")
     e.add_argument("--results", help="results JSON to write")
     e.add_argument("--limit", type=_positive, help="cap test samples per task")
     e.add_argument("--seed", type=_seed, default=0)
     e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     e.add_argument("--data-dir", help="directory holding SVHN / CIFAR-100 files")
-    e.add_argument("--oracle", action="store_true", help="route with the per-sample oracle path")
+    e.add_argument("--oracle", action="store_true", help="HRN: route with the per-sample oracle path")
     e.set_defaults(func=cmd_eval)
     p = sub.add_parser("plot", help="plot a training results JSON (accuracy matrix, unit usage) to PNG")
     p.add_argument("results")

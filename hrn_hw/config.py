@@ -1,4 +1,5 @@
-"""Run configuration: the HRN hyperparameters (paper Tables 5, 9, 13), units, heads, training.
+"""Run configuration: the HRN hyperparameters (paper Tables 5, 9, 13), units, heads, training,
+and the baselines' settings (`methods:`, paper Tables 2-4 / 6-8 / 10-12; docs/methods.md).
 
 Configs are YAML files; `load_config` validates them into frozen dataclasses, and
 `config_to_dict` gives the plain dict stored in checkpoints.
@@ -60,6 +61,49 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class EwcParams:
+    ewc_lambda: float = 1024.0    # penalty strength lambda
+    fisher_samples: int = 200     # training samples of a task its Fisher is estimated on
+
+
+@dataclass(frozen=True)
+class LwfParams:
+    alpha: float = 1.0            # weight of the distillation term (Li & Hoiem's lambda_o)
+    temperature: float = 2.0      # T of the soft targets
+
+
+@dataclass(frozen=True)
+class EllParams:
+    code_size: int = 100          # autoencoder code length (capped below the feature size)
+    alpha: float = 1e-3           # weight of the code loss
+    distill: float = 1.0          # weight of the distillation term on old heads
+    temperature: float = 3.0      # T of the distillation
+    ae_epochs: int = 2            # the autoencoder's stabilisation epochs after each task
+    ae_task_weight: float = 1e-6  # weight of the head's loss on reconstructed features (AE training)
+
+
+METHOD_SECTIONS = {"ewc": EwcParams, "lwf": LwfParams, "ell": EllParams}
+
+# The paper's per-scenario settings (Tables 2-4, 6-8, 10-12): the defaults where a config's
+# `methods:` section leaves them out. mnist-fashion-pairs is not in the paper: it takes the
+# Fashion-MNIST -> MNIST values (the same two data sets).
+PAPER_METHODS = {
+    "pairwise-mnist": {"ewc": {"ewc_lambda": 1024.0}, "ell": {"code_size": 100}},
+    "fashion-mnist": {"ewc": {"ewc_lambda": 400.0}, "ell": {"code_size": 300}},
+    "mnist-fashion-pairs": {"ewc": {"ewc_lambda": 400.0}, "ell": {"code_size": 300}},
+    "svhn-icifar100": {"ewc": {"ewc_lambda": 250.0}, "ell": {"code_size": 2800}},
+}
+
+
+@dataclass(frozen=True)
+class MethodParams:
+    """Settings of the continual-learning baselines (the HRN's own are `hrn:`; the VC has none)."""
+    ewc: EwcParams = field(default_factory=EwcParams)
+    lwf: LwfParams = field(default_factory=LwfParams)
+    ell: EllParams = field(default_factory=EllParams)
+
+
+@dataclass(frozen=True)
 class Config:
     name: str
     scenario: str
@@ -68,6 +112,7 @@ class Config:
     head: HeadParams
     training: TrainParams
     extra_units: tuple = field(default=(0,))   # units added before task i (index 0 unused)
+    methods: MethodParams = field(default_factory=MethodParams)
 
     def extra_units_before(self, task: int) -> int:
         if task == 0:
@@ -152,6 +197,40 @@ def _validate(cfg: Config, where: str) -> None:
     if not cfg.extra_units or not all(_is_int(n, 0) for n in cfg.extra_units):
         raise ConfigError(f"{where}: extra_units must be a non-empty list of non-negative integers, "
                           f"got {list(cfg.extra_units)!r}")
+    _validate_methods(cfg.methods, where)
+
+
+def _validate_methods(m: MethodParams, where: str) -> None:
+    checks = [("ewc.ewc_lambda", m.ewc.ewc_lambda >= 0, ">= 0"), ("ewc.fisher_samples", m.ewc.fisher_samples >= 1, ">= 1"),
+              ("lwf.alpha", m.lwf.alpha >= 0, ">= 0"), ("lwf.temperature", m.lwf.temperature > 0, "> 0"),
+              ("ell.code_size", m.ell.code_size >= 1, ">= 1"), ("ell.alpha", m.ell.alpha >= 0, ">= 0"),
+              ("ell.distill", m.ell.distill >= 0, ">= 0"), ("ell.temperature", m.ell.temperature > 0, "> 0"),
+              ("ell.ae_epochs", m.ell.ae_epochs >= 1, ">= 1"), ("ell.ae_task_weight", m.ell.ae_task_weight >= 0, ">= 0")]
+    for key, ok, rule in checks:
+        if not ok:
+            section, name = key.split(".")
+            value = getattr(getattr(m, section), name)
+            raise ConfigError(f"{where}: methods.{key} must be {rule}, got {value!r}")
+
+
+def _methods(data, scenario: str, where: str) -> MethodParams:
+    """The `methods:` section: per method, the paper's values for the scenario where not given."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: methods: expected a mapping, got {type(data).__name__}")
+    unknown = set(data) - set(METHOD_SECTIONS)
+    if unknown:
+        raise ConfigError(f"{where}: methods: unknown key(s) {_keys(unknown)}; allowed: "
+                          f"{', '.join(METHOD_SECTIONS)} (the HRN's settings are under hrn:, the VC has none)")
+    paper = PAPER_METHODS.get(scenario, {})
+    parts = {}
+    for name, cls in METHOD_SECTIONS.items():
+        given = data.get(name)
+        if given is None or isinstance(given, dict):
+            given = {**paper.get(name, {}), **(given or {})}
+        parts[name] = _build(cls, given, where, f"methods.{name}")
+    return MethodParams(**parts)
 
 
 UNIT_GROUP_KEYS = ("count", "in_channels", "layers")
@@ -188,7 +267,7 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping at top level, got {type(data).__name__}")
-    known = ("name", "scenario", "hrn", "units", "head", "training", "extra_units")
+    known = ("name", "scenario", "hrn", "units", "head", "training", "extra_units", "methods")
     unknown = set(data) - set(known)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {_keys(unknown)}; allowed: {', '.join(known)}")
@@ -211,6 +290,7 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
         head=_build(HeadParams, data.get("head"), where, "head"),
         training=_build(TrainParams, data.get("training"), where, "training"),
         extra_units=tuple(extra) if isinstance(extra, (list, tuple)) else (extra,),
+        methods=_methods(data.get("methods"), data["scenario"], where),
     )
     _validate(cfg, where)
     return cfg

@@ -117,10 +117,10 @@ def test_round_trip_keeps_train_state(tmp_path):
 def test_plain_weights_only_torch_load(saved):
     model, path = saved
     data = torch.load(path, weights_only=True)
-    assert data["format"] == FORMAT and data["version"] == VERSION
+    assert data["format"] == FORMAT and data["version"] == VERSION == 2
+    assert data["method"] == "hrn" and data["method_state"] == {}
     assert data["config"] == config_to_dict(model.cfg)
-    assert data["hash_seeds"] == model.hash_seeds.tolist()
-    assert data["unit_groups"] == model.unit_groups
+    assert data["structure"] == {"hash_seeds": model.hash_seeds.tolist(), "unit_groups": model.unit_groups}
     assert data["tasks"] == [{"name": t.name, "dataset": t.dataset, "classes": list(t.classes)} for t in TASKS]
     assert set(data["state_dict"]) == set(model.state_dict())
     assert all(v.device.type == "cpu" for v in data["state_dict"].values())
@@ -282,11 +282,11 @@ def _bad_config_key(src, dst):
 
 
 def _bad_unit_group(src, dst):
-    _rewrite(src, dst, lambda d: d.__setitem__("unit_groups", [7] * len(d["unit_groups"])))
+    _rewrite(src, dst, lambda d: d["structure"].__setitem__("unit_groups", [7] * len(d["structure"]["unit_groups"])))
 
 
 def _bad_unit_count(src, dst):
-    _rewrite(src, dst, lambda d: d.__setitem__("unit_groups", d["unit_groups"][:-1]))
+    _rewrite(src, dst, lambda d: d["structure"].__setitem__("unit_groups", d["structure"]["unit_groups"][:-1]))
 
 
 def _bad_tasks(src, dst):
@@ -449,6 +449,52 @@ def test_raw_pickle_through_real_cli_one_line(tmp_path):
     assert proc.stderr.splitlines() == [f"hrn-hw: error: {bad}: refused: this raw or legacy pickle holds "
                                         "pickled code or objects other than tensors (not an hrn-hw checkpoint)"]
     assert not (tmp_path / "MARKER").exists()
+
+
+def _as_version_1(data: dict) -> dict:
+    """A version-2 HRN payload in the version-1 layout (no method, structure or method_state)."""
+    v1 = {k: v for k, v in data.items() if k not in ("method", "structure", "method_state")}
+    v1.update(version=1, **data["structure"])
+    return v1
+
+
+def test_version_1_checkpoint_loads(saved, tmp_path):
+    """A checkpoint of the format before strategies (version 1) loads as the same HRN."""
+    old = tmp_path / "v1.pt"
+    torch.save(_as_version_1(_payload(saved[1])), old)
+    model, tasks, state = load_checkpoint(old)
+    _assert_same_model(saved[0], model)
+    assert tasks == TASKS and state is None
+
+
+def test_version_1_resumable_checkpoint(saved, tmp_path):
+    """A version-1 run in progress (its run options lack `method`) reads as an HRN run."""
+    data = _payload(saved[1])
+    data["train_state"] = {"run": {"scenario": "pairwise-mnist", "seed": 0}, "task": 1, "epoch": 0,
+                           "results": {}, "progress": None, "optimizer": None, "torch_rng": torch.get_rng_state()}
+    old = tmp_path / "v1.pt"
+    torch.save(_as_version_1(data), old)
+    strategy, _, state = ckpt.load_strategy(old)
+    assert strategy.name == "hrn" and state["run"] == {"scenario": "pairwise-mnist", "seed": 0}
+
+
+def _bad_method(src, dst):
+    _rewrite(src, dst, lambda d: d.__setitem__("method", "sgd"))
+
+
+def _bad_method_state(src, dst):
+    _rewrite(src, dst, lambda d: d.__setitem__("method_state", {"fishers": []}))
+
+
+@pytest.mark.parametrize("build, needle", [(_bad_method, "unknown method 'sgd' (known: hrn, vc, ewc, lwf, ell)"),
+                                           (_bad_method_state, "inconsistent checkpoint")],
+                         ids=["unknown-method", "state-of-another-method"])
+def test_bad_method_fields(saved, tmp_path, build, needle):
+    bad = tmp_path / "bad.pt"
+    build(saved[1], bad)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(bad)
+    assert str(info.value).startswith(f"{bad}: ") and needle in str(info.value), str(info.value)
 
 
 def test_random_bytes_are_not_called_pickled_code(saved, tmp_path):

@@ -19,8 +19,8 @@ from hrn_hw.scenarios import scenario_tasks
 
 PER_TASK = ("accuracy_matrix", "global_accuracy", "t0_accuracy", "unit_usage", "train_seconds",
             "eval_seconds", "epoch_loss")
-DETERMINISTIC = ("tasks", "seed", "limit", "accuracy_matrix", "global_accuracy", "t0_accuracy",
-                 "unit_usage", "epoch_loss")
+DETERMINISTIC = ("tasks", "seed", "limit", "method", "accuracy_matrix", "global_accuracy", "t0_accuracy",
+                 "unit_usage", "epoch_loss", "metrics", "route_changes")
 
 
 def cli(argv: list[str]) -> tuple[int, str, str]:
@@ -89,6 +89,9 @@ def test_train_writes_model_and_results(run1):
         assert res["global_accuracy"][i] == pytest.approx(sum(row) / len(row))
     assert all(isinstance(s, float) and s >= 0 for s in res["train_seconds"] + res["eval_seconds"])
     assert all(len(l) == 1 for l in res["epoch_loss"])
+    assert res["method"] == "hrn" and res["metrics"]["global_accuracy"] == pytest.approx(res["global_accuracy"])
+    assert [len(row) for row in res["route_changes"]] == [1, 2, 3, 4, 5]
+    assert all(row[-1] == 0.0 for row in res["route_changes"])       # a task against itself
     for usage in res["unit_usage"]:
         assert set(usage) == {"train_unit_visits", "test_unit_visits", "test_route_lengths"}
         assert sum(usage["train_unit_visits"]) >= 150          # every sample selects >= 1 unit
