@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -169,22 +169,28 @@ def cmd_eval(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from hrn_hw.plots import plot_results
+    from hrn_hw.plots import plot_results, read_results
 
-    path = Path(args.results)
+    paths = [Path(p) for p in args.results]
+    runs = [read_results(path) for path in paths]
+    if len(paths) > 1:
+        from hrn_hw.cl.figures import write_figures
+        from hrn_hw.cl.summary import check_run
+
+        for path, results in zip(paths, runs):
+            check_run(results, str(path))
+        folder = Path(args.out) if args.out else Path(os.path.commonpath([p.absolute().parent for p in paths]))
+        try:
+            written = write_figures(runs, folder)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise HrnError(f"malformed results ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+        print("\n".join(f"figure written to {path}" for path in written))
+        return 0
+    out = Path(args.out) if args.out else paths[0].with_suffix(".png")
     try:
-        results = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise HrnError(f"{path}: no such results file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise HrnError(f"{path}: not a JSON results file") from None
-    if not isinstance(results, dict):
-        raise HrnError(f"{path}: not a results file of hrn-hw train")
-    out = Path(args.out) if args.out else path.with_suffix(".png")
-    try:
-        written = plot_results(results, out)
+        written = plot_results(runs[0], out)
     except (TypeError, ValueError, KeyError, IndexError) as exc:
-        raise HrnError(f"{path}: malformed results ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+        raise HrnError(f"{paths[0]}: malformed results ({exc.__class__.__name__}: {str(exc)[:120]})") from None
     print(f"plot written to {written}")
     return 0
 
@@ -259,9 +265,23 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    if args.sweep is not None:
+        return _simulator_sweep(args)
+    from hrn_hw.cl.summary import format_table
+    from hrn_hw.cl.sweep_run import run_train_sweep
+    from hrn_hw.cl.sweep_spec import spec_path
+
+    done = run_train_sweep(spec_path(args.target), args.out, args.force, args.scheduler, args.workers)
+    print(format_table(done.doc))
+    print(f"written to {done.out} (summary.md, summary.csv, summary.json, "
+          f"{len([p for p in done.written if p.suffix == '.png'])} figures)")
+    return 1 if done.doc["failed"] else 0
+
+
+def _simulator_sweep(args) -> int:
     from hrn_hw.dataflow.explore import explore, format_rows
 
-    doc, out = explore(Path(args.export), Path(args.sweep), Path(args.out) if args.out else None, args.force,
+    doc, out = explore(Path(args.target), Path(args.sweep), Path(args.out) if args.out else None, args.force,
                        args.scheduler, args.workers)
     print(format_rows(doc))
     print(f"written to {out} (sweep.json, sweep.csv, sweep.png)")
@@ -344,9 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir", help="directory holding SVHN / CIFAR-100 files")
     e.add_argument("--oracle", action="store_true", help="HRN: route with the per-sample oracle path")
     e.set_defaults(func=cmd_eval)
-    p = sub.add_parser("plot", help="plot a training results JSON (accuracy matrix, unit usage) to PNG")
-    p.add_argument("results")
-    p.add_argument("-o", "--out", help="PNG to write (default: the results path with .png)")
+    p = sub.add_parser("plot", help="plot training results JSON: one file (accuracy matrix, unit usage) or "
+                                    "several (the paper's Figs. 2-4 over methods and seeds)")
+    p.add_argument("results", nargs="+", help="results JSON of hrn-hw train (docs/sweeps.md \"Figures\")")
+    p.add_argument("-o", "--out", help="one file: the PNG to write (default: the results path with .png); "
+                                       "several: the folder (default: the files' common folder)")
     p.set_defaults(func=cmd_plot)
 
     x = sub.add_parser("export", help="quantise a model and write golden vectors, HLS C++ and a report")
@@ -432,14 +454,20 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--no-plots", action="store_true", help="write simulate.json only")
     sm.set_defaults(func=cmd_simulate)
 
-    sw = sub.add_parser("sweep", help="simulate every point of a design-space sweep (architectures x knobs x "
-                                      "mappings) on Dask; throughput/latency table and Pareto front")
-    sw.add_argument("export", help="export directory (hrn-hw export -o)")
-    sw.add_argument("sweep", help="sweep YAML file (docs/dataflow.md \"Sweeps\")")
-    sw.add_argument("-o", "--out", help="directory to write (default: OUT/sweep/<sweep file name>)")
-    sw.add_argument("--force", action="store_true", help="replace an existing sweep directory")
+    sw = sub.add_parser("sweep", help="on Dask: train every run of a training sweep (SPEC: methods x configs x "
+                                      "seeds; summary and figures), or simulate every point of a design-space "
+                                      "sweep (EXPORT SWEEP: throughput/latency table and Pareto front)")
+    sw.add_argument("target", metavar="SPEC|EXPORT",
+                    help="a training sweep's YAML spec or a shipped spec's name (docs/sweeps.md); "
+                         "with SWEEP: the export directory (hrn-hw export -o)")
+    sw.add_argument("sweep", nargs="?", metavar="SWEEP",
+                    help="a simulator sweep YAML file for EXPORT (docs/dataflow.md \"Sweeps\")")
+    sw.add_argument("-o", "--out", help="directory to write (default: the spec's out, else runs/sweeps/<spec name>; "
+                                        "simulator: EXPORT/sweep/<sweep file name>)")
+    sw.add_argument("--force", action="store_true", help="train every run again (training); replace an existing "
+                                                         "sweep directory (simulator)")
     sw.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
-    sw.add_argument("--workers", type=int, help="local Dask workers (default: one per core; 0: in this process)")
+    sw.add_argument("--workers", type=_at_least(0), help="local Dask workers (default: one per core; 0: in this process)")
     sw.set_defaults(func=cmd_sweep)
 
     from hrn_hw.rtl.ecp5 import PARTS
