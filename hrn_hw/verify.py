@@ -93,7 +93,7 @@ def verify_rtl(export_dir: str | Path, n: int | None = None, jobs: int | None = 
         mismatched |= (out["start"] != cases["model_start"]) | (out["end"] != cases["model_end"])
         order = np.sort(out["end"])
         extra["stream"] = {"in_flight": knobs.in_flight, "replicas": dict(knobs.replicas),
-                           "interval_mean": float(order[-1] + 2) / len(order) if len(order) else 0.0,
+                           "interval_mean": float(np.diff(order).mean()) if len(order) > 1 else 0.0,
                            "interval_median": float(np.median(np.diff(order))) if len(order) > 1 else 0.0}
     return _finish(export_dir, "rtl", vec, {"embedding": out["embedding"], "routes": out["route"],
                                              "logits": out["logits"]}, float(out["seconds"]),

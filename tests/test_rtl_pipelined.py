@@ -62,7 +62,9 @@ def test_pipelined_stream_is_bit_exact_and_cycle_exact():
     work = Workload(cases["route"], cases["tasks"], "fixture")
     mapped = map_fpga(qm, work, arch, KNOBS, np.zeros(len(work), dtype=np.int64))
     done = run(mapped.problem).done
-    assert np.array_equal(done, cases["model_end"] + 2)
+    from hrn_hw.rtl.latency import HANDOFF
+
+    assert np.array_equal(done, cases["model_end"] + HANDOFF + 2)
     assert np.array_equal(done, stream_schedule(qm, cases["route"], cases["tasks"], KNOBS)["done"])
 
 

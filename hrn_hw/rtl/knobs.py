@@ -52,7 +52,7 @@ class RtlKnobs:
     pipelined top level, as sorted (engine, copies) pairs (`{"hash": 2}` in dicts and JSON), or
     "auto": chosen from the golden routes at export (`hrn_hw.rtl.latency.auto_replicas`). The
     defaults (docs/rtl.md "Knobs", "Samples in flight") put the Pairwise-MNIST paper model
-    (runs/paper) at a median initiation interval of 243 cycles (1,518 cycles per sample with
+    (runs/paper) at a median initiation interval of 245 cycles (1,518 cycles per sample with
     in_flight 1)."""
     words: int = 8
     conv_lanes: int | None = None

@@ -35,6 +35,7 @@ from hrn_hw.rtl.rows import beats
 
 READ_LATENCY = 1        # a buffer's synchronous read before its first word
 DISPATCH = 1            # pipelined top level: the cycle an engine registers the job it takes
+HANDOFF = 1             # pipelined top level: the cycle a done job's hand-off (and the engine's release) is registered
 
 
 def route_step_cycles(qm, knobs: RtlKnobs) -> int:
@@ -131,14 +132,16 @@ def pipelined_ops(qm, route, task: int = 0, knobs: RtlKnobs | dict | None = None
     Store-and-forward: an engine takes a job (the sample's slot) from the queue before it in the
     cycle it is free (DISPATCH: the job's slot registered), reads its whole frame from the
     sample's own buffers (READ_LATENCY before the first word) and runs its block's formula on it,
-    so a job's cycles do not depend on what the other samples do. The input engine is a hash
-    unit on the input port (the image hashed as it arrives and written into the sample's map
-    buffer); the head reads the embedding through the residue block's read-out (EMB_STAGES)."""
+    so a job's cycles do not depend on what the other samples do. After its last output the
+    job's hand-off and the engine's release pass a register (HANDOFF). The input
+    engine is a hash unit on the input port (the image hashed as it arrives and written into
+    the sample's map buffer); the head reads the embedding through the residue block's read-out
+    (EMB_STAGES)."""
     knobs = knobs if isinstance(knobs, RtlKnobs) else RtlKnobs.from_dict(knobs)
     table = table or routing_table(qm)
     s, W, M = int(qm.s), knobs.words, qm.num_units
-    fetch = DISPATCH + READ_LATENCY
-    ops = [("input", "input", DISPATCH + hash_unit_cycles(table.states[0].size, s, words=W))]
+    fetch = DISPATCH + READ_LATENCY + HANDOFF         # every job: dispatch, first read, hand-off
+    ops = [("input", "input", DISPATCH + HANDOFF + hash_unit_cycles(table.states[0].size, s, words=W))]
     normalise = fetch + normaliser_cycles(s, int(qm.norm_k), words=W, root_bits=knobs.root_bits)
     project = fetch + projection_cycles(s, M, words=W)
     residue = fetch + residue_cycles(s, words=W)
@@ -151,7 +154,7 @@ def pipelined_ops(qm, route, task: int = 0, knobs: RtlKnobs | dict | None = None
             call_id, state = call
             ops.append(("conv", f"unit{unit}", fetch + conv_call_cycles(qm, unit, call_id, knobs)))
             ops.append(("route", "hash", fetch + hash_unit_cycles(table.states[state].size, s, words=W)))
-    ops.append(("head", "head", DISPATCH + EMB_STAGES + head_run_cycles(qm, task, knobs)))
+    ops.append(("head", "head", DISPATCH + EMB_STAGES + HANDOFF + head_run_cycles(qm, task, knobs)))
     return ops
 
 

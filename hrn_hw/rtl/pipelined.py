@@ -17,8 +17,8 @@ Bit-exact with `hrn_hw.golden.run` per sample, like `hrn_hw.rtl.top.HrnTop`; its
 - Jobs: a sample is in one job at a time. An engine that is free takes the oldest waiting
   slot of its pool (first come, ties by sample order; the r-th free copy takes the r-th) and
   registers it (DISPATCH); it then reads its frame from the slot's buffer (READ_LATENCY),
-  writes its output into the slot's buffer, and in the cycle after its last output the slot
-  waits in the next pool: input or hash -> normaliser -> projection -> residue (a unit
+  writes its output into the slot's buffer, and after its last output the slot is handed off
+  through a register (HANDOFF) and waits in the next pool: input or hash -> normaliser -> projection -> residue (a unit
   selected) or head (none); residue -> unit<u> (go on) or head; unit<u> -> hash; head ->
   slot free. A free slot lets the input engine take the next image.
 - Ports: as HrnTop's, plus `emb_id` and `out_id` (the sample's index in the stream since
@@ -203,11 +203,11 @@ class PipelinedTop(wiring.Component):
                             owns=[Signal(name=f"{name}owns{k}") for k in range(K)],
                             slot=Signal(range(max(2, K)), name=f"{name}slot"),
                             take=Signal(name=f"{name}take"), take_slot=Signal(range(max(2, K)), name=f"{name}tslot"),
-                            done=Signal(name=f"{name}done"))
-        m.d.sync += e.fresh.eq(e.take)
+                            done=Signal(name=f"{name}done"), done_r=Signal(name=f"{name}done_r"))
+        m.d.sync += [e.fresh.eq(e.take), e.done_r.eq(e.done)]
         with m.If(e.take):
             m.d.sync += [e.busy.eq(1), e.slot.eq(e.take_slot)] + [o.eq(e.take_slot == k) for k, o in enumerate(e.owns)]
-        with m.Elif(e.done):
+        with m.Elif(e.done_r):          # HANDOFF: released with the registered hand-off
             m.d.sync += e.busy.eq(0)
         return e
 
@@ -396,7 +396,9 @@ class PipelinedTop(wiring.Component):
             self.route.eq(self._pick_slot(e, [Cat(*r) for r in sl.routes])),
             e.done.eq(hd.out_valid & self.out_ready & hd.out_last),
         ]
-        self._slot_update(m, sl, e, lambda k: [sl.occupied[k].eq(0)])
+        for k in range(self.K):                 # free with the registered hand-off (HANDOFF)
+            with m.If(e.done_r & e.owns[k]):
+                m.d.sync += sl.occupied[k].eq(0)
 
     def _connect_buffers(self, m: Module, bufs):
         """Each slot memory's read and write ports: the fields of the server that holds the slot
@@ -416,18 +418,18 @@ class PipelinedTop(wiring.Component):
 
     def _queues(self, m: Module, sl, servers):
         """Admission (the input engine takes the lowest free slot when it is free), the pools'
-        queues (a done server's slot waits in its next pool from the next cycle; the r-th free
-        server of a pool takes the waiting slot with r older waiting slots of that pool: first
-        come, ties by sample age) and the age matrices."""
+        queues (a done server's slot is handed off in a register, HANDOFF, and waits in its next
+        pool from the cycle after; the r-th free server of a pool takes the waiting slot with r
+        older waiting slots of that pool: first come, ties by sample age) and the age matrices."""
         K, P = self.K, len(self.pools)
-        pushed, dest = [], []
+        pushed = [Signal(name=f"pushed{k}") for k in range(K)]
+        dest = [Signal(range(max(2, P)), name=f"dest{k}") for k in range(K)]
         for k in range(K):
             hits = [(e.done & e.owns[k], pool) for e, pool in sl.push]
-            pushed.append(Cat(*[h for h, _ in hits]).any())
             d_k = Const(0, range(P))
             for h, pool in hits:
                 d_k = d_k | Mux(h, pool, 0)
-            dest.append(d_k)
+            m.d.sync += [pushed[k].eq(Cat(*[h for h, _ in hits]).any()), dest[k].eq(d_k)]
         rank = [_popcount([sl.waiting[b] & (sl.pool[b] == sl.pool[a]) & sl.before[b][a] for b in range(K) if b != a])
                 for a in range(K)]
         popped = [Const(0, 1)] * K

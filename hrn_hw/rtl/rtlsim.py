@@ -57,10 +57,13 @@ def make_cases(qm, pixels: np.ndarray, tasks, names: list, expected: dict, knobs
     if schedule is None:
         raise ValueError("the pipelined top level's cases need the throughput model (schedule=stream_schedule)")
     sched = schedule(qm, expected["routes"], tasks, knobs)
-    # model cycle 0 is sample 0's dispatch, one cycle before its first pixel; done is the cycle
-    # after the last logit
-    cases.update(model_start=sched["start"], model_end=sched["done"] - 2,
-                 model_cycles=sched["done"] - sched["start"] - 1)
+    # model cycle 0 is sample 0's dispatch, one cycle before its first pixel; a sample is done
+    # HANDOFF + 1 cycles after its last logit (the registered hand-off frees its slot)
+    from hrn_hw.rtl.latency import HANDOFF
+
+    lag = HANDOFF + 2
+    cases.update(model_start=sched["start"], model_end=sched["done"] - lag,
+                 model_cycles=sched["done"] - sched["start"] - lag + 1)
     return cases
 
 
