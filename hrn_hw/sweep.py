@@ -199,3 +199,19 @@ def _describe(exc: BaseException) -> str:
     """An exception's class and the last line of its message."""
     name, line = type(exc).__name__, error_line(exc)
     return name if line == name else f"{name}: {line}"
+
+
+def read_yaml(path) -> dict:
+    """A sweep file's YAML mapping, with one-line errors (training and simulator sweeps)."""
+    import yaml
+    from pathlib import Path
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise HrnError(f"{path}: no such sweep file") from None
+    except (yaml.YAMLError, UnicodeDecodeError, IsADirectoryError) as exc:
+        raise HrnError(f"{path}: not a YAML sweep file ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise HrnError(f"{path}: a sweep file is a YAML mapping")
+    return raw

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
+import io
 import sys
 from pathlib import Path
 
@@ -24,6 +26,19 @@ PAIRWISE_CFG = ROOT / "hrn_hw" / "configs" / "pairwise-mnist.yaml"
 # default intra-op pool on a small, shared machine (several x), and the results are the same.
 torch.set_num_threads(1)
 
+
+
+def run_cli(argv) -> tuple[int, str, str]:
+    """Run `hrn-hw` in-process on argv (any items, made strings); (exit code, stdout, stderr)."""
+    from hrn_hw.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
 
 def pairwise_config(no_bn: bool = False, **hrn_overrides):
     """The bundled pairwise-MNIST config, with HRN hyperparameters optionally replaced and, with

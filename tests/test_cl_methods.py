@@ -5,9 +5,7 @@ section; unknown methods; `hrn-hw train --method` and `hrn-hw eval` on a baselin
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import json
 
 import numpy as np
@@ -16,13 +14,12 @@ import torch
 import torch.nn.functional as F
 
 import hrn_hw.train as train_mod
-from conftest import pairwise_config, random_images
+from conftest import pairwise_config, random_images, run_cli
 from hrn_hw.checkpoint import load_checkpoint, load_strategy, save_checkpoint
 from hrn_hw.cl.ell import code_loss
 from hrn_hw.cl.ewc import ewc_penalty
 from hrn_hw.cl.lwf import soft_cross_entropy
 from hrn_hw.cl.strategy import METHOD_NAMES, make_strategy
-from hrn_hw.cli import main
 from hrn_hw.config import builtin_config_path, config_from_dict, config_to_dict, load_config
 from hrn_hw.errors import CheckpointError, ConfigError, HrnError
 from hrn_hw.evaluate import evaluate_task
@@ -313,14 +310,7 @@ def test_unknown_method(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- the command line
 
-def cli(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
+cli = run_cli
 
 
 def test_cli_train_and_eval_a_baseline(tmp_path):

@@ -3,8 +3,6 @@ clobber, resume after an interruption equal to an uninterrupted run, eval JSON, 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 from pathlib import Path
@@ -16,6 +14,7 @@ import hrn_hw.train as train_mod
 from hrn_hw.checkpoint import load_checkpoint
 from hrn_hw.cli import main
 from hrn_hw.scenarios import scenario_tasks
+from conftest import run_cli
 
 PER_TASK = ("accuracy_matrix", "global_accuracy", "t0_accuracy", "unit_usage", "train_seconds",
             "eval_seconds", "epoch_loss")
@@ -23,15 +22,7 @@ DETERMINISTIC = ("tasks", "seed", "limit", "method", "accuracy_matrix", "global_
                  "unit_usage", "epoch_loss", "metrics", "route_changes")
 
 
-def cli(argv: list[str]) -> tuple[int, str, str]:
-    """Run main(argv) in-process; returns (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(argv)
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
+cli = run_cli
 
 
 def train_args(d: Path, *extra: str, limit: int = 150, epochs: int = 1, seed: int = 0) -> list[str]:

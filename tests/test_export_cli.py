@@ -10,8 +10,6 @@ existing OUT untouched.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import pickle
@@ -27,8 +25,7 @@ import torch
 
 import hrn_hw.export.atomic as atomic
 import hrn_hw.export.pipeline as pipeline
-from hrn_hw.cli import main
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 QUICK = ["--golden", "4", "--eval-limit", "20", "--calib", "16", "--no-rtl"]   # exports meant to finish fast
 ARTIFACTS = ("manifest.json", "weights.npz", "golden/vectors.npz", "golden/inputs.bin", "report.md",
@@ -39,15 +36,7 @@ RTL_ARTIFACTS = ("rtl/hrn_top.v", "rtl/rtl.json")        # not written with --no
 GOLDEN_PER_TASK, TASKS = 40, 5
 
 
-def cli(argv: list[str]) -> tuple[int, str, str]:
-    """Run main(argv) in-process; returns (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
+cli = run_cli
 
 
 def error_line(err: str) -> str:

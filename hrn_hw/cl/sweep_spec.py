@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import yaml
 
 from hrn_hw.errors import HrnError
+from hrn_hw.sweep import read_yaml
 
 METHODS = ("hrn", "vc", "ewc", "lwf", "ell")
 KEYS = ("kind", "methods", "configs", "seeds", "epochs", "limit", "data_dir", "out")
@@ -79,19 +79,6 @@ def spec_path(text: str) -> Path:
     if text in shipped_specs():
         return Path(str(resources.files("hrn_hw") / SWEEPS_DIR / f"{text}.yaml"))
     raise HrnError(f"{text}: no such sweep file, nor a shipped spec ({', '.join(shipped_specs())})")
-
-
-def read_yaml(path: Path) -> dict:
-    """A YAML mapping, with one-line errors."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise HrnError(f"{path}: no such sweep file") from None
-    except (yaml.YAMLError, UnicodeDecodeError, IsADirectoryError) as exc:
-        raise HrnError(f"{path}: not a YAML sweep file ({exc.__class__.__name__})") from None
-    if not isinstance(raw, dict):
-        raise HrnError(f"{path}: a sweep file is a YAML mapping")
-    return raw
 
 
 def read_spec(path: str | Path) -> Spec:

@@ -22,10 +22,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from hrn_hw.dataflow import arch as archs
 from hrn_hw.dataflow import workload
+from hrn_hw.sweep import read_yaml
 from hrn_hw.errors import HrnError
 from hrn_hw.export.atomic import OutputKind, check_target, staged_directory
 
@@ -39,14 +39,7 @@ COLUMNS = ("samples_per_cycle", "samples_per_s", "interval_cycles", "latency_med
 
 def read_sweep(path: Path) -> dict:
     """The sweep file, checked: known keys, axes as non-empty lists."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise HrnError(f"{path}: no such sweep file") from None
-    except (yaml.YAMLError, UnicodeDecodeError, IsADirectoryError) as exc:
-        raise HrnError(f"{path}: not a YAML sweep file ({exc.__class__.__name__})") from None
-    if not isinstance(raw, dict):
-        raise HrnError(f"{path}: a sweep file is a YAML mapping")
+    raw = read_yaml(path)
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
         raise HrnError(f"{path}: unknown key(s) {', '.join(map(str, unknown))} (allowed: {', '.join(KEYS)})")
