@@ -70,7 +70,8 @@ def fig_accuracy(cells: dict, name: dict, tasks: list, path: Path, title: str) -
             values = _stack(runs, metric)
             mean, std = values.mean(0), values.std(0)
             ax.plot(steps, mean, marker="o", ms=3, color=f"C{k % 10}", label=name[key])
-            ax.fill_between(steps, mean - std, mean + std, color=f"C{k % 10}", alpha=0.2, linewidth=0)
+            ax.fill_between(steps, np.clip(mean - std, 0, 100), np.clip(mean + std, 0, 100), color=f"C{k % 10}",
+                            alpha=0.2, linewidth=0)      # accuracies: the band stays in [0, 100]
     for ax, what in zip(axes, ("T0 accuracy (%)", "global accuracy (%)")):
         ax.set_xticks(steps, [str(t) for t in tasks], rotation=30, ha="right", fontsize=7)
         ax.set_xlabel("after training task")
