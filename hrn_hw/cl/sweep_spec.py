@@ -19,7 +19,6 @@ applied) is validated here, before any run starts.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -27,10 +26,11 @@ from importlib import resources
 from pathlib import Path
 
 
+from hrn_hw.cl.strategy import METHOD_NAMES
 from hrn_hw.errors import HrnError
 from hrn_hw.sweep import read_yaml
 
-METHODS = ("hrn", "vc", "ewc", "lwf", "ell")
+METHODS = METHOD_NAMES
 KEYS = ("kind", "methods", "configs", "seeds", "epochs", "limit", "data_dir", "out")
 ENTRY_KEYS = ("config", "label", "overrides")
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=,-]*")
@@ -107,16 +107,7 @@ def _methods(path: Path, value) -> tuple:
         raise HrnError(f"{path}: unknown method(s) {', '.join(map(str, odd))} (known: {', '.join(METHODS)})")
     if len(set(value)) != len(value):
         raise HrnError(f"{path}: methods lists a method twice")
-    if set(value) != {"hrn"} and not _train_has_methods():
-        raise HrnError(f"{path}: methods other than hrn need hrn-hw train's RunOptions.method, "
-                       "which this hrn-hw lacks")
     return tuple(value)
-
-
-def _train_has_methods() -> bool:
-    from hrn_hw.train import RunOptions
-
-    return "method" in {f.name for f in dataclasses.fields(RunOptions)}
 
 
 def _seeds(path: Path, value) -> tuple:
