@@ -214,10 +214,7 @@ class PipelinedTop(wiring.Component):
     @staticmethod
     def _pick_slot(e, values):
         """values[e's slot] (one value per slot) as an AND-OR over the server's one-hot slot."""
-        out = Const(0, len(values[0]))
-        for o, v in zip(e.owns, values):
-            out = out | Mux(o, v, 0)
-        return out
+        return _and_or(e.owns, values, len(values[0]))
 
     def _job_reg(self, m: Module, e, values, name: str):
         """values[e's slot] registered in the cycle after the server took the job (valid from
@@ -405,16 +402,14 @@ class PipelinedTop(wiring.Component):
         (AND-OR over the servers' one-hot slots; one server holds a slot at a time)."""
         for group in (bufs.map, bufs.phi, bufs.h):
             for k, buf in enumerate(group):
-                r_addr, r_en = Const(0, len(buf.rd.addr)), Const(0, 1)
-                for e, addr, en in buf.readers:
-                    hit = e.owns[k] & en        # a server keeps its last slot's one-hot after its job
-                    r_addr, r_en = r_addr | Mux(hit, addr, 0), r_en | hit
-                w_addr, w_data, w_en = Const(0, len(buf.wr.addr)), Const(0, len(buf.wr.data)), Const(0, 1)
-                for e, addr, data, en in buf.writers:
-                    hit = e.owns[k] & en
-                    w_addr, w_data, w_en = w_addr | Mux(hit, addr, 0), w_data | Mux(hit, data, 0), w_en | hit
-                m.d.comb += [buf.rd.addr.eq(r_addr), buf.rd.en.eq(r_en),
-                             buf.wr.addr.eq(w_addr), buf.wr.data.eq(w_data), buf.wr.en.eq(w_en)]
+                # a server keeps its last slot's one-hot after its job: its enable qualifies it
+                reads = [e.owns[k] & en for e, _, en in buf.readers]
+                writes = [e.owns[k] & en for e, _, _, en in buf.writers]
+                m.d.comb += [buf.rd.addr.eq(_and_or(reads, [a for _, a, _ in buf.readers], len(buf.rd.addr))),
+                             buf.rd.en.eq(Cat(*reads).any()),
+                             buf.wr.addr.eq(_and_or(writes, [a for _, a, _, _ in buf.writers], len(buf.wr.addr))),
+                             buf.wr.data.eq(_and_or(writes, [d for _, _, d, _ in buf.writers], len(buf.wr.data))),
+                             buf.wr.en.eq(Cat(*writes).any())]
 
     def _queues(self, m: Module, sl, servers):
         """Admission (the input engine takes the lowest free slot when it is free), the pools'
@@ -425,11 +420,9 @@ class PipelinedTop(wiring.Component):
         pushed = [Signal(name=f"pushed{k}") for k in range(K)]
         dest = [Signal(range(max(2, P)), name=f"dest{k}") for k in range(K)]
         for k in range(K):
-            hits = [(e.done & e.owns[k], pool) for e, pool in sl.push]
-            d_k = Const(0, range(P))
-            for h, pool in hits:
-                d_k = d_k | Mux(h, pool, 0)
-            m.d.sync += [pushed[k].eq(Cat(*[h for h, _ in hits]).any()), dest[k].eq(d_k)]
+            hits = [e.done & e.owns[k] for e, _ in sl.push]
+            m.d.sync += [pushed[k].eq(Cat(*hits).any()),
+                         dest[k].eq(_and_or(hits, [pool for _, pool in sl.push], range(P)))]
         rank = [_popcount([sl.waiting[b] & (sl.pool[b] == sl.pool[a]) & sl.before[b][a] for b in range(K) if b != a])
                 for a in range(K)]
         popped = [Const(0, 1)] * K
@@ -462,7 +455,7 @@ class PipelinedTop(wiring.Component):
     def _admit(self, m: Module, sl, e):
         """The input engine, when free, takes the lowest free slot: a new sample (its id, a
         cleared routing state, younger than every sample in flight)."""
-        K, d = self.K, int(self.qm.d)
+        K = self.K
         free = [~o for o in sl.occupied]
         first = [free[k] & ~Cat(*free[:k]).any() if k else free[0] for k in range(K)]
         m.d.comb += [e.take.eq(~e.busy & Cat(*free).any()), e.take_slot.eq(_or_index(first, len(e.take_slot)))]
@@ -476,9 +469,14 @@ class PipelinedTop(wiring.Component):
                 m.d.sync += [sl.older[k][x].eq(0) for x in range(K) if x != k]
 
 
+def _and_or(selects, values, shape):
+    """The value whose select bit is set (at most one is), as an AND-OR; 0 when none."""
+    out = Const(0, shape)
+    for s, v in zip(selects, values):
+        out = out | Mux(s, v, 0)
+    return out
+
+
 def _or_index(onehot, width: int):
     """The index of the set bit of a one-hot list (0 when none)."""
-    out = Const(0, width)
-    for k, bit in enumerate(onehot):
-        out = out | Mux(bit, k, 0)
-    return out
+    return _and_or(onehot, range(len(onehot)), width)
