@@ -274,7 +274,7 @@ def print_table(res: dict, log=print) -> None:
 
 
 def run_bench(args) -> dict:
-    cfg = load_config(builtin_config_path(SCENARIO))
+    cfg = load_config(builtin_config_path(SCENARIO), profile="paper")
     task = load_tasks(scenario_tasks(SCENARIO)[TASK:TASK + 1], None, args.limit, args.seed)[0]
     n_train, n_test = len(task.train_x), len(task.test_x)
     bs = cfg.training.batch_size
@@ -467,7 +467,7 @@ def run_profile(args) -> dict:
     """Where the HRN batched training time goes: a phase breakdown, cProfile and torch.profiler."""
     from torch.profiler import ProfilerActivity, profile
 
-    cfg = load_config(builtin_config_path(SCENARIO))
+    cfg = load_config(builtin_config_path(SCENARIO), profile="paper")
     task = load_tasks(scenario_tasks(SCENARIO)[TASK:TASK + 1], None, args.limit, args.seed)[0]
     bs = cfg.training.batch_size
     order = np.random.default_rng([args.seed, TASK, 0]).permutation(len(task.train_x))

@@ -105,9 +105,12 @@ def _check_resume(args, out: Path) -> None:
         except HrnError:
             raise HrnError(f"--resume: the run stored in {out} trains on cuda, "
                            "but no CUDA device is available") from None
+    stored_cfg = load_strategy(out)[0].cfg
+    if args.profile is not None and args.profile != stored_cfg.profile:
+        raise HrnError(f"--resume: --profile {args.profile} conflicts with the stored run: {out} trains the "
+                       f"{stored_cfg.profile} profile; omit --profile or pass --profile {stored_cfg.profile}")
     if args.config:
-        cfg = load_config(args.config)
-        stored_cfg = load_strategy(out)[0].cfg
+        cfg = load_config(args.config, args.profile)
         if cfg != stored_cfg:
             raise HrnError(f"--resume: --config {args.config} differs from the config stored in {out} "
                            f"({stored_cfg.name!r}); omit --config to continue with the stored one")
@@ -129,7 +132,7 @@ def cmd_train(args) -> int:
         _check_resume(args, out)
         cfg = None
     else:
-        cfg = load_config(args.config or builtin_config_path(args.scenario))
+        cfg = load_config(args.config or builtin_config_path(args.scenario), args.profile)
         if cfg.scenario != args.scenario:
             raise HrnError(f"config {cfg.name!r} is for scenario {cfg.scenario!r}, not {args.scenario!r}")
     opts = RunOptions(scenario=args.scenario, seed=0 if args.seed is None else args.seed, limit=args.limit,
@@ -152,6 +155,9 @@ def cmd_eval(args) -> int:
     if args.oracle and strategy.name != "hrn":
         raise HrnError(f"--oracle routes an HRN one sample at a time; {args.model} holds a {strategy.name!r} model")
     model = strategy.model.to(checked_device(args.device))
+    trained = {"profile": strategy.cfg.profile, "switches": strategy.cfg.switches} if strategy.name == "hrn" else {}
+    if trained:
+        print(f"{args.model}: {strategy.name}, {trained['profile']} profile")
     tasks = load_tasks(specs, args.data_dir, args.limit, args.seed)
     rows = []
     for i, t in enumerate(tasks):
@@ -163,7 +169,7 @@ def cmd_eval(args) -> int:
     n = sum(r["samples"] for r in rows)
     glob = sum(r["accuracy"] * r["samples"] for r in rows) / max(n, 1)
     print(f"{'global':>20}: accuracy {100 * glob:6.2f}%")
-    write_results(args.results, {"model": str(args.model), "method": strategy.name, "tasks": rows,
+    write_results(args.results, {"model": str(args.model), "method": strategy.name, **trained, "tasks": rows,
                                  "global_accuracy": glob})
     return 0
 
@@ -335,12 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
     from hrn_hw.scenarios import SCENARIOS
 
     from hrn_hw.cl.strategy import METHOD_NAMES
+    from hrn_hw.profiles import PROFILES
 
     t = sub.add_parser("train", help="train an HRN or a baseline (VC, EWC, LwF, ELL) task by task on a scenario")
     t.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
     t.add_argument("--method", choices=METHOD_NAMES,
                    help="continual-learning method (default hrn; docs/methods.md); its settings: the config's methods:")
-    t.add_argument("--config", help="YAML config (default: the scenario's paper config)")
+    t.add_argument("--config", help="YAML config (default: the scenario's bundled config)")
+    t.add_argument("--profile", choices=PROFILES,
+                   help="training profile: paper (the paper's algorithms) or stable (keeps earlier tasks; "
+                        "the bundled configs' default); replaces the config's profile: (docs/semantics.md)")
     t.add_argument("--epochs", type=_positive, help="epochs per task (default: the config's)")
     t.add_argument("--limit", type=_positive, help="cap train and test samples per task (smoke runs)")
     t.add_argument("--seed", type=_seed, help="random seed (default 0)")

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from hrn_hw.errors import ConfigError
+from hrn_hw.profiles import DEFAULT_PROFILE, PROFILE_SWITCHES, PROFILES, STORED_PROFILE, TRAINING_SWITCHES
 from reference.units import validate_layer_spec
 
 
@@ -33,6 +34,7 @@ class HRNParams:
     grad_scaling: bool = True     # Eq. 7
     basis_update: bool = True     # Alg. 2
     basis_lock: bool = False      # not in the paper: freeze a unit's basis after the task that initialised it
+
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,13 @@ class Config:
     training: TrainParams
     extra_units: tuple = field(default=(0,))   # units added before task i (index 0 unused)
     methods: MethodParams = field(default_factory=MethodParams)
+    profile: str = STORED_PROFILE
+
+    @property
+    def switches(self) -> dict:
+        """Every training switch of `hrn:` as this config resolved it (its profile's defaults,
+        then the switches the config gave)."""
+        return {key: getattr(self.hrn, key) for key in TRAINING_SWITCHES}
 
     def extra_units_before(self, task: int) -> int:
         if task == 0:
@@ -260,14 +269,31 @@ def _unit_group(grp, where: str) -> UnitGroup:
     return UnitGroup(grp["count"], grp["in_channels"], tuple(dict(l) for l in layers))
 
 
-def config_from_dict(data: dict, where: str = "config") -> Config:
+def _profile(data: dict, default: str, where: str) -> str:
+    profile = data.get("profile", default)
+    if profile not in PROFILES:
+        raise ConfigError(f"{where}: profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    return profile
+
+
+def _hrn_section(data: dict, profile: str) -> dict | None:
+    """The `hrn:` mapping with the profile's switch defaults under the switches it gives."""
+    given = data.get("hrn")
+    if given is None:
+        given = {}
+    return {**PROFILE_SWITCHES[profile], **given} if isinstance(given, dict) else given
+
+
+def config_from_dict(data: dict, where: str = "config", default_profile: str = STORED_PROFILE) -> Config:
     """Validate a plain dict (from YAML or a checkpoint) into a Config.
 
-    Every problem raises ConfigError with a one-line message starting with `where`.
+    `default_profile` is the profile of a dict without `profile:` (a stored config from before
+    profiles is `paper`; `load_config` passes DEFAULT_PROFILE for config files). Every problem
+    raises ConfigError with a one-line message starting with `where`.
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping at top level, got {type(data).__name__}")
-    known = ("name", "scenario", "hrn", "units", "head", "training", "extra_units", "methods")
+    known = ("name", "scenario", "profile", "hrn", "units", "head", "training", "extra_units", "methods")
     unknown = set(data) - set(known)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {_keys(unknown)}; allowed: {', '.join(known)}")
@@ -282,10 +308,12 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
         raise ConfigError(f"{where}: units must be a list of unit groups, got {type(groups).__name__}")
     units = [_unit_group(grp, f"{where}: units[{i}]") for i, grp in enumerate(groups)]
     extra = data.get("extra_units", [0])
+    profile = _profile(data, default_profile, where)
     cfg = Config(
         name=data["name"],
         scenario=data["scenario"],
-        hrn=_build(HRNParams, data.get("hrn"), where, "hrn"),
+        profile=profile,
+        hrn=_build(HRNParams, _hrn_section(data, profile), where, "hrn"),
         units=tuple(units),
         head=_build(HeadParams, data.get("head"), where, "head"),
         training=_build(TrainParams, data.get("training"), where, "training"),
@@ -312,13 +340,21 @@ def builtin_config_path(scenario: str) -> Path:
     return Path(str(resources.files("hrn_hw") / "configs" / f"{scenario}.yaml"))
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config file."""
+def read_config_file(path: str | Path):
+    """The plain YAML data of a config file (not validated; `config_from_dict` does that)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
-    return config_from_dict(data, str(path))
+
+
+def load_config(path: str | Path, profile: str | None = None) -> Config:
+    """Read and validate a YAML config file; `profile` (hrn-hw train --profile) replaces the
+    file's `profile:` (the switches the file gives still override the profile's)."""
+    data = read_config_file(path)
+    if profile is not None and isinstance(data, dict):
+        data = {**data, "profile": profile}
+    return config_from_dict(data, str(path), default_profile=DEFAULT_PROFILE)

@@ -45,7 +45,7 @@ def new_results(cfg: Config, opts: RunOptions, tasks: list[TaskData]) -> dict:
                "global_accuracy": [], "t0_accuracy": [], "train_seconds": [], "eval_seconds": [],
                "epoch_loss": [], "metrics": None, "compiled_nodes": native.in_use()}
     if opts.method == "hrn":
-        results.update(unit_usage=[], route_changes=[])
+        results.update(profile=cfg.profile, switches=cfg.switches, unit_usage=[], route_changes=[])
     return results
 
 

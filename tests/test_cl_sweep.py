@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from hrn_hw.cl import sweep_run, sweep_spec
 from hrn_hw.cl.summary import cell_rows, run_row
 from hrn_hw.cli import main
+from hrn_hw.errors import HrnError
 
 TINY = "kind: train\nmethods: [hrn]\nconfigs: [pairwise-mnist]\nepochs: 1\nlimit: 20\n"
 
@@ -69,7 +71,7 @@ def test_default_labels_and_points(tmp_path):
     spec = sweep_spec.read_spec(write_spec(tmp_path, TINY.replace(
         "[pairwise-mnist]", "[pairwise-mnist, {config: pairwise-mnist, overrides: {hrn: {grad_scaling: false}}}]")
         + "seeds: [3, 7]\n"))
-    assert [label for label, _ in spec.configs] == ["pairwise-mnist", "pairwise-mnist+grad_scaling=false"]
+    assert [label for label, _, _ in spec.configs] == ["pairwise-mnist", "pairwise-mnist+grad_scaling=false"]
     assert spec.configs[1][1]["hrn"]["grad_scaling"] is False and spec.configs[1][1]["name"] == spec.configs[1][0]
     assert spec.out == Path("runs/sweeps/tiny")
     points = spec.points(tmp_path)
@@ -82,10 +84,53 @@ def test_default_labels_and_points(tmp_path):
 def test_shipped_specs():
     runs = {name: len(sweep_spec.read_spec(sweep_spec.spec_path(name)).points())
             for name in sweep_spec.shipped_specs()}
-    assert runs == {"methods-pairwise-mnist": 25, "methods-fashion-mnist": 15, "methods-mnist-fashion-pairs": 15,
-                    "table1-ablation": 36, "time-per-method": 5}
+    assert runs == {"methods-pairwise-mnist": 30, "methods-fashion-mnist": 18, "methods-mnist-fashion-pairs": 18,
+                    "table1-ablation": 36, "time-per-method": 6}
     ablation = sweep_spec.read_spec(sweep_spec.spec_path("table1-ablation"))
-    assert len({json.dumps(config, sort_keys=True) for _, config in ablation.configs}) == 12
+    assert len({json.dumps(config, sort_keys=True) for _, config, _ in ablation.configs}) == 12
+    assert {config["profile"] for _, config, _ in ablation.configs} == {"paper"}
+    methods = sweep_spec.read_spec(sweep_spec.spec_path("methods-pairwise-mnist"))
+    assert [(label, config["profile"], m) for label, config, m in methods.configs] == [
+        ("pairwise-mnist", "stable", ("hrn", "vc", "ewc", "lwf", "ell")), ("paper", "paper", ("hrn",))]
+
+
+def test_spec_profile_override_and_methods(tmp_path):
+    """An entry's profile: override takes that profile's switch defaults (the file's own switches
+    still win); an entry's methods: runs only those of the spec's methods."""
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(textwrap.dedent("""\
+        kind: train
+        methods: [hrn, vc]
+        seeds: 1
+        configs:
+          - pairwise-mnist
+          - {config: pairwise-mnist, label: paper, overrides: {profile: paper}, methods: [hrn]}
+          - {config: pairwise-mnist, label: paper-lock, overrides: {profile: paper, hrn: {basis_lock: true}}, methods: [hrn]}
+        """))
+    spec = sweep_spec.read_spec(spec_file)
+    switches = {label: config["hrn"]["basis_lock"] for label, config, _ in spec.configs}
+    assert switches == {"pairwise-mnist": True, "paper": False, "paper-lock": True}
+    assert [(p["method"], p["label"]) for p in spec.points(tmp_path)] == [
+        ("hrn", "pairwise-mnist"), ("hrn", "paper"), ("hrn", "paper-lock"), ("vc", "pairwise-mnist")]
+    spec_file.write_text(spec_file.read_text().replace("methods: [hrn]}", "methods: [ewc]}", 1))
+    with pytest.raises(HrnError, match=r"configs\[1\]: methods must be a non-empty list of the spec's methods"):
+        sweep_spec.read_spec(spec_file)
+
+
+def test_identity_reads_stored_runs():
+    """A run record from before profiles is the paper profile with every switch's default; a
+    baseline's run does not depend on the HRN's section or the profile."""
+    from hrn_hw.config import builtin_config_path, config_to_dict, load_config
+
+    stable = config_to_dict(load_config(builtin_config_path("pairwise-mnist")))
+    paper = config_to_dict(load_config(builtin_config_path("pairwise-mnist"), "paper"))
+    old = {k: v for k, v in paper.items() if k != "profile"}
+    old["hrn"] = {k: v for k, v in old["hrn"].items() if k != "basis_lock"}
+    run = {"method": "hrn", "seed": 0, "epochs": None, "limit": None}
+    assert sweep_spec.identity({**run, "config": old}) == sweep_spec.identity({**run, "config": paper})
+    assert sweep_spec.identity({**run, "config": old}) != sweep_spec.identity({**run, "config": stable})
+    run["method"] = "vc"
+    assert sweep_spec.identity({**run, "config": old}) == sweep_spec.identity({**run, "config": stable})
 
 
 def test_killed_run_is_retried_then_resume_skips_finished_runs(tmp_path):

@@ -77,7 +77,13 @@ def finished(point: dict) -> dict | None:
     except (OSError, ValueError, HrnError):
         return None
     made_by = (results.get("sweep") or {}).get("run")
-    return results if made_by in (None, identity(point)) else None
+    if made_by is None:
+        return results
+    try:
+        same = identity(made_by) == identity(point)
+    except (HrnError, KeyError, TypeError):      # a run record this hrn-hw cannot read: not this run
+        same = False
+    return results if same else None
 
 
 def claim(out: Path, spec: Spec) -> None:

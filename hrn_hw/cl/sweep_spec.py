@@ -7,6 +7,8 @@
       - config: pairwise-mnist
         label: no-grad-scaling      # the cell's name, its folder and its config's name
         overrides: {hrn: {grad_scaling: false}}
+      - {config: pairwise-mnist, label: paper, overrides: {profile: paper}, methods: [hrn]}
+                                    # methods: only these of the spec's methods run this config
     seeds: 3                        # 0, 1, 2; or a list of seeds
     epochs: 1                       # optional: epochs per task of every run (default: the config's)
     limit: 500                      # optional: cap train and test samples per task
@@ -32,7 +34,7 @@ from hrn_hw.sweep import read_yaml
 
 METHODS = METHOD_NAMES
 KEYS = ("kind", "methods", "configs", "seeds", "epochs", "limit", "data_dir", "out")
-ENTRY_KEYS = ("config", "label", "overrides")
+ENTRY_KEYS = ("config", "label", "overrides", "methods")
 LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=,-]*")
 MAX_SEED = 2**32 - 1
 SWEEPS_DIR = "sweeps"          # the shipped specs: package data hrn_hw/sweeps/*.yaml
@@ -43,7 +45,7 @@ class Spec:
     """A checked training sweep: its cells are methods x configs, each run over every seed."""
     path: Path
     methods: tuple
-    configs: tuple             # (label, config dict with name = label), in the spec's order
+    configs: tuple             # (label, config dict with name = label, methods), in the spec's order
     seeds: tuple
     epochs: int | None
     limit: int | None
@@ -56,13 +58,28 @@ class Spec:
         out = Path(out or self.out)
         return [{"method": method, "label": label, "seed": seed, "epochs": self.epochs, "limit": self.limit,
                  "data_dir": self.data_dir, "folder": str(out / method / label / f"seed-{seed}"), "config": config}
-                for method in self.methods for label, config in self.configs for seed in self.seeds]
+                for method in self.methods for label, config, methods in self.configs if method in methods
+                for seed in self.seeds]
+
+
+# Config keys a method's training never reads: a run that differs only there is the same run.
+UNREAD = {"hrn": ("methods",)}
+BASELINE_UNREAD = ("profile", "hrn", "extra_units")
 
 
 def identity(point: dict) -> dict:
-    """What makes two runs the same run (JSON-normalised): a results file is reused only for it."""
+    """What makes two runs the same run (JSON-normalised): a results file is reused only for it.
+    The config is compared as resolved (a stored config from before profiles is `paper`, with
+    every switch's default), without the keys the method does not read (the HRN's for a
+    baseline)."""
+    from hrn_hw.config import config_from_dict, config_to_dict
+
     keys = ("method", "config", "seed", "epochs", "limit")
-    return json.loads(json.dumps({k: point[k] for k in keys}))
+    run = json.loads(json.dumps({k: point[k] for k in keys}))
+    config = config_to_dict(config_from_dict(run["config"], "a sweep run's config"))
+    unread = UNREAD.get(run["method"], BASELINE_UNREAD)
+    run["config"] = {k: v for k, v in config.items() if k not in unread}
+    return json.loads(json.dumps(run))
 
 
 def shipped_specs() -> list[str]:
@@ -92,7 +109,7 @@ def read_spec(path: str | Path) -> Spec:
     if unknown:
         raise HrnError(f"{path}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(KEYS)})")
     methods = _methods(path, raw.get("methods"))
-    configs = _configs(path, raw.get("configs"))
+    configs = _configs(path, raw.get("configs"), methods)
     return Spec(path=path, methods=methods, configs=configs, seeds=_seeds(path, raw.get("seeds")),
                 epochs=_count(path, raw, "epochs"), limit=_count(path, raw, "limit"),
                 data_dir=_text(path, raw, "data_dir"),
@@ -138,22 +155,23 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _configs(path: Path, value) -> tuple:
+def _configs(path: Path, value, methods: tuple) -> tuple:
     if not isinstance(value, list) or not value:
         raise HrnError(f"{path}: configs must be a non-empty list of config names, files or "
                        "{config, label, overrides} mappings")
-    configs = tuple(_config(path, i, entry) for i, entry in enumerate(value))
-    labels = [label for label, _ in configs]
+    configs = tuple(_config(path, i, entry, methods) for i, entry in enumerate(value))
+    labels = [label for label, _, _ in configs]
     twice = sorted({label for label in labels if labels.count(label) > 1})
     if twice:
         raise HrnError(f"{path}: configs share the label(s) {', '.join(twice)}; give each a distinct label")
     return configs
 
 
-def _config(path: Path, i: int, entry) -> tuple[str, dict]:
-    """(label, config dict) of configs[i]: the config file or bundled config, overrides applied,
-    validated, renamed to its label."""
-    from hrn_hw.config import config_from_dict, config_to_dict, load_config
+def _config(path: Path, i: int, entry, methods: tuple) -> tuple[str, dict, tuple]:
+    """(label, config dict, methods) of configs[i]: the config file or bundled config, overrides
+    applied to the file as written (an overridden profile: gives its own switch defaults),
+    validated, renamed to its label; the spec's methods that run it."""
+    from hrn_hw.config import DEFAULT_PROFILE, config_from_dict, config_to_dict, read_config_file
 
     where = f"{path}: configs[{i}]"
     if isinstance(entry, str):
@@ -174,9 +192,23 @@ def _config(path: Path, i: int, entry) -> tuple[str, dict]:
     label = entry.get("label", _default_label(Path(name).stem, overrides))
     if not isinstance(label, str) or not LABEL.fullmatch(label):
         raise HrnError(f"{where}: label must be letters, digits and . _ + = , - (a folder name), got {label!r}")
-    data = config_to_dict(load_config(_config_file(path, name)))
+    file = _config_file(path, name)
+    data = read_config_file(file)
+    if not isinstance(data, dict):
+        raise HrnError(f"{file}: expected a mapping at top level, got {type(data).__name__}")
     data = {**_merge(data, overrides), "name": label}
-    return label, config_to_dict(config_from_dict(data, f"{where} ({label})"))
+    cfg = config_from_dict(data, f"{where} ({label})", default_profile=DEFAULT_PROFILE)
+    return label, config_to_dict(cfg), _entry_methods(where, entry.get("methods"), methods)
+
+
+def _entry_methods(where: str, value, methods: tuple) -> tuple:
+    """The spec's methods an entry runs: all of them, or the entry's `methods:` (a subset)."""
+    if value is None:
+        return methods
+    if not isinstance(value, list) or not value or not set(value) <= set(methods):
+        raise HrnError(f"{where}: methods must be a non-empty list of the spec's methods "
+                       f"({', '.join(methods)}), got {value!r}")
+    return tuple(m for m in methods if m in value)
 
 
 def _config_file(spec: Path, name: str) -> Path:

@@ -67,7 +67,7 @@ def export(model_path: str | Path, out: str | Path, force: bool = False, precisi
     sat = SatCounter()
     qm, _ranges = quantize_model(model, specs, calibration_images(tasks, calib), precision, sat,
                                  source={"checkpoint": str(model_path), "config": model.cfg.name,
-                                         "scenario": model.cfg.scenario})
+                                         "scenario": model.cfg.scenario, "profile": model.cfg.profile})
     _say(f"[3/6] float vs fixed on the test sets of {len(tasks)} tasks", quiet)
     rows = []
     for i, t in enumerate(tasks):
@@ -84,7 +84,8 @@ def export(model_path: str | Path, out: str | Path, force: bool = False, precisi
     gres = golden.run(qm, gx, gt)
     knobs = resolve_knobs(qm, knobs or RtlKnobs(), gres.routes, gt)       # replicas "auto" from the golden routes
     summary = {
-        "model": str(model_path), "config": model.cfg.name, "version": hrn_hw.__version__,
+        "model": str(model_path), "config": model.cfg.name, "profile": model.cfg.profile,
+        "switches": model.cfg.switches, "version": hrn_hw.__version__,
         "tasks": rows, "saturations": dict(sat), "golden_samples": int(len(gx)),
         "golden_per_task": golden_per_task, "calibration_images": calib,
         "eval_note": "full test sets" if eval_limit is None else f"first {eval_limit} per task",

@@ -37,7 +37,7 @@ def formats_table(qm: QuantModel, sat: dict) -> list[str]:
 def write_report(path, qm: QuantModel, summary: dict) -> None:
     """Render the export summary as Markdown."""
     lines = ["# hrn-hw export report", "",
-             f"Model: `{summary['model']}` ({summary['config']}), exported by hrn-hw {summary['version']} "
+             f"Model: `{summary['model']}` ({summary['config']}, trained in the {summary['profile']} profile), exported by hrn-hw {summary['version']} "
              f"in {summary['export_seconds']:.1f} s.", "",
              "## Float (PyTorch reference) vs fixed point (golden model)", "",
              f"Test images of every task ({summary['eval_note']}). Route agreement: the fraction of samples "

@@ -1,0 +1,17 @@
+"""The training profiles (DESIGN.md section 2b; docs/semantics.md "Training profiles").
+
+A config's `profile:` sets the defaults of the HRN's training switches (`hrn:`); a switch the
+config gives overrides its profile's value. `paper` is the paper's algorithms (HRNParams' own
+defaults); `stable` adds the mechanisms that keep earlier tasks' routes and features. Only
+training depends on the profile: inference, export and hardware never do. (No torch here: the
+CLI reads these names cheaply.)
+"""
+
+PROFILE_SWITCHES = {
+    "paper": {},
+    "stable": {"basis_lock": True},
+}
+PROFILES = tuple(PROFILE_SWITCHES)
+DEFAULT_PROFILE = "stable"      # of a config file without `profile:`
+STORED_PROFILE = "paper"        # of a stored config (checkpoint, results) from before profiles
+TRAINING_SWITCHES = ("grad_scaling", "basis_update", "basis_lock")
