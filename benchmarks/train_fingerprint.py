@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     from reference.hrn import HRN
 
     torch.set_num_threads(1)
-    cfg = load_config(builtin_config_path("pairwise-mnist"), profile="paper")
+    try:
+        cfg = load_config(builtin_config_path("pairwise-mnist"), profile="paper")
+    except TypeError:                 # a tree from before profiles trains the paper's algorithms
+        cfg = load_config(builtin_config_path("pairwise-mnist"))
     tasks = load_tasks(scenario_tasks("pairwise-mnist")[:args.tasks], None, args.samples, 0)
     torch.manual_seed(0)
     model = HRN(cfg, seed=0)

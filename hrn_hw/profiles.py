@@ -14,4 +14,4 @@ PROFILE_SWITCHES = {
 PROFILES = tuple(PROFILE_SWITCHES)
 DEFAULT_PROFILE = "stable"      # of a config file without `profile:`
 STORED_PROFILE = "paper"        # of a stored config (checkpoint, results) from before profiles
-TRAINING_SWITCHES = ("grad_scaling", "basis_update", "basis_lock")
+TRAINING_SWITCHES = ("grad_scaling", "basis_update", "basis_lock", "protect_units", "tau_novel", "grow_units")

@@ -43,11 +43,13 @@ class BasisPool(nn.Module):
     """Bases [M, m, s] (zero rows where a unit has fewer than m vectors) and aging state."""
 
     def __init__(self, num_units: int, basis_size: int, hash_size: int, aging_start: int,
-                 aging_rate: float, tau_empty: float, tau_expand: float, aging: bool = True):
+                 aging_rate: float, tau_empty: float, tau_expand: float, aging: bool = True,
+                 tau_novel: float = 0.0):
         super().__init__()
         self.m, self.s = basis_size, hash_size
         self.aging_start, self.aging_rate, self.aging = aging_start, aging_rate, aging
         self.tau_empty, self.tau_expand = tau_empty, tau_expand
+        self.tau_novel = tau_novel      # stable profile: a locked unit's tau_empty (training only)
         self.register_buffer("bases", torch.zeros(num_units, basis_size, hash_size))
         self.register_buffer("count", torch.zeros(num_units, dtype=torch.int64))
         self.register_buffer("age_threshold", torch.full((num_units,), float(aging_start), dtype=torch.float64))
@@ -104,8 +106,9 @@ class BasisPool(nn.Module):
         Returns (sel [n] int64, ok [n] bool, residue [n, s] tensor, coef [n, m] float32: the
         selected unit's coefficients); every array but the residue is numpy. A sample whose
         best energy is below tau_empty**2 (or that has no initialised candidate) takes the
-        lowest-index empty unit, initialised with its hash (residue 0). Samples initialise in
-        batch order, each seeing the bases the previous ones left.
+        lowest-index empty unit, initialised with its hash (residue 0); where the best unit is
+        locked, below max(tau_empty, tau_novel)**2 (`_novel`). Samples initialise in batch
+        order, each seeing the bases the previous ones left.
         """
         # Training edits self.bases in place afterwards: project on a snapshot the graph can keep.
         # (The coefficients carry no gradient: the residue's own node differentiates h.)
@@ -122,7 +125,9 @@ class BasisPool(nn.Module):
         if not init.all():
             empty = ~init[None] & ~used
             nonzero = host_array(h.detach().norm(dim=1) > 0)
-            want = np.flatnonzero(empty.any(1) & nonzero & (~ok | (energy[rows, sel] < self.tau_empty ** 2)))
+            best = energy[rows, sel]
+            weak = (best < self.tau_empty ** 2) | self._novel(sel, best)
+            want = np.flatnonzero(empty.any(1) & nonzero & (~ok | weak))
             fresh = np.zeros_like(ok)
             for i in want.tolist():
                 choice = self._select_or_init(h[i].detach(), torch.from_numpy(used[i]).to(h.device))
@@ -156,6 +161,13 @@ class BasisPool(nn.Module):
             residue = residue.masked_fill(~ok[:, None], 0.0)
         return sel, ok, residue, coef_all
 
+    def _novel(self, unit, energy):
+        """Where the stable profile's tau_novel applies (a locked best unit whose energy is below
+        tau_novel**2): numpy / torch, one value or per sample; all False when tau_novel is off."""
+        if self.tau_novel <= self.tau_empty:
+            return False
+        return host_array(self.locked)[host_array(unit)] & (host_array(energy) < np.float32(self.tau_novel ** 2))
+
     @staticmethod
     def _residue(h: torch.Tensor, coef_all: torch.Tensor, mine: torch.Tensor,
                  bases: torch.Tensor) -> torch.Tensor:
@@ -177,7 +189,8 @@ class BasisPool(nn.Module):
         cand = init & ~used
         if cand.any():
             energy = (self.bases @ h).square().sum(-1).masked_fill(~cand, -1.0)
-            if energy.max() >= self.tau_empty ** 2:
+            best = energy.max()
+            if best >= self.tau_empty ** 2 and not self._novel(energy.argmax(), best):
                 return int(energy.argmax()), False
         empty = (~init & ~used).nonzero().flatten()
         if len(empty) == 0:

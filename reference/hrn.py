@@ -125,7 +125,7 @@ class HRN(nn.Module):
         self.units = nn.ModuleList()
         self.heads = nn.ModuleList()
         self.pool = BasisPool(0, p.basis_size, p.hash_size, p.aging_start, p.aging_rate,
-                              p.tau_empty, p.tau_expand, p.basis_update)
+                              p.tau_empty, p.tau_expand, p.basis_update, p.tau_novel)
         self.seed = seed
         if hash_seeds is None:
             hash_seeds = [draw_seed(seed, 0, set())]
@@ -160,6 +160,22 @@ class HRN(nn.Module):
         head = Head(self.s, h.hidden, num_classes, h.activation, h.dropout).to(self.hash_seeds.device)
         self.heads.append(head)
         return len(self.heads) - 1
+
+    def protected(self) -> list[int]:
+        """Units whose weights training leaves alone (stable profile, `hrn.protect_units`): those
+        whose basis is locked."""
+        if not self.cfg.hrn.protect_units:
+            return []
+        return torch.nonzero(self.pool.locked).flatten().tolist()
+
+    def train(self, mode: bool = True) -> "HRN":
+        """nn.Module.train, with protected units kept in eval mode (their BatchNorm statistics
+        stay as their task left them)."""
+        super().train(mode)
+        if mode:
+            for u in self.protected():
+                self.units[u].eval()
+        return self
 
     def seed_of(self, hash_index: int) -> int:
         return int(self.hash_seeds[hash_index])

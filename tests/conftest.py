@@ -40,12 +40,13 @@ def run_cli(argv) -> tuple[int, str, str]:
             code = exc.code
     return code, out.getvalue(), err.getvalue()
 
-def pairwise_config(no_bn: bool = False, **hrn_overrides):
-    """The bundled pairwise-MNIST config, with HRN hyperparameters optionally replaced and, with
-    no_bn, its units' batchnorm layers removed (samples then pass through units independently)."""
+def pairwise_config(no_bn: bool = False, profile: str = "paper", **hrn_overrides):
+    """The bundled pairwise-MNIST config in `profile` (the paper's by default), with HRN
+    hyperparameters optionally replaced and, with no_bn, its units' batchnorm layers removed
+    (samples then pass through units independently)."""
     from hrn_hw.config import config_from_dict, config_to_dict, load_config
 
-    cfg = load_config(PAIRWISE_CFG)
+    cfg = load_config(PAIRWISE_CFG, profile)
     if no_bn:
         data = config_to_dict(cfg)
         for group in data["units"]:

@@ -46,15 +46,23 @@ class HrnStrategy(Strategy):
         return self.model.num_units
 
     def begin_task(self, t: int, task, resuming: bool) -> None:
+        """Task t's head; before it, the config's extra units and (stable profile,
+        `hrn.grow_units`) that many more when no empty unit is left."""
         if not resuming:
             self.model.add_units(self.cfg.extra_units_before(t))
+            if t > 0 and self.cfg.hrn.grow_units and bool(self.model.pool.initialised().all()):
+                self.model.add_units(self.cfg.hrn.grow_units)
             self.model.add_head(task.spec.num_classes)
 
     def trainable(self, t: int) -> list:
-        """Every unit and head t (the other heads frozen)."""
+        """Every unit but the protected ones (stable profile), and head t (the other heads frozen)."""
         for k, head in enumerate(self.model.heads):
             head.requires_grad_(k == t)
-        return list(self.model.units.parameters()) + list(self.model.heads[t].parameters())
+        protected = set(self.model.protected())
+        for u, unit in enumerate(self.model.units):
+            unit.requires_grad_(u not in protected)
+        units = [p for u, unit in enumerate(self.model.units) if u not in protected for p in unit.parameters()]
+        return units + list(self.model.heads[t].parameters())
 
     def batch_loss(self, x: torch.Tensor, y: torch.Tensor, t: int, oracle: bool = False):
         logits, routing = self.model(x, t, oracle=oracle)

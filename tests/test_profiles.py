@@ -1,0 +1,156 @@
+"""Training profiles (DESIGN.md section 2b, docs/semantics.md "Training profiles"): the config's
+`profile:` sets the switch defaults, a given switch overrides it, `hrn-hw train --profile`
+selects one, checkpoints / results / resume keep it; and each `stable` mechanism does what its
+line in docs/semantics.md says, on a hand-built case."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+import hrn_hw.train as train_mod
+from conftest import pairwise_config, random_images, run_cli
+from hrn_hw.checkpoint import load_strategy
+from hrn_hw.cl.hrn import HrnStrategy
+from hrn_hw.config import builtin_config_path, config_from_dict, config_to_dict, load_config
+from hrn_hw.errors import ConfigError
+from hrn_hw.profiles import PROFILE_SWITCHES, TRAINING_SWITCHES
+from reference.bases import BasisPool
+from reference.hrn import HRN
+from test_cl_methods import SPECS, tiny_tasks
+
+
+def test_profile_sets_switch_defaults_and_a_given_switch_wins(tmp_path):
+    stable = load_config(builtin_config_path("pairwise-mnist"))
+    paper = load_config(builtin_config_path("pairwise-mnist"), "paper")
+    assert (stable.profile, paper.profile) == ("stable", "paper")
+    assert {k: v for k, v in stable.switches.items() if v != paper.switches[k]} == PROFILE_SWITCHES["stable"]
+    assert set(stable.switches) == set(TRAINING_SWITCHES)
+    data = config_to_dict(paper)
+    assert config_from_dict(data) == paper                       # round trip: the profile is kept
+    data = {k: v for k, v in data.items() if k != "profile"}
+    data["hrn"] = {"basis_lock": False}
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump(data))
+    assert load_config(mine).profile == "stable"                 # a config file's default
+    assert load_config(mine).hrn.basis_lock is False             # its own switch wins
+    assert config_from_dict(data).profile == "paper"             # a stored config from before profiles
+    with pytest.raises(ConfigError, match=r"mine.yaml: profile must be one of paper, stable, got 'fast'$"):
+        load_config(mine, "fast")
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    monkeypatch.setattr(train_mod, "scenario_tasks", lambda name: list(SPECS))
+    monkeypatch.setattr(train_mod, "load_tasks", lambda specs, data_dir, limit, seed: tiny_tasks())
+
+
+def test_profile_through_train_checkpoint_results_and_resume(tiny, tmp_path, monkeypatch):
+    """Interrupted after one epoch, a paper-profile run refuses --profile stable on resume,
+    resumes with its own profile, and its checkpoint, results and eval say paper."""
+    out, res = tmp_path / "m.pt", tmp_path / "r.json"
+    real, calls = train_mod.train_epoch, []
+
+    def flaky(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_epoch", flaky)
+    argv = ["train", "--scenario", "pairwise-mnist", "--epochs", "1", "--out", out, "--results", res]
+    assert run_cli(argv + ["--profile", "paper"])[0] == 130
+    monkeypatch.setattr(train_mod, "train_epoch", real)
+    code, _, err = run_cli(argv + ["--profile", "stable", "--resume"])
+    assert code == 2 and err.count("\n") == 1
+    assert err.strip().endswith("trains the paper profile; omit --profile or pass --profile paper")
+    code, _, err = run_cli(argv + ["--profile", "paper", "--resume"])
+    assert code == 0, err
+    results = json.loads(res.read_text())
+    assert results["profile"] == "paper" and results["switches"]["basis_lock"] is False
+    strategy = load_strategy(out)[0]
+    assert strategy.cfg == load_config(builtin_config_path("pairwise-mnist"), "paper")
+    code, out_text, err = run_cli(["eval", out, "--results", tmp_path / "e.json"])
+    assert code == 0, err
+    assert "paper profile" in out_text and json.loads((tmp_path / "e.json").read_text())["profile"] == "paper"
+    code, _, err = run_cli(["train", "--scenario", "pairwise-mnist", "--epochs", "1", "--out", tmp_path / "s.pt"])
+    assert code == 0, err
+    stable = load_strategy(tmp_path / "s.pt")[0]
+    assert stable.cfg.profile == "stable" and bool(stable.model.pool.locked.any())   # the bundled default
+
+
+# ---------------------------------------------------------------- the stable mechanisms
+
+def _one_unit_locked(tau_novel: float) -> BasisPool:
+    """Unit 0 holds e0 and is locked; units 1 and 2 are empty (tau_empty 0.2)."""
+    pool = BasisPool(3, 3, 8, 5, 1.2, 0.2, 0.01, True, tau_novel)
+    pool.bases[0, 0, 0] = 1.0
+    pool.count[0] = 1
+    pool.lock_initialised()
+    return pool
+
+
+@pytest.mark.parametrize("tau_novel, locked, unit", [(0.0, True, 0), (0.6, True, 1), (0.6, False, 0), (0.4, True, 0)])
+def test_tau_novel_sends_what_locked_bases_represent_poorly_to_an_empty_unit(tau_novel, locked, unit):
+    """h has energy 0.25 on unit 0's basis: above tau_empty**2 = 0.04, so the paper selects unit
+    0; below tau_novel**2 = 0.36 (and unit 0 locked), so the stable profile starts unit 1."""
+    pool = _one_unit_locked(tau_novel)
+    pool.locked[0] = locked
+    h = torch.zeros(2, 8)
+    h[:, 0], h[:, 1] = 0.5, 0.75 ** 0.5
+    sel, ok, _, _ = pool.select(h, torch.zeros(2, 3, dtype=torch.bool), train=True)
+    assert ok.all() and sel.tolist() == [unit, unit]              # the second sample follows the first
+    assert int(pool.count[1]) == (unit == 1)
+
+
+def _tiny_hrn(**switches) -> HRN:
+    cfg = pairwise_config(**switches)
+    torch.manual_seed(0)
+    model = HRN(cfg, seed=0)
+    model.add_head(2)
+    return model
+
+
+def _moved_after_task_1(protect: bool) -> tuple[set, set]:
+    """(units locked after task 0, units whose weights or BN buffers task 1 changed)."""
+    model = _tiny_hrn(protect_units=protect, basis_lock=True)
+    strategy = HrnStrategy.around(model)
+    y = torch.randint(0, 2, (32,), generator=torch.Generator().manual_seed(0))
+    model.train()
+    strategy.batch_loss(random_images(32, seed=1), y, 0)[0].backward()   # initialises units
+    assert model.protected() == []
+    strategy.end_task(0, None, "cpu")
+    locked = set(torch.nonzero(model.pool.locked).flatten().tolist())
+    assert locked and set(model.protected()) == (locked if protect else set())
+    before = {k: v.clone() for k, v in model.units.state_dict().items()}
+    model.add_head(2)
+    opt = torch.optim.Adam(strategy.trainable(1), lr=1e-2)
+    model.train()
+    assert all(model.units[u].training != protect for u in locked)
+    for _ in range(3):
+        opt.zero_grad()
+        strategy.batch_loss(random_images(32, seed=2), y, 1)[0].backward()
+        opt.step()
+    after = model.units.state_dict()
+    return locked, {int(k.split(".")[0]) for k in before if not torch.equal(before[k], after[k])}
+
+
+def test_protected_units_keep_weights_and_batchnorm_statistics():
+    locked, moved = _moved_after_task_1(protect=True)
+    assert not moved & locked                    # weights and BN buffers as task 0 left them
+    locked, moved = _moved_after_task_1(protect=False)
+    assert moved & locked                        # (without the switch, task 1 retrains them)
+
+
+def test_grow_units_adds_units_only_when_none_is_empty():
+    model = _tiny_hrn(grow_units=2)
+    strategy = HrnStrategy.around(model)
+    n = model.num_units
+    strategy.begin_task(1, type("T", (), {"spec": SPECS[1]})(), resuming=False)
+    assert model.num_units == n                                  # empty units left: nothing added
+    model.pool.count.fill_(1)
+    strategy.begin_task(2, type("T", (), {"spec": SPECS[1]})(), resuming=False)
+    assert model.num_units == n + 2 and model.unit_groups[-2:] == [n % 2, (n + 1) % 2]
