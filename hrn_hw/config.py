@@ -34,9 +34,8 @@ class HRNParams:
     grad_scaling: bool = True     # Eq. 7
     basis_update: bool = True     # Alg. 2
     basis_lock: bool = False      # not in the paper: freeze a unit's basis after the task that initialised it
-    protect_units: bool = False   # not in the paper: a unit whose basis is locked keeps its weights too
-    tau_novel: float = 0.0        # not in the paper: a locked best unit below this energy sends the sample to an empty unit
-    grow_units: int = 0           # not in the paper: units added before a task when none is empty
+    protect_units: bool = False   # not in the paper: a unit keeps its weights after the task that initialised it
+    orthogonal_bases: bool = False  # not in the paper: new basis vectors are orthogonal to the locked units' bases
 
 
 
@@ -183,7 +182,7 @@ def _validate(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: hrn: basis_size ({h.basis_size}) cannot exceed hash_size ({h.hash_size})")
     if h.aging_start < 1 or h.aging_rate < 1.0:
         raise ConfigError(f"{where}: hrn: aging_start must be >= 1 and aging_rate >= 1")
-    for key in ("tau_depth", "tau_empty", "tau_expand", "residue_l1", "tau_novel", "grow_units"):
+    for key in ("tau_depth", "tau_empty", "tau_expand", "residue_l1"):
         if getattr(h, key) < 0:
             raise ConfigError(f"{where}: hrn.{key} must be >= 0, got {getattr(h, key)!r}")
     if not cfg.units:

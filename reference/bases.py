@@ -44,12 +44,14 @@ class BasisPool(nn.Module):
 
     def __init__(self, num_units: int, basis_size: int, hash_size: int, aging_start: int,
                  aging_rate: float, tau_empty: float, tau_expand: float, aging: bool = True,
-                 tau_novel: float = 0.0):
+                 lock_bases: bool = True, orthogonal_to_locked: bool = False):
         super().__init__()
+        self.lock_bases = lock_bases     # False: a locked unit's basis still learns (hrn.basis_lock off)
+        self.orthogonal_to_locked = orthogonal_to_locked   # stable profile: new vectors avoid locked spans
+        self._locked_span = None         # (locked mask, orthonormal rows spanning their bases)
         self.m, self.s = basis_size, hash_size
         self.aging_start, self.aging_rate, self.aging = aging_start, aging_rate, aging
         self.tau_empty, self.tau_expand = tau_empty, tau_expand
-        self.tau_novel = tau_novel      # stable profile: a locked unit's tau_empty (training only)
         self.register_buffer("bases", torch.zeros(num_units, basis_size, hash_size))
         self.register_buffer("count", torch.zeros(num_units, dtype=torch.int64))
         self.register_buffer("age_threshold", torch.full((num_units,), float(aging_start), dtype=torch.float64))
@@ -74,7 +76,8 @@ class BasisPool(nn.Module):
         return self.count > 0
 
     def lock_initialised(self) -> None:
-        """Freeze (no expansion, no aging) the bases of every initialised unit."""
+        """Lock every initialised unit (a task has trained it): its basis freezes (no expansion,
+        no aging) where lock_bases, and the stable profile protects its weights."""
         self.locked |= self.initialised()
 
     def selectable(self, used, train: bool) -> np.ndarray:
@@ -106,9 +109,8 @@ class BasisPool(nn.Module):
         Returns (sel [n] int64, ok [n] bool, residue [n, s] tensor, coef [n, m] float32: the
         selected unit's coefficients); every array but the residue is numpy. A sample whose
         best energy is below tau_empty**2 (or that has no initialised candidate) takes the
-        lowest-index empty unit, initialised with its hash (residue 0); where the best unit is
-        locked, below max(tau_empty, tau_novel)**2 (`_novel`). Samples initialise in batch
-        order, each seeing the bases the previous ones left.
+        lowest-index empty unit, initialised with its hash (residue 0). Samples initialise in
+        batch order, each seeing the bases the previous ones left.
         """
         # Training edits self.bases in place afterwards: project on a snapshot the graph can keep.
         # (The coefficients carry no gradient: the residue's own node differentiates h.)
@@ -125,9 +127,7 @@ class BasisPool(nn.Module):
         if not init.all():
             empty = ~init[None] & ~used
             nonzero = host_array(h.detach().norm(dim=1) > 0)
-            best = energy[rows, sel]
-            weak = (best < self.tau_empty ** 2) | self._novel(sel, best)
-            want = np.flatnonzero(empty.any(1) & nonzero & (~ok | weak))
+            want = np.flatnonzero(empty.any(1) & nonzero & (~ok | (energy[rows, sel] < self.tau_empty ** 2)))
             fresh = np.zeros_like(ok)
             for i in want.tolist():
                 choice = self._select_or_init(h[i].detach(), torch.from_numpy(used[i]).to(h.device))
@@ -161,13 +161,6 @@ class BasisPool(nn.Module):
             residue = residue.masked_fill(~ok[:, None], 0.0)
         return sel, ok, residue, coef_all
 
-    def _novel(self, unit, energy):
-        """Where the stable profile's tau_novel applies (a locked best unit whose energy is below
-        tau_novel**2): numpy / torch, one value or per sample; all False when tau_novel is off."""
-        if self.tau_novel <= self.tau_empty:
-            return False
-        return host_array(self.locked)[host_array(unit)] & (host_array(energy) < np.float32(self.tau_novel ** 2))
-
     @staticmethod
     def _residue(h: torch.Tensor, coef_all: torch.Tensor, mine: torch.Tensor,
                  bases: torch.Tensor) -> torch.Tensor:
@@ -189,15 +182,15 @@ class BasisPool(nn.Module):
         cand = init & ~used
         if cand.any():
             energy = (self.bases @ h).square().sum(-1).masked_fill(~cand, -1.0)
-            best = energy.max()
-            if best >= self.tau_empty ** 2 and not self._novel(energy.argmax(), best):
+            if energy.max() >= self.tau_empty ** 2:
                 return int(energy.argmax()), False
         empty = (~init & ~used).nonzero().flatten()
         if len(empty) == 0:
             return (int(energy.argmax()), False) if cand.any() else None
         unit = int(empty[0])
+        vec = self._away_from_locked(h)
         self.bases[unit].zero_()
-        self.bases[unit, 0] = h / h.norm()
+        self.bases[unit, 0] = vec / vec.norm()
         self.count[unit] = 1
         self.age_counter[unit] = int(self.age_threshold[unit].item())
         return unit, True
@@ -214,7 +207,7 @@ class BasisPool(nn.Module):
         """
         units_np = host_array(sel)
         width = host_array(self.count)[units_np]
-        locked_np = host_array(self.locked)[units_np]
+        locked_np = host_array(self.locked)[units_np] & self.lock_bases
         # the samples whose unit can learn (initialised, not locked): often none, or a few
         if not ((width > 0) & ~locked_np).any():
             return
@@ -227,7 +220,7 @@ class BasisPool(nn.Module):
         weakest_all = masked.argmin(axis=1)
         if self._age_in_bulk(units_np, width, locked_np | ~nonzero, pnorms, weakest_all):
             return
-        units, counts, locked = units_np.tolist(), self.count.tolist(), self.locked.tolist()
+        units, counts, locked = units_np.tolist(), self.count.tolist(), (self.locked & self.lock_bases).tolist()
         nonzero, pnorms, weakest_all = nonzero.tolist(), pnorms.tolist(), weakest_all.tolist()
         bases = self.bases
         counters = self.age_counter.tolist()           # Python ints and floats (float64: the same
@@ -288,8 +281,31 @@ class BasisPool(nn.Module):
         counters -= counts
         return True
 
+    def _away_from_locked(self, vec: torch.Tensor) -> torch.Tensor:
+        """`vec` minus its projection on the span of every locked unit's basis (stable profile,
+        `hrn.orthogonal_bases`), or `vec` itself when that is off, nothing is locked, or `vec`
+        lies (almost) in that span. A new vector orthogonal to the locked spans gives a sample
+        whose energy on an earlier task's unit exceeds 1/2 less than 1/2 on the new unit."""
+        if not self.orthogonal_to_locked or not bool(self.locked.any()):
+            return vec
+        span = self._span_of_locked()
+        away = vec - (span @ vec) @ span
+        away = away - (span @ away) @ span             # second pass keeps float32 orthogonality
+        return away if float(away.norm()) > 1e-3 * float(vec.norm()) else vec
+
+    def _span_of_locked(self) -> torch.Tensor:
+        """Orthonormal rows spanning the locked units' bases (cached until the lock changes)."""
+        if self._locked_span is None or not torch.equal(self._locked_span[0], self.locked):
+            rows = self.bases[self.locked].reshape(-1, self.s)
+            rows = rows[rows.norm(dim=1) > 0]
+            q, r = torch.linalg.qr(rows.T.double())
+            q = q[:, r.diagonal().abs() > 1e-6]
+            self._locked_span = (self.locked.clone(), q.T.to(self.bases.dtype).contiguous())
+        return self._locked_span[1]
+
     def _expand(self, unit: int, n: int, vec: torch.Tensor) -> bool:
         """Alg. 4: append r / ||r|| (the caller checked ||p|| < tau_expand)."""
+        vec = self._away_from_locked(vec)
         basis = self.bases[unit, :n]
         residue = vec - (basis @ vec) @ basis
         norm = residue.norm()
@@ -301,6 +317,7 @@ class BasisPool(nn.Module):
 
     def _renew(self, unit: int, n: int, weakest: int, vec: torch.Tensor) -> None:
         """Alg. 2 replacement: vector `weakest` <- normalised h minus its projection on the others."""
+        vec = self._away_from_locked(vec)
         others = torch.cat([self.bases[unit, :weakest], self.bases[unit, weakest + 1:n]])
         fresh = vec - (others @ vec) @ others
         fresh = fresh - (others @ fresh) @ others   # second pass keeps float32 orthogonality

@@ -125,7 +125,7 @@ class HRN(nn.Module):
         self.units = nn.ModuleList()
         self.heads = nn.ModuleList()
         self.pool = BasisPool(0, p.basis_size, p.hash_size, p.aging_start, p.aging_rate,
-                              p.tau_empty, p.tau_expand, p.basis_update, p.tau_novel)
+                              p.tau_empty, p.tau_expand, p.basis_update, p.basis_lock, p.orthogonal_bases)
         self.seed = seed
         if hash_seeds is None:
             hash_seeds = [draw_seed(seed, 0, set())]
@@ -162,8 +162,8 @@ class HRN(nn.Module):
         return len(self.heads) - 1
 
     def protected(self) -> list[int]:
-        """Units whose weights training leaves alone (stable profile, `hrn.protect_units`): those
-        whose basis is locked."""
+        """Units whose weights training leaves alone (stable profile, `hrn.protect_units`): the
+        locked ones (initialised by an earlier task)."""
         if not self.cfg.hrn.protect_units:
             return []
         return torch.nonzero(self.pool.locked).flatten().tolist()

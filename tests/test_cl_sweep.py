@@ -85,7 +85,7 @@ def test_shipped_specs():
     runs = {name: len(sweep_spec.read_spec(sweep_spec.spec_path(name)).points())
             for name in sweep_spec.shipped_specs()}
     assert runs == {"methods-pairwise-mnist": 30, "methods-fashion-mnist": 18, "methods-mnist-fashion-pairs": 18,
-                    "table1-ablation": 36, "time-per-method": 6}
+                    "stable-ablation": 36, "table1-ablation": 36, "time-per-method": 6}
     ablation = sweep_spec.read_spec(sweep_spec.spec_path("table1-ablation"))
     assert len({json.dumps(config, sort_keys=True) for _, config, _ in ablation.configs}) == 12
     assert {config["profile"] for _, config, _ in ablation.configs} == {"paper"}

@@ -18,7 +18,6 @@ from hrn_hw.cl.hrn import HrnStrategy
 from hrn_hw.config import builtin_config_path, config_from_dict, config_to_dict, load_config
 from hrn_hw.errors import ConfigError
 from hrn_hw.profiles import PROFILE_SWITCHES, TRAINING_SWITCHES
-from reference.bases import BasisPool
 from reference.hrn import HRN
 from test_cl_methods import SPECS, tiny_tasks
 
@@ -40,6 +39,7 @@ def test_profile_sets_switch_defaults_and_a_given_switch_wins(tmp_path):
     assert config_from_dict(data).profile == "paper"             # a stored config from before profiles
     with pytest.raises(ConfigError, match=r"mine.yaml: profile must be one of paper, stable, got 'fast'$"):
         load_config(mine, "fast")
+
 
 
 @pytest.fixture
@@ -84,28 +84,6 @@ def test_profile_through_train_checkpoint_results_and_resume(tiny, tmp_path, mon
 
 # ---------------------------------------------------------------- the stable mechanisms
 
-def _one_unit_locked(tau_novel: float) -> BasisPool:
-    """Unit 0 holds e0 and is locked; units 1 and 2 are empty (tau_empty 0.2)."""
-    pool = BasisPool(3, 3, 8, 5, 1.2, 0.2, 0.01, True, tau_novel)
-    pool.bases[0, 0, 0] = 1.0
-    pool.count[0] = 1
-    pool.lock_initialised()
-    return pool
-
-
-@pytest.mark.parametrize("tau_novel, locked, unit", [(0.0, True, 0), (0.6, True, 1), (0.6, False, 0), (0.4, True, 0)])
-def test_tau_novel_sends_what_locked_bases_represent_poorly_to_an_empty_unit(tau_novel, locked, unit):
-    """h has energy 0.25 on unit 0's basis: above tau_empty**2 = 0.04, so the paper selects unit
-    0; below tau_novel**2 = 0.36 (and unit 0 locked), so the stable profile starts unit 1."""
-    pool = _one_unit_locked(tau_novel)
-    pool.locked[0] = locked
-    h = torch.zeros(2, 8)
-    h[:, 0], h[:, 1] = 0.5, 0.75 ** 0.5
-    sel, ok, _, _ = pool.select(h, torch.zeros(2, 3, dtype=torch.bool), train=True)
-    assert ok.all() and sel.tolist() == [unit, unit]              # the second sample follows the first
-    assert int(pool.count[1]) == (unit == 1)
-
-
 def _tiny_hrn(**switches) -> HRN:
     cfg = pairwise_config(**switches)
     torch.manual_seed(0)
@@ -145,12 +123,23 @@ def test_protected_units_keep_weights_and_batchnorm_statistics():
     assert moved & locked                        # (without the switch, task 1 retrains them)
 
 
-def test_grow_units_adds_units_only_when_none_is_empty():
-    model = _tiny_hrn(grow_units=2)
-    strategy = HrnStrategy.around(model)
-    n = model.num_units
-    strategy.begin_task(1, type("T", (), {"spec": SPECS[1]})(), resuming=False)
-    assert model.num_units == n                                  # empty units left: nothing added
-    model.pool.count.fill_(1)
-    strategy.begin_task(2, type("T", (), {"spec": SPECS[1]})(), resuming=False)
-    assert model.num_units == n + 2 and model.unit_groups[-2:] == [n % 2, (n + 1) % 2]
+@pytest.mark.parametrize("orthogonal", [False, True])
+def test_orthogonal_bases_keep_new_vectors_off_the_locked_spans(orthogonal):
+    """Unit 0 (basis e0) is locked; a hash 0.6 e0 + 0.8 e1 starts unit 1. With the switch, unit
+    1's vector is e1 (orthogonal to e0): a sample with energy > 1/2 on unit 0 (here e0 itself:
+    1.0) then has energy < 1/2 on unit 1 (here 0), and keeps its route; without it, 0.36."""
+    from reference.bases import BasisPool
+
+    pool = BasisPool(3, 3, 8, 5, 1.2, 0.9, 0.01, True, True, orthogonal)
+    pool.bases[0, 0, 0] = 1.0
+    pool.count[0] = 1
+    pool.lock_initialised()
+    h = torch.zeros(1, 8)
+    h[0, 0], h[0, 1] = 0.6, 0.8                       # energy 0.36 < tau_empty**2 = 0.81: starts unit 1
+    sel, ok, _, _ = pool.select(h, torch.zeros(1, 3, dtype=torch.bool), train=True)
+    assert sel.tolist() == [1] and int(pool.count[1]) == 1
+    e0 = torch.zeros(8)
+    e0[0] = 1.0
+    energy = float((pool.bases[1, 0] @ e0) ** 2)
+    assert energy == pytest.approx(0.0 if orthogonal else 0.36, abs=1e-6)
+    assert float(pool.bases[1, 0].norm()) == pytest.approx(1.0)

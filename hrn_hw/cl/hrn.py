@@ -46,12 +46,8 @@ class HrnStrategy(Strategy):
         return self.model.num_units
 
     def begin_task(self, t: int, task, resuming: bool) -> None:
-        """Task t's head; before it, the config's extra units and (stable profile,
-        `hrn.grow_units`) that many more when no empty unit is left."""
         if not resuming:
             self.model.add_units(self.cfg.extra_units_before(t))
-            if t > 0 and self.cfg.hrn.grow_units and bool(self.model.pool.initialised().all()):
-                self.model.add_units(self.cfg.hrn.grow_units)
             self.model.add_head(task.spec.num_classes)
 
     def trainable(self, t: int) -> list:
@@ -70,5 +66,8 @@ class HrnStrategy(Strategy):
         return loss, routing.routes
 
     def end_task(self, t: int, task, device: str) -> None:
-        if self.cfg.hrn.basis_lock:
+        """Lock the units task t initialised (stable profile): bases frozen with basis_lock,
+        weights with protect_units, later vectors kept off their span with orthogonal_bases."""
+        p = self.cfg.hrn
+        if p.basis_lock or p.protect_units or p.orthogonal_bases:
             self.model.pool.lock_initialised()

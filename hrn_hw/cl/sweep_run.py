@@ -39,11 +39,15 @@ class Outcome:
 
 
 def run_point(point: dict) -> dict:
-    """Train one run into its folder (a Dask task); returns its process CPU and wall seconds."""
+    """Train one run into its folder (a Dask task, or in-process for a one-run sweep), on one
+    thread as every worker; returns its process CPU and wall seconds."""
+    import torch
+
     from hrn_hw.cl.metrics import summarise
     from hrn_hw.config import config_from_dict
     from hrn_hw.train import RunOptions, train, write_results
 
+    torch.set_num_threads(1)
     cpu, wall = time.process_time(), time.perf_counter()
     folder = Path(point["folder"])
     folder.mkdir(parents=True, exist_ok=True)
