@@ -1,4 +1,5 @@
-"""Golden model == g++ C simulation, bit for bit, on a small trained model (>= 200 images).
+"""Golden model == g++ C simulation, bit for bit, on a small trained model of each training
+profile (>= 200 images).
 
 Also checks the golden model against the float reference (accuracy and routes stay close) and
 the export's structural promises: reachable calls cover every route the golden model takes.
@@ -17,12 +18,14 @@ from hrn_hw.export.ir import QuantModel
 from hrn_hw.golden import run as golden_run
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("parity")
+@pytest.fixture(scope="module", params=["stable", "paper"])
+def exported(tmp_path_factory, request):
+    """A model of each training profile (DESIGN.md 2b: the export never depends on it),
+    exported; stable locks and protects units after each task."""
+    root = tmp_path_factory.mktemp(f"parity-{request.param}")
     model = root / "model.pt"
     assert main(["train", "--scenario", "pairwise-mnist", "--limit", "400", "--epochs", "1",
-                 "--out", str(model)]) == 0
+                 "--profile", request.param, "--out", str(model)]) == 0
     out = root / "export"
     assert main(["export", str(model), "-o", str(out), "--golden", "60", "--eval-limit", "300",
                  "--calib", "128", "--no-rtl"]) == 0
