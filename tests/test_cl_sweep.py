@@ -233,3 +233,13 @@ def test_simulator_sweep_keeps_its_two_argument_form(tmp_path, monkeypatch, caps
     assert main(["sweep", "EXPORT", "SWEEP.yaml", "-o", "OUT", "--workers", "2"]) == 0
     assert calls == [(Path("EXPORT"), Path("SWEEP.yaml"), Path("OUT"), False, None, 2)]
     assert "the table" in capsys.readouterr().out
+
+
+def test_longest_runs_go_first():
+    """The sweep submits runs by expected work, longest first (fewer idle workers at the end)."""
+    spec = sweep_spec.read_spec(sweep_spec.spec_path("stable-ablation"))
+    points = spec.points()
+    order = sorted(points, key=sweep_run.expected_work, reverse=True)
+    assert {json.loads(json.dumps(p["config"]))["scenario"] for p in order[:12]} == {"fashion-mnist"}
+    assert order[-1]["config"]["scenario"] == "pairwise-mnist"
+    assert sweep_run.expected_work({**points[0], "limit": 10, "epochs": 1}) == 50   # 5 tasks x 1 epoch x 10

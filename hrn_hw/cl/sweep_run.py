@@ -72,6 +72,21 @@ def run_options(point: dict, scenario: str, options_type) -> dict:
     return {key: value for key, value in opts.items() if key in fields}
 
 
+def expected_work(point: dict) -> int:
+    """A run's training work, roughly: sum over its tasks of epochs x classes x (limit or 6000
+    images per class) (the MNIST family's class size). Only its order matters: the sweep
+    submits the longest runs first, so that none starts last and leaves a worker idle."""
+    from hrn_hw.config import config_from_dict
+    from hrn_hw.scenarios import scenario_tasks
+
+    cfg = config_from_dict(point["config"], point["label"])
+    work = 0
+    for t, task in enumerate(scenario_tasks(cfg.scenario)):
+        epochs = point["epochs"] or cfg.training.epochs_for(t)
+        work += epochs * min(task.num_classes * 6000, point["limit"] or 1 << 62)
+    return work
+
+
 def finished(point: dict) -> dict | None:
     """The point's results if its results.json is finished (every task) and is this run's."""
     path = Path(point["folder"]) / RESULTS
@@ -124,6 +139,7 @@ def run_train_sweep(spec_file: str | Path, out: str | Path | None = None, force:
     claim(out, spec)
     points = spec.points(out)
     todo = points if force else [p for p in points if finished(p) is None]
+    todo = sorted(todo, key=expected_work, reverse=True)           # (a stable sort: ties keep the spec's order)
     print(f"{len(points)} runs ({len(spec.methods)} methods x {len(spec.configs)} configs x {len(spec.seeds)} seeds): "
           f"{len(points) - len(todo)} finished before, {len(todo)} to train on {scheduler or 'a local Dask cluster'}",
           file=sys.stderr, flush=True)
