@@ -148,7 +148,7 @@ def test_killed_run_is_retried_then_resume_skips_finished_runs(tmp_path):
     assert done.doc["timing"]["points_run"] == 2 and done.doc["timing"]["workers"] == 2
     assert done.doc["timing"]["overhead"] > 0
     for name in ("summary.md", "summary.csv", "summary.json", "fig2_pairwise-mnist.png", "fig3_pairwise-mnist.png",
-                 "fig4_pairwise-mnist.png"):
+                 "fig4_pairwise-mnist.png", "fig5_pairwise-mnist.png"):
         assert (out / name).stat().st_size > 0, name
     # Resumed: nothing trains, the results files are untouched, the summary is the same.
     stamps = [path.stat().st_mtime_ns for path in files]
@@ -183,6 +183,8 @@ def results(method: str, config: str, seed: int, matrix: list, train=(1.0, 3.0),
     doc = {"scenario": "toy", "method": method, "config": config, "seed": seed, "tasks": ["t0", "t1"],
            "accuracy_matrix": matrix, "train_seconds": list(train), "eval_seconds": [0.5, 1.0 + seed],
            "unit_usage": [{"test_unit_visits": [6, 2]}, {"test_unit_visits": [1, 1, 2]}]}
+    if method == "hrn":
+        doc["route_changes"] = [[0.0], [0.25 * (seed + 1), 0.0]]
     if with_metrics:
         from hrn_hw.cl.metrics import summarise
 
@@ -214,9 +216,9 @@ def test_plot_several_results_writes_the_figures(tmp_path, capsys):
         paths.append(tmp_path / f"r{i}.json")
         paths[-1].write_text(json.dumps(doc))
     assert main(["plot", *map(str, paths), "-o", str(tmp_path / "figs")]) == 0
-    for name in ("fig2_toy.png", "fig3_toy.png", "fig4_toy.png"):
+    for name in ("fig2_toy.png", "fig3_toy.png", "fig4_toy.png", "fig5_toy.png"):
         assert (tmp_path / "figs" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert capsys.readouterr().out.count("figure written to") == 3
+    assert capsys.readouterr().out.count("figure written to") == 4
     assert main(["plot", str(paths[0]), str(paths[1])]) == 0          # default: the files' folder
     assert (tmp_path / "fig2_toy.png").stat().st_size > 0
     paths[2].write_text(json.dumps({"tasks": ["t0", "t1"], "accuracy_matrix": [[0.9]]}))

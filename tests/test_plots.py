@@ -20,8 +20,22 @@ def test_plot_writes_png(tmp_path, capsys):
     assert str(png) in capsys.readouterr().out
 
 
+def _png_width(path) -> int:
+    return int.from_bytes(path.read_bytes()[16:20], "big")
+
+
+def test_plot_shows_route_changes_of_an_hrn_run(tmp_path):
+    """An HRN run's plot gains a panel: the share of each earlier task's test images re-routed."""
+    plain, routed = tmp_path / "a.json", tmp_path / "b.json"
+    plain.write_text(json.dumps(RESULTS))
+    routed.write_text(json.dumps({**RESULTS, "route_changes": [[0.0], [0.12, 0.0]]}))
+    assert main(["plot", str(plain)]) == 0 and main(["plot", str(routed)]) == 0
+    assert _png_width(tmp_path / "b.png") > 1.3 * _png_width(tmp_path / "a.png")
+
+
 @pytest.mark.parametrize("text", ["not json", "[1, 2]", "{}", '{"accuracy_matrix": "abc"}',
-                                  '{"accuracy_matrix": [[1, 2], "x"]}'])
+                                  '{"accuracy_matrix": [[1, 2], "x"]}',
+                                  '{"accuracy_matrix": [[1]], "route_changes": [["x"]]}'])
 def test_plot_rejects_bad_results(tmp_path, capsys, text):
     src = tmp_path / "bad.json"
     src.write_text(text)

@@ -5,7 +5,9 @@ one set per scenario, a line or bar per cell (method x config, hrn_hw.cl.summary
   +- std over seeds (the paper's Fig. 2);
 - fig3_<scenario>.png: final forgetting and top accuracy of each task, bars with std (Fig. 3);
 - fig4_<scenario>.png: HRN runs only: the share of test images each unit takes per task (each
-  task's test set right after it was learned, mean over seeds), stacked bars (Fig. 4).
+  task's test set right after it was learned, mean over seeds), stacked bars (Fig. 4);
+- fig5_<scenario>.png: HRN runs only: the share of each task's test images whose route changed
+  between its own training and the end, bars with std (the stable profile's diagnostic).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ def write_figures(runs: list[dict], folder: str | Path) -> list[Path]:
         hrn = {key: rs for key, rs in cells.items() if key[0] == "hrn" and all(r.get("unit_usage") for r in rs)}
         if hrn:
             written.append(fig_unit_usage(hrn, name, tasks, folder / f"fig4_{scenario}.png", scenario))
+        routed = {key: rs for key, rs in cells.items() if all(r.get("route_changes") for r in rs)}
+        if routed:
+            written.append(fig_route_changes(routed, name, tasks, folder / f"fig5_{scenario}.png", scenario))
     return written
 
 
@@ -135,4 +140,22 @@ def fig_unit_usage(cells: dict, name: dict, tasks: list, path: Path, title: str)
     axes[0][0].set_ylabel("share of unit visits (%)")
     axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(f"{title}: units used by each task's test images", fontsize=10)
+    return _save(fig, path)
+
+
+def fig_route_changes(cells: dict, name: dict, tasks: list, path: Path, title: str) -> Path:
+    """Grouped bars per HRN cell: each task's test images re-routed by the end (%), mean +- std."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(tasks) + 3), 3.8))
+    x = np.arange(len(tasks))
+    width = 0.8 / len(cells)
+    for k, (key, runs) in enumerate(cells.items()):
+        values = 100 * np.array([r["route_changes"][-1] for r in runs], dtype=float)
+        ax.bar(x + (k - (len(cells) - 1) / 2) * width, values.mean(0), width, yerr=values.std(0),
+               capsize=2, color=f"C{k % 10}", label=name[key])
+    ax.set_ylabel("test images re-routed (%)")
+    ax.set_xticks(x, [str(t) for t in tasks], rotation=30, ha="right", fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.suptitle(f"{title}: routes changed between each task's training and the end (mean ± std)", fontsize=10)
     return _save(fig, path)
