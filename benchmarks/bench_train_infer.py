@@ -60,8 +60,8 @@ from hrn_hw.errors import HrnError  # noqa: E402
 from hrn_hw.evaluate import evaluate_task  # noqa: E402
 from hrn_hw.scenarios import TaskData, load_tasks, scenario_tasks  # noqa: E402
 from hrn_hw.train import build_optimizer, make_optimizer, train_epoch  # noqa: E402
-from reference import native  # noqa: E402
-from reference.hrn import HRN  # noqa: E402
+from hrn_hw.reference import native  # noqa: E402
+from hrn_hw.reference.hrn import HRN  # noqa: E402
 from hrn_hw.cl.vc import VanillaCNN  # noqa: E402
 
 SCENARIO = "pairwise-mnist"
@@ -83,7 +83,7 @@ def git_state() -> dict:
         except (OSError, subprocess.SubprocessError):
             return None
     return {"commit": run("rev-parse", "HEAD"),
-            "dirty_files": (run("status", "--porcelain", "--", "reference", "hrn_hw", "benchmarks") or "").splitlines()}
+            "dirty_files": (run("status", "--porcelain", "--", "hrn_hw", "benchmarks") or "").splitlines()}
 
 
 def source_hashes() -> dict[str, str]:
@@ -429,7 +429,7 @@ def run_bench(args) -> dict:
 def install_timers(m, opt, acc: dict) -> callable:
     """Wrap the HRN's routing phases (and opt / backward when given) with wall-time accumulators;
     returns a function that undoes the two process-wide patches (hashing, Tensor.backward)."""
-    import reference.hrn as hrn_mod
+    import hrn_hw.reference.hrn as hrn_mod
 
     def timed(name, fn):
         def wrapper(*a, **k):

@@ -26,7 +26,7 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tree", default=str(Path(__file__).resolve().parents[1]),
-                    help="source tree whose reference/ and hrn_hw/ train (default: this one)")
+                    help="source tree whose hrn_hw/ (and, before 2026-12-06, reference/) trains (default: this one)")
     ap.add_argument("--tasks", type=int, default=2)
     ap.add_argument("--samples", type=int, default=3000, help="training images per task")
     ap.add_argument("--batches", type=int, default=None, help="stop after this many batches")
@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     from hrn_hw.config import builtin_config_path, load_config
     from hrn_hw.scenarios import load_tasks, scenario_tasks
     from hrn_hw.train import make_optimizer
-    from reference.hrn import HRN
+    try:
+        from hrn_hw.reference.hrn import HRN
+    except ImportError:               # a tree from before the reference moved into hrn_hw
+        from reference.hrn import HRN
 
     torch.set_num_threads(1)
     try:

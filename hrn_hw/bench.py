@@ -31,11 +31,12 @@ import hrn_hw
 from hrn_hw.device import synchronize
 from hrn_hw.errors import HrnError
 from hrn_hw.export.atomic import OutputKind, check_target, staged_directory
+from hrn_hw.rtl.knobs import NOMINAL_CLOCK_MHZ
 
 FORMAT = "hrn-hw/bench"
 VERSION = 1
 DEFAULT_N = 500
-DEFAULT_CLOCK_MHZ = 200.0
+DEFAULT_CLOCK_MHZ = NOMINAL_CLOCK_MHZ
 DEFAULT_STREAM_SAMPLES = 1000   # the pipelined stream's length at least (the N routes repeated)
 BATCH = 256
 BATCHES = 10           # timed batch-256 forwards (after one warm-up batch)

@@ -33,11 +33,12 @@ from pathlib import Path
 
 import torch
 
-from hrn_hw.cl.strategy import METHOD_NAMES, Strategy, as_strategy, make_strategy
+from hrn_hw.cl.methods import as_strategy, make_strategy
+from hrn_hw.cl.strategy import METHOD_NAMES, Strategy
 from hrn_hw.config import config_from_dict, config_to_dict
 from hrn_hw.errors import CheckpointError, ConfigError, HrnError
 from hrn_hw.scenarios import TaskSpec
-from reference.hrn import HRN
+from hrn_hw.reference.hrn import HRN
 
 FORMAT = "hrn-hw/checkpoint"
 VERSION = 2

@@ -204,12 +204,11 @@ def cmd_plot(args) -> int:
 def cmd_export(args) -> int:
     from hrn_hw.export.pipeline import export
 
-    from hrn_hw.rtl.knobs import preset
+    from hrn_hw.rtl.knobs import knob_flags, preset
 
     if args.synth and args.no_rtl:
         raise HrnError("--synth needs the RTL: drop --no-rtl")
-    given = {name: getattr(args, name)
-             for name in ("words", "conv_lanes", "pixel_lanes", "head_lanes", "root_bits", "in_flight", "replicas")}
+    given = {name: getattr(args, name) for name, _, _ in knob_flags()}
     knobs = preset(args.preset).with_(**given)
     s = export(args.model, args.out, force=args.force, precision_file=args.precision, calib=args.calib,
                golden_per_task=args.golden, data_dir=args.data_dir, eval_limit=args.eval_limit,
@@ -307,7 +306,7 @@ def cmd_implement(args) -> int:
 
 
 def cmd_native(args) -> int:
-    from reference import native
+    from hrn_hw.reference import native
 
     path = native.library_path()
     module, problem = native.load()
@@ -390,22 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--golden", type=_positive, default=200, help="golden test images per task (default 200)")
     x.add_argument("--eval-limit", type=_positive, help="cap test images per task for float-vs-fixed")
     x.add_argument("--data-dir", help="directory holding SVHN / CIFAR-100 files")
-    from hrn_hw.rtl.knobs import RtlKnobs
-    knob = RtlKnobs()
-    x.add_argument("--words", type=_positive,
-                   help=f"RTL: words per beat on every stream (default {knob.words})")
-    x.add_argument("--conv-lanes", type=_positive,
-                   help="RTL: output channels each conv engine computes per cycle (default: all of the unit's)")
-    x.add_argument("--pixel-lanes", type=_positive,
-                   help=f"RTL: output pixels each conv engine computes per cycle (default {knob.pixel_lanes})")
-    x.add_argument("--head-lanes", type=_positive,
-                   help=f"RTL: MAC lanes of the head engine (default {knob.head_lanes})")
-    x.add_argument("--root-bits", type=_positive,
-                   help=f"RTL: bits per cycle of the normaliser's division and square root (default {knob.root_bits})")
-    x.add_argument("--in-flight", type=_positive,
-                   help=f"RTL: samples the top level holds at once (default {knob.in_flight}; >= 2: the pipelined "
-                        "top level, docs/rtl.md \"Samples in flight\")")
-    x.add_argument("--replicas", help="RTL, pipelined top level: engine copies, e.g. hash=2,normaliser=2,unit3=2")
+    from hrn_hw.rtl.knobs import knob_flags
+    for name, flag, text in knob_flags():
+        x.add_argument(flag, type=str if name == "replicas" else _positive, help=text)
     from hrn_hw.rtl.knobs import PRESETS
     x.add_argument("--preset", choices=sorted(PRESETS),
                    help="RTL knobs chosen for a part (docs/rtl.md \"Knobs\"); knob options given with it override it")

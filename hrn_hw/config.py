@@ -17,7 +17,7 @@ import yaml
 
 from hrn_hw.errors import ConfigError
 from hrn_hw.profiles import DEFAULT_PROFILE, PROFILE_SWITCHES, PROFILES, STORED_PROFILE, TRAINING_SWITCHES
-from reference.units import validate_layer_spec
+from hrn_hw.reference.units import validate_layer_spec
 
 
 @dataclass(frozen=True)

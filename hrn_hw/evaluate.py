@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from reference.hrn import HRN
+from hrn_hw.reference.hrn import HRN
 
 
 @torch.no_grad()

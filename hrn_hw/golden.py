@@ -17,7 +17,7 @@ import numpy as np
 from hrn_hw.export.ir import INPUT_FMT, QuantModel
 from hrn_hw.fixedpoint import ops
 from hrn_hw.fixedpoint.fmt import SatCounter, convert
-from reference.hashing import hash_matrix
+from hrn_hw.reference.hashing import hash_matrix
 
 
 @dataclass

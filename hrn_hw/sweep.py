@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable
 from tqdm import tqdm
 
 from hrn_hw.errors import HrnError
-from reference.native import error_line
+from hrn_hw.reference.native import error_line
 
 CONNECT_TIMEOUT = "10s"      # how long to wait for a named scheduler before giving up
 LABEL_CHARS = 160            # a failed point's description in the error is cut to this length

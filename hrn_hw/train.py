@@ -14,14 +14,15 @@ from tqdm import tqdm
 
 from hrn_hw.checkpoint import load_strategy, save_checkpoint
 from hrn_hw.cl.metrics import summarise
-from hrn_hw.cl.strategy import Strategy, as_strategy, build_optimizer, make_strategy, strategy_class
+from hrn_hw.cl.methods import as_strategy, make_strategy, strategy_class
+from hrn_hw.cl.strategy import Strategy, build_optimizer
 from hrn_hw.config import Config
 from hrn_hw.device import checked_device
 from hrn_hw.errors import HrnError
 from hrn_hw.evaluate import evaluate_task
 from hrn_hw.scenarios import TaskData, load_tasks, scenario_tasks
-from reference import native
-from reference.hrn import HRN
+from hrn_hw.reference import native
+from hrn_hw.reference.hrn import HRN
 
 
 @dataclass
@@ -33,7 +34,7 @@ class RunOptions:
     device: str = "cpu"
     data_dir: str | None = None
     oracle: bool = False            # train with the per-sample oracle path (HRN only)
-    method: str = "hrn"             # hrn_hw.cl.strategy.METHODS: hrn, vc, ewc, lwf, ell
+    method: str = "hrn"             # hrn_hw.cl.methods.METHODS: hrn, vc, ewc, lwf, ell
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)

@@ -11,7 +11,7 @@ Two DUTs:
   maxpool 2/2 before the LeakyReLU) on maps with channel folding, a map smaller than the
   kernel, and a missing channel group.
 
-The golden model imports torch (through reference.hashing), slow inside the simulator's Python,
+The golden model imports torch (through hrn_hw.reference.hashing), slow inside the simulator's Python,
 so the pytest process computes the expected outputs and the cycle predictions and hands them
 over in an .npz file (as sim/test_hash_unit.py does).
 """

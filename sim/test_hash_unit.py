@@ -34,7 +34,7 @@ async def hash_frame(dut, y, seed, rng=None, in_gap=0.0, out_stall=0.0):
 def load_cases(group):
     """The cases of `group` with their golden phi, written by the pytest side (`make_cases`).
 
-    The golden hash (`hrn_hw.golden.feature_hash`, on `reference.hashing`) imports torch, which
+    The golden hash (`hrn_hw.golden.feature_hash`, on `hrn_hw.reference.hashing`) imports torch, which
     takes seconds inside the simulator's embedded Python; so the pytest process evaluates it
     and hands the vectors over in an .npz file."""
     data = np.load(P["vectors"])

@@ -103,7 +103,7 @@ def train_model(model, steps: int, batch: int = 16, seed: int = 0, lr: float = 1
 
 @functools.lru_cache(maxsize=None)
 def _trained(seed: int, extra_units: int, steps: int, no_bn: bool, overrides: tuple):
-    from reference.hrn import HRN
+    from hrn_hw.reference.hrn import HRN
 
     cfg = pairwise_config(no_bn, **dict(overrides))
     torch.manual_seed(seed)                # unit weights: independent of the tests run before

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from reference.bases import BasisPool
+from hrn_hw.reference.bases import BasisPool
 
 S = 8
 E = torch.eye(S)

@@ -19,7 +19,8 @@ from hrn_hw.checkpoint import load_checkpoint, load_strategy, save_checkpoint
 from hrn_hw.cl.ell import code_loss
 from hrn_hw.cl.ewc import ewc_penalty
 from hrn_hw.cl.lwf import soft_cross_entropy
-from hrn_hw.cl.strategy import METHOD_NAMES, make_strategy
+from hrn_hw.cl.methods import make_strategy
+from hrn_hw.cl.strategy import METHOD_NAMES
 from hrn_hw.config import builtin_config_path, config_from_dict, config_to_dict, load_config
 from hrn_hw.errors import CheckpointError, ConfigError, HrnError
 from hrn_hw.evaluate import evaluate_task

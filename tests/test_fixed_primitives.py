@@ -1,4 +1,4 @@
-"""Golden fixed-point primitives == their HLS C++ (hls_templates/*.h, hls4ml nnet::dense and
+"""Golden fixed-point primitives == their HLS C++ (hrn_hw/hls/templates/*.h, hls4ml nnet::dense and
 nnet::leaky_relu), bit for bit, on random batches with extremes.
 
 One C++ harness (tests/cpp/prim_harness.cpp) instantiates every primitive for a fixed set of
@@ -140,7 +140,7 @@ def _build_key(gxx: str, vivado: Path) -> str:
     h = hashlib.sha256()
     h.update(" ".join([gxx] + CXXFLAGS).encode())
     h.update(subprocess.run([gxx, "--version"], capture_output=True, text=True).stdout.encode())
-    files = [HARNESS_SRC, *sorted((ROOT / "hls_templates").glob("*.h")),
+    files = [HARNESS_SRC, *sorted((ROOT / "hrn_hw" / "hls" / "templates").glob("*.h")),
              *sorted((vivado / "ap_types").rglob("*.h")), *sorted((vivado / "nnet_utils").rglob("*.h"))]
     for f in files:
         h.update(str(f.name).encode())
@@ -169,7 +169,7 @@ def harness(request, tmp_path_factory) -> Harness:
     exe = where / f"prim_harness-{_build_key(gxx, vivado)}"
     if not exe.exists():
         tmp = work / "prim_harness.tmp"
-        cmd = [gxx, *CXXFLAGS, "-I", str(ROOT / "hls_templates"), "-I", str(vivado / "ap_types"),
+        cmd = [gxx, *CXXFLAGS, "-I", str(ROOT / "hrn_hw" / "hls" / "templates"), "-I", str(vivado / "ap_types"),
                "-I", str(vivado / "nnet_utils"), "-I", str(vivado), str(HARNESS_SRC), "-o", str(tmp)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         assert res.returncode == 0, "harness build failed:\n" + "\n".join(res.stderr.splitlines()[-30:])
@@ -384,7 +384,7 @@ U32 = st.one_of(st.integers(0, 2**32 - 1), st.sampled_from([0, 1, 2**31 - 1, 2**
 @SETTINGS
 @given(st.lists(U32, min_size=50, max_size=200))
 def test_fmix32(harness, xs):
-    from reference.hashing import fmix32
+    from hrn_hw.reference.hashing import fmix32
     fixed = [0, 1, 2, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xDEADBEEF]
     cases = [("fmix32", xs + fixed)]
     assert_same(cases, harness.run(cases), [fmix32(np.array(xs + fixed, dtype=np.uint64)).tolist()], "fmix32")
@@ -405,7 +405,7 @@ def test_feature_hash(harness, draws):
 
 def test_feature_hash_buckets_and_signs(harness):
     """One-hot maps: phi = sign_j * e_bucket_j, exactly DESIGN.md's index hash (reference)."""
-    from reference.hashing import index_hash
+    from hrn_hw.reference.hashing import index_hash
     n = 80
     cases, want = [], []
     for hseed in (0, 1, 0x9E3779B9, 0xFFFFFFFF):

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from conftest import random_images, randomise_bn, trained_model
-from reference import scaled_grad
-from reference.hashing import normalised_hash
-from reference.hrn import HRN, pixels_to_input
-from reference.units import ConvUnit
+from hrn_hw.reference import scaled_grad
+from hrn_hw.reference.hashing import normalised_hash
+from hrn_hw.reference.hrn import HRN, pixels_to_input
+from hrn_hw.reference.units import ConvUnit
 
 
 # ---- the ops of reference/scaled_grad.py against plain autograd -----------------------------

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from reference.hashing import feature_hash, fmix32, hash_matrix, index_hash, normalise, normalised_hash
-from reference.hrn import draw_seed
+from hrn_hw.reference.hashing import feature_hash, fmix32, hash_matrix, index_hash, normalise, normalised_hash
+from hrn_hw.reference.hrn import draw_seed
 
 M32 = 0xFFFFFFFF
 
@@ -292,7 +292,7 @@ def test_normalised_hash_is_scale_invariant():
 def test_normalise_node_gives_autograds_bits(seed):
     """normalise's one-node backward gives the bits autograd gives for the same ops recorded one
     by one, zero rows included (finite there: the row is divided by 1)."""
-    from reference.hashing import _plain_normalise
+    from hrn_hw.reference.hashing import _plain_normalise
     g = torch.Generator().manual_seed(seed)
     n = (1, 3, 16, 40)[seed % 4]
     phi0 = torch.randn(n, 300, generator=g) * torch.rand(n, 1, generator=g) * 10
@@ -312,7 +312,7 @@ def test_normalise_node_gives_autograds_bits(seed):
 def test_feature_hash_node_gives_autograds_bits(shape):
     """feature_hash's one-node backward (sign times the bucket's gradient) equals autograd's
     gradient of the same ops recorded one by one."""
-    from reference.hashing import _plain_feature_hash, hash_tables
+    from hrn_hw.reference.hashing import _plain_feature_hash, hash_tables
     g = torch.Generator().manual_seed(len(shape) + shape[0])
     y0 = torch.randn(*shape, generator=g)
     grad = torch.randn(shape[0], 50, generator=g)

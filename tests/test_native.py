@@ -11,11 +11,11 @@ import torch
 from conftest import pairwise_config, random_images, randomise_bn, train_model
 
 from hrn_hw.cli import main as cli_main
-from reference import native, scaled_grad
-from reference.bases import BasisPool
-from reference.hashing import feature_hash, normalise
-from reference.hrn import HRN
-from reference.units import ConvUnit
+from hrn_hw.reference import native, scaled_grad
+from hrn_hw.reference.bases import BasisPool
+from hrn_hw.reference.hashing import feature_hash, normalise
+from hrn_hw.reference.hrn import HRN
+from hrn_hw.reference.units import ConvUnit
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_hash_add_kernel_makes_index_adds_additions(twins, threads, n, L, s):
     """The compiled scatter gives index_add_'s bits (the same additions in the same order), on
     rows of mixed magnitude, a transposed (non-contiguous) input and rows in blocks of four plus
     a remainder, on one and two threads."""
-    from reference.hashing import hash_tables
+    from hrn_hw.reference.hashing import hash_tables
     g = torch.Generator().manual_seed(n + L)
     flat = torch.randn(L, n, generator=g).T * torch.logspace(-3, 3, n)[:, None]
     buckets, signs = hash_tables(99 + L, L, s)
@@ -113,7 +113,7 @@ def test_inference_paths_with_twins_are_bit_identical(monkeypatch, twins, make_t
 def test_frozen_step_twin(twins, k, last):
     """route_frozen's step after hashing: the same buffers and keys, bit for bit, with a zero
     hash row, blocked units, samples out of order and a residue below tau (a stop)."""
-    from reference.hrn import _frozen_step
+    from hrn_hw.reference.hrn import _frozen_step
     g = torch.Generator().manual_seed(k)
     B, M, m, s = 40, 5, 3, 300
     n = B if k == 0 else 23                       # (step 0 routes every sample, in order)

@@ -18,7 +18,7 @@ from hrn_hw.cl.hrn import HrnStrategy
 from hrn_hw.config import builtin_config_path, config_from_dict, config_to_dict, load_config
 from hrn_hw.errors import ConfigError
 from hrn_hw.profiles import PROFILE_SWITCHES, TRAINING_SWITCHES
-from reference.hrn import HRN
+from hrn_hw.reference.hrn import HRN
 from test_cl_methods import SPECS, tiny_tasks
 
 
@@ -128,7 +128,7 @@ def test_orthogonal_bases_keep_new_vectors_off_the_locked_spans(orthogonal):
     """Unit 0 (basis e0) is locked; a hash 0.6 e0 + 0.8 e1 starts unit 1. With the switch, unit
     1's vector is e1 (orthogonal to e0): a sample with energy > 1/2 on unit 0 (here e0 itself:
     1.0) then has energy < 1/2 on unit 1 (here 0), and keeps its route; without it, 0.36."""
-    from reference.bases import BasisPool
+    from hrn_hw.reference.bases import BasisPool
 
     pool = BasisPool(3, 3, 8, 5, 1.2, 0.9, 0.01, True, True, orthogonal)
     pool.bases[0, 0, 0] = 1.0

@@ -10,7 +10,7 @@ import torch
 
 from conftest import random_images, trained_model
 from hrn_hw.train import build_optimizer
-from reference.units import ConvUnit
+from hrn_hw.reference.units import ConvUnit
 
 LAYERS = [{"type": "conv", "out_channels": 6, "kernel": 5, "stride": 3, "padding": 2},
           {"type": "batchnorm"}, {"type": "leaky_relu", "slope": 0.01}]
@@ -114,7 +114,7 @@ def test_batched_eval_equals_oracle_between_training_steps(spec):
 def test_inference_mode_routing_leaks_no_inference_tensors(n):
     """Eval routing without autograd runs in inference mode: what it returns and what it caches
     (hash tables, folded unit weights) are ordinary tensors, so training can follow."""
-    from reference import hashing
+    from hrn_hw.reference import hashing
     model = trained_model(seed=0).eval()
     hashing._hash_tables_cpu.cache_clear()   # the tables are built inside inference mode below
     x = random_images(n, 4)

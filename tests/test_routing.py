@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import random_images, trained_model
-from reference.hashing import normalised_hash
-from reference.hrn import pixels_to_input
+from hrn_hw.reference.hashing import normalised_hash
+from hrn_hw.reference.hrn import pixels_to_input
 
 MODELS = [
     dict(seed=0),                                              # the paper's config, 4 units

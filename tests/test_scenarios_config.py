@@ -24,7 +24,7 @@ from hrn_hw.config import (
 from hrn_hw.data import dataset_shape, load_dataset
 from hrn_hw.errors import ConfigError, HrnError
 from hrn_hw.scenarios import SCENARIOS, TaskSpec, load_tasks, scenario_tasks
-from reference.hrn import HRN
+from hrn_hw.reference.hrn import HRN
 
 CONFIG_DIR = Path(scen.__file__).resolve().parent / "configs"
 
@@ -429,7 +429,7 @@ def test_layer_errors_name_their_place():
 
 def test_one_list_of_layer_types():
     """Config validation and the unit builder accept exactly the same layer types and params."""
-    from reference.units import LAYER_PARAMS, LAYER_TYPES, REQUIRED, build_layer, validate_layer_spec
+    from hrn_hw.reference.units import LAYER_PARAMS, LAYER_TYPES, REQUIRED, build_layer, validate_layer_spec
 
     assert LAYER_TYPES == tuple(LAYER_PARAMS)
     for kind, params in LAYER_PARAMS.items():
@@ -448,7 +448,7 @@ def test_one_list_of_layer_types():
 
 def test_layer_defaults_unchanged():
     """Validation fills the documented defaults; the built layers use them."""
-    from reference.units import build_layer
+    from hrn_hw.reference.units import build_layer
 
     conv, out = build_layer({"type": "conv", "out_channels": 4, "kernel": 3}, 2)
     assert out == 4 and (conv.kernel, conv.stride, conv.padding) == (3, 1, 0) and conv.bias is not None
@@ -472,7 +472,7 @@ def test_layer_defaults_unchanged():
     (1, [], "layer"),
 ])
 def test_conv_unit_refuses_bad_specs(in_channels, layers, needle):
-    from reference.units import ConvUnit
+    from hrn_hw.reference.units import ConvUnit
 
     with pytest.raises(ConfigError) as info:
         ConvUnit(in_channels, layers)

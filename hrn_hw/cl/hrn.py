@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from hrn_hw.cl.strategy import Strategy
-from reference.hrn import HRN
+from hrn_hw.reference.hrn import HRN
 
 
 class HrnStrategy(Strategy):

@@ -14,8 +14,8 @@ A `Strategy` owns one model with a head per task and says, per task t:
     structure() / state()        plain data / tensors the checkpoint stores to rebuild the
                                   model (`rebuild`) and restore the method's state (`load_state`)
 
-`METHODS` maps each method's name to its class (hrn, vc, ewc, lwf, ell); `make_strategy`
-builds one by name.
+`METHOD_NAMES` lists the methods; their registry (name -> class) and `make_strategy` are in
+`hrn_hw.cl.methods`, which imports every method's module (each imports this one for the base).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hrn_hw.errors import HrnError
 
 if TYPE_CHECKING:              # (torch is imported where used: the CLI reads METHOD_NAMES cheaply)
     import torch
@@ -115,48 +114,3 @@ def sample_rows(n: int, count: int, seed: int, t: int, salt: int) -> np.ndarray:
     if count >= n:
         return np.arange(n)
     return np.sort(np.random.default_rng([seed, t, salt]).choice(n, size=count, replace=False))
-
-
-def _registry() -> dict:
-    from hrn_hw.cl.ell import EllStrategy
-    from hrn_hw.cl.ewc import EwcStrategy
-    from hrn_hw.cl.hrn import HrnStrategy
-    from hrn_hw.cl.lwf import LwfStrategy
-    from hrn_hw.cl.vc import VcStrategy
-
-    return {"hrn": HrnStrategy, "vc": VcStrategy, "ewc": EwcStrategy, "lwf": LwfStrategy, "ell": EllStrategy}
-
-
-def __getattr__(name: str):
-    """`METHODS`, the registry {name: Strategy class}, is made on first use (the methods'
-    modules import this one for the base class)."""
-    if name == "METHODS":
-        global METHODS
-        METHODS = _registry()
-        assert tuple(METHODS) == METHOD_NAMES
-        return METHODS
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def strategy_class(name: str) -> type:
-    """The class of method `name`; an unknown name is a one-line HrnError."""
-    from hrn_hw.cl import strategy
-
-    if name not in METHOD_NAMES:
-        raise HrnError(f"unknown method {name!r}; known: {', '.join(METHOD_NAMES)}")
-    return strategy.METHODS[name]
-
-
-def make_strategy(name: str, cfg: Config, seed: int = 0) -> Strategy:
-    """A strategy of method `name` for `cfg` and `seed` (no model yet)."""
-    return strategy_class(name)(cfg, seed)
-
-
-def as_strategy(learner) -> Strategy:
-    """A Strategy as is; a bare HRN model as the HRN strategy around it (hrn_hw.train's helpers
-    and the benchmarks pass the model)."""
-    if isinstance(learner, Strategy):
-        return learner
-    from hrn_hw.cl.hrn import HrnStrategy
-
-    return HrnStrategy.around(learner)

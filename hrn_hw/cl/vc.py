@@ -3,7 +3,7 @@
 "The same conv layers and heads" as an HRN config: the layers of every unit group, in group
 order, chained as one plain nn.Sequential (standard nn.Conv2d / nn.BatchNorm2d / LeakyReLU,
 each conv taking the previous block's channels instead of folding them), then flatten and one
-HRN task head per task (reference.hrn.Head: same hidden sizes, activation and dropout) on the
+HRN task head per task (hrn_hw.reference.hrn.Head: same hidden sizes, activation and dropout) on the
 flattened map. No hashing, no routing, no bases, no per-sample gradient scaling.
 
 For the pairwise-MNIST config: conv(1->16, 5x5, s3, p2)+BN+LeakyReLU -> [16, 10, 10]
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from hrn_hw.cl.strategy import Strategy
 from hrn_hw.config import Config
 from hrn_hw.errors import ConfigError
-from reference.hrn import Head, pixels_to_input
+from hrn_hw.reference.hrn import Head, pixels_to_input
 
 
 def _layer(spec: dict, channels: int) -> tuple[nn.Module, int]:

@@ -8,7 +8,7 @@ Design:
   links. Every core and link of the mesh is a pool, used or not, so utilisation covers the chip.
 - Blocks: "hash", "normaliser", "projection", "residue", "head" (one core each) and "unit<N>"
   (one core per copy). Images enter and logits leave at the `io` cell. Where the architecture
-  (or the `placement` argument) does not place a block, `placement.default_placement` does.
+  (or the `placement` argument) does not place a block, `default_placement.default_placement` does.
 - Service times from operation counts for the sample's actual shapes: a job on a core takes
   task_overhead + ceil(macs / macs_per_cycle) + ceil(ops / ops_per_cycle) cycles (at least 1),
   store-and-forward (lead = duration). Counts (s hash buckets, m basis vectors, M units, K =
@@ -46,7 +46,7 @@ import math
 import numpy as np
 
 from hrn_hw.dataflow import mesh
-from hrn_hw.dataflow import placement as placement_mod
+from hrn_hw.dataflow.default_placement import default_placement
 from hrn_hw.dataflow.arch import BLOCKS, Arch, ArchError
 from hrn_hw.dataflow.mapped import Mapped, PoolTable, build
 from hrn_hw.dataflow.workload import Workload
@@ -284,7 +284,7 @@ def resolve_placement(qm: QuantModel, arch: Arch, used: list[int], placement: di
     if placement is not None:
         arch = _with_placement(arch, placement)
     _check_blocks(qm, arch)
-    place = placement_mod.default_placement(qm, arch, used)
+    place = default_placement(qm, arch, used)
     rows, cols = arch["mesh"]
     for block in list(ROUTER_BLOCKS) + [f"unit{u}" for u in used]:
         want = len(arch["placement"][block]) if block in arch["placement"] else arch["replicas"].get(block, 1)

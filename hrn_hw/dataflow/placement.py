@@ -7,42 +7,17 @@ I/O cell, which never moves); any block may have several copies.
 
 from __future__ import annotations
 
-import itertools
-
 import networkx as nx
 import numpy as np
 
 from hrn_hw.dataflow import manycore
 from hrn_hw.dataflow.arch import BLOCKS, Arch, ArchError
+from hrn_hw.dataflow.default_placement import default_placement
 from hrn_hw.dataflow.graph import transition_graph as transitions
 from hrn_hw.dataflow.mesh import cells, hops
 from hrn_hw.dataflow.workload import Workload
 from hrn_hw.export.ir import QuantModel
 from hrn_hw.rtl.crossbar import routing_table, state_sequence
-
-
-def _ring(arch: Arch) -> list:
-    """The mesh's cells in row-major order, starting just after the io cell (wrapping round)."""
-    grid = cells(arch["mesh"])
-    start = grid.index(tuple(arch["io"])) + 1
-    return grid[start:] + grid[:start - 1]
-
-
-def default_placement(qm: QuantModel, arch: Arch, used_units, copies: dict | None = None) -> dict:
-    """The default mapping: io fixed; blocks the architecture places keep their cells; hash,
-    normaliser, projection, residue and head, then each used unit, each with its copies
-    (`copies` {block: n}, else the architecture's replicas), take the next free cells in
-    row-major order after io's. Blocks left without a free cell get an empty list."""
-    copies = copies or {}
-    place = {"io": [tuple(arch["io"])]}
-    place.update({b: [tuple(c) for c in v] for b, v in arch["placement"].items()})
-    taken = {c for v in place.values() for c in v}
-    free = (c for c in _ring(arch) if c not in taken)
-    for block in list(BLOCKS) + [f"unit{u}" for u in used_units if 0 <= u < qm.num_units]:
-        if block not in place:
-            n = copies.get(block, arch["replicas"].get(block, 1))
-            place[block] = list(itertools.islice(free, n))
-    return place
 
 
 # ---- traffic ------------------------------------------------------------------------------

@@ -20,9 +20,9 @@ from hrn_hw.export.precision import Precision
 from hrn_hw.export.shapes import hash_sources, reachable_calls
 from hrn_hw.fixedpoint.fmt import SatCounter, quantize
 from hrn_hw.fixedpoint.ops import energy_threshold, norm_shift
-from reference.hashing import index_hash
-from reference.hrn import HRN
-from reference.units import Activation, BatchNormLayer, ConvLayer, DropoutLayer, PoolLayer
+from hrn_hw.reference.hashing import index_hash
+from hrn_hw.reference.hrn import HRN
+from hrn_hw.reference.units import Activation, BatchNormLayer, ConvLayer, DropoutLayer, PoolLayer
 
 ALPHA_FRAC = 16
 
@@ -88,7 +88,7 @@ def _folded_forward(layers: list, in_channels: int, x: torch.Tensor, ranges: dic
     """Run a unit's folded layers in float64 on its input maps, recording each conv's |max|."""
     import torch.nn.functional as F
 
-    from reference.units import fold_channels, pad_to_kernel
+    from hrn_hw.reference.units import fold_channels, pad_to_kernel
 
     y = fold_channels(x.double(), in_channels)
     for j, layer in enumerate(layers):

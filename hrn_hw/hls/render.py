@@ -1,6 +1,6 @@
 """Render a QuantModel as a self-contained HLS C++ project (OUT/hls).
 
-Static building blocks come from the repository's `hls_templates/` (hash unit, normalisation,
+Static building blocks come from the package's `hrn_hw/hls/templates/` (hash unit, normalisation,
 projection comparator, conv unit) and hls4ml's `nnet_utils` (heads: nnet::dense, leaky_relu)
 with Xilinx's Apache-2.0 `ap_types`; the model-specific files are generated here: types and
 weights (`parameters.h`, `weights.h`), one function per reachable (unit, input map) call plus the
@@ -17,13 +17,11 @@ from string import Template
 
 import numpy as np
 
-import hrn_hw
 from hrn_hw.export.ir import INPUT_FMT, ExportError, QuantModel
 from hrn_hw.export.shapes import layer_out_hw
 from hrn_hw.hls.ctypes_ import acc_type, acc_width, array_init, check_conversion, log2_ceil, max_int, raw_c_type
 
-REPO = Path(hrn_hw.__file__).resolve().parents[1]
-TEMPLATES = REPO / "hls_templates"
+TEMPLATES = Path(__file__).resolve().with_name("templates")     # package data
 STATIC = ("hrn_fixed.h", "hrn_hash.h", "hrn_route.h", "hrn_unit.h")
 ROUTE_T = "ap_int<8>"
 

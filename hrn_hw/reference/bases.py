@@ -18,7 +18,7 @@ import torch.nn as nn
 from torch.autograd import Function
 
 from hrn_hw.device import host_array
-from reference import native
+from hrn_hw.reference import native
 
 
 class _ProjectOut(Function):

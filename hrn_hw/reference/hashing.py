@@ -12,7 +12,7 @@ import math
 import numpy as np
 import torch
 
-from reference import native
+from hrn_hw.reference import native
 
 MASK32 = np.uint64(0xFFFFFFFF)
 

@@ -22,10 +22,10 @@ import torch.nn.functional as F
 
 from hrn_hw.config import Config
 from hrn_hw.device import host_array
-from reference import native
-from reference.bases import BasisPool
-from reference.hashing import feature_hash, hash_add_, hash_tables, normalise, normalised_hash
-from reference.units import ConvUnit, fold_channels
+from hrn_hw.reference import native
+from hrn_hw.reference.bases import BasisPool
+from hrn_hw.reference.hashing import feature_hash, hash_add_, hash_tables, normalise, normalised_hash
+from hrn_hw.reference.units import ConvUnit, fold_channels
 
 
 @dataclass

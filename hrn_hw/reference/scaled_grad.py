@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.autograd import Function
 
 from hrn_hw.device import host_array
-from reference import native
+from hrn_hw.reference import native
 
 
 def _pair(v) -> list[int]:

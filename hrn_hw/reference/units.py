@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hrn_hw.errors import ConfigError
-from reference import scaled_grad
+from hrn_hw.reference import scaled_grad
 
 
 def fold_channels(x: torch.Tensor, in_channels: int) -> torch.Tensor:

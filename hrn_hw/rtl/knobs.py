@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from hrn_hw.errors import HrnError
 
@@ -11,6 +11,7 @@ REPLICABLE = ("hash", "normaliser", "projection")      # and unit<u>; see _repli
 
 
 AUTO = "auto"
+NOMINAL_CLOCK_MHZ = 200.0       # the clock a cycle count is read at where no part was placed and routed
 
 
 def _replica_pairs(value):
@@ -39,6 +40,16 @@ def _replica_pairs(value):
     return tuple((k, v) for k, v in pairs if v > 1)
 
 
+def knob_flags() -> list[tuple[str, str, str]]:
+    """(knob name, command-line flag, help) of every RTL knob, in RtlKnobs' order: the one list
+    `hrn-hw export` builds its knob options from."""
+    out = []
+    for f in fields(RtlKnobs):
+        default = "" if f.default is None else f" (default {f.default})"
+        out.append((f.name, "--" + f.name.replace("_", "-"), f"RTL: {f.metadata['help']}{default}"))
+    return out
+
+
 @dataclass(frozen=True)
 class RtlKnobs:
     """words: words per beat on every stream of the top level (pixels, maps, phi, h, residue,
@@ -54,13 +65,16 @@ class RtlKnobs:
     defaults (docs/rtl.md "Knobs", "Samples in flight") put the Pairwise-MNIST paper model
     (runs/paper) at a median initiation interval of 245 cycles (1,518 cycles per sample with
     in_flight 1)."""
-    words: int = 8
-    conv_lanes: int | None = None
-    pixel_lanes: int = 8
-    head_lanes: int = 20
-    root_bits: int = 4
-    in_flight: int = 8
-    replicas: tuple | str = AUTO
+    words: int = field(default=8, metadata={"help": "words per beat on every stream"})
+    conv_lanes: int | None = field(default=None, metadata={
+        "help": "output channels each conv engine computes per cycle (default: all of the unit's)"})
+    pixel_lanes: int = field(default=8, metadata={"help": "output pixels each conv engine computes per cycle"})
+    head_lanes: int = field(default=20, metadata={"help": "MAC lanes of the head engine"})
+    root_bits: int = field(default=4, metadata={"help": "bits per cycle of the normaliser's division and square root"})
+    in_flight: int = field(default=8, metadata={
+        "help": "samples the top level holds at once (>= 2: the pipelined top level, docs/rtl.md \"Samples in flight\")"})
+    replicas: tuple | str = field(default=AUTO, metadata={
+        "help": "pipelined top level: engine copies, e.g. hash=2,normaliser=2,unit3=2, or auto (chosen at export)"})
 
     def __post_init__(self):
         object.__setattr__(self, "replicas", _replica_pairs(self.replicas))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hrn_hw.bench import DEFAULT_CLOCK_MHZ as NOMINAL_CLOCK_MHZ
 from hrn_hw.rtl.emit import TOP_NAME, VERILOG, write_rtl
+from hrn_hw.rtl.knobs import NOMINAL_CLOCK_MHZ
 from hrn_hw.rtl.latency import sample_cycles, sample_phases
 
 

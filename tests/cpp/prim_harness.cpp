@@ -1,4 +1,4 @@
-// Property-test harness: every fixed-point primitive of hls_templates/*.h (and hls4ml's
+// Property-test harness: every fixed-point primitive of hrn_hw/hls/templates/*.h (and hls4ml's
 // nnet::dense / nnet::leaky_relu as the generated project instantiates them) on a fixed set
 // of compile-time formats and shapes, driven by a text file of cases.
 //
