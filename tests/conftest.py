@@ -129,7 +129,7 @@ def make_trained():
 # go first, so that none starts last and leaves one worker running alone at the end (xdist's
 # own order, by number of tests, put these few-test files last). Order within a file is kept.
 SLOW_FILES_FIRST = ("test_rtl_residue_head.py", "test_rtl_top.py", "test_export_cli.py", "test_rtl_conv_engine.py",
-                    "test_rtl_blocks.py", "test_export_parity.py", "test_fixed_primitives.py")
+                    "test_rtl_blocks.py", "test_export_parity.py", "test_install.py", "test_fixed_primitives.py")
 
 
 def pytest_collection_modifyitems(config, items):
