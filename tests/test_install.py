@@ -5,6 +5,7 @@ testbench sources ship as package data, and nothing reaches back into the reposi
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,13 @@ def installed(tmp_path_factory):
     """The package built as a wheel and installed (no dependencies: they are this venv's) into
     site/; the environment that imports it from there, in a folder outside the checkout."""
     base = tmp_path_factory.mktemp("install")
-    wheel = _run(["-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(base / "dist"), str(ROOT)],
+    src = base / "src"                 # the tracked files only (no build/ leftovers, no local files)
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
+    wheel = _run(["-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(base / "dist"), str(src)],
                  base, os.environ.copy())
     assert wheel.returncode == 0, wheel.stderr[-2000:]
     [whl] = (base / "dist").glob("hrn_hw-*.whl")
