@@ -408,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--jobs", type=_positive,
                    help="rtl: simulations running at once, each on a share of the samples (default: one per CPU core)")
     v.add_argument("--sim", choices=("native", "cocotb"),
-                   help="rtl: the testbench: native (C++ harness, default) or cocotb (sim/test_top.py)")
+                   help="rtl: the testbench: native (C++ harness, default) or cocotb (hrn_hw/rtl/cocotb_top.py)")
     v.set_defaults(func=cmd_verify)
 
     from hrn_hw.bench import DEFAULT_CLOCK_MHZ, DEFAULT_N, DEFAULT_STREAM_SAMPLES, clock_mhz

@@ -69,8 +69,9 @@ def verify_csim(export_dir: str | Path, n: int | None = None) -> dict:
 def verify_rtl(export_dir: str | Path, n: int | None = None, jobs: int | None = None, sim: str = "native") -> dict:
     """Simulate the export's RTL (OUT/rtl) on Verilator on the first n golden inputs, compare
     bit for bit, and compare each sample's cycles with the cycle model. `sim`: "native" (the
-    C++ testbench, hrn_hw/rtl/native_sim.py) or "cocotb" (sim/test_top.py). `jobs` simulations
-    run at once on shares of the samples (default: one per CPU core; one when waves are dumped)."""
+    C++ testbench, hrn_hw/rtl/native_sim.py) or "cocotb" (hrn_hw/rtl/cocotb_top.py). `jobs`
+    simulations run at once on shares of the samples (default: one per CPU core; one when waves
+    are dumped)."""
     from hrn_hw.dataflow.stream import stream_schedule
     from hrn_hw.rtl import rtlsim
     from hrn_hw.rtl.emit import read_knobs

@@ -1,14 +1,15 @@
 """The top level on Verilator with a native C++ testbench (`native_tb/hrn_top_tb.cpp`), the
-default of `hrn-hw verify --against rtl` (`--sim cocotb` runs sim/test_top.py instead).
+default of `hrn-hw verify --against rtl` (`--sim cocotb` runs hrn_hw/rtl/cocotb_top.py
+instead).
 
-The harness streams samples exactly as sim/test_top.py does (same handshakes, same cycle count:
-first pixel handshake to last logit handshake, both included) without Python in the loop.
-`simulate` writes the samples (pixels as uint8, flat CHW; task id; whether to stall) to a
-binary file per job, builds the model once (`build`: Verilator -O3, g++ -O2, no tracing, no
-public signals; cached in a folder named by a digest of the Verilog, the harness and the
+The harness streams samples exactly as hrn_hw/rtl/cocotb_top.py does (same handshakes, same
+cycle count: first pixel handshake to last logit handshake, both included) without Python in
+the loop. `simulate` writes the samples (pixels as uint8, flat CHW; task id; whether to stall)
+to a binary file per job, builds the model once (`build`: Verilator -O3, g++ -O2, no tracing,
+no public signals; cached in a folder named by a digest of the Verilog, the harness and the
 flags), runs `jobs` simulations at once in the directory of the .hex memory files, and reads
-back embedding words, route, logits and cycles per sample into the dict sim/test_top.py's
-`simulate_top` returns, so both paths share the comparison code.
+back embedding words, route, logits and cycles per sample into the dict that
+hrn_hw/rtl/cocotb_top.py's `simulate_top` returns, so both paths share the comparison code.
 
 The pipelined top level (rtl.json knobs in_flight >= 2; hrn_hw/rtl/pipelined.py) runs in the
 harness's stream mode instead: the unstalled cases as one stream of samples back to back after
@@ -37,7 +38,7 @@ HARNESS = Path(__file__).resolve().parent / "native_tb" / "hrn_top_tb.cpp"
 TOP = "hrn_top"
 BINARY = "Vhrn_top"
 # Amaranth's Verilog writes `!x` for x == 0 on wide x and widens operands implicitly; everything
-# else stays fatal. The cocotb builds (sim/simlib.py) take the same common flags.
+# else stays fatal. The cocotb builds (hrn_hw/rtl/cocotb_run.py) take the same common flags.
 VERILATOR_COMMON = ["-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "--x-assign", "fast", "--x-initial", "fast"]
 VERILATOR_FLAGS = ["-O3", *VERILATOR_COMMON, "--no-timing"]
 # g++ optimisation of the model (OPT_FAST) and the rest; HRN_NATIVE_OPT=-O0 builds several times
@@ -185,10 +186,10 @@ def _read_outputs(path: Path, prm: dict, count: int) -> dict:
 
 def simulate(rtl_dir: Path, qm, cases: dict, stalled: int = 0, jobs: int = 1, build_root: Path | None = None,
              log=None, opt: str | None = None) -> dict:
-    """Run `cases` (sim/test_top.py's: pixels, tasks, model_cycles, ...) through OUT/rtl's top
-    level: every case with the inputs never idle and the outputs never stalled, then the first
-    `stalled` cases again under pseudo-random input gaps and output stalls. `jobs` simulations
-    run at once on shares of the cases (the stalled replays in the first). Returns embedding,
+    """Run `cases` (`hrn_hw.rtl.rtlsim.make_cases`'s: pixels, tasks, model_cycles, ...) through
+    OUT/rtl's top level: every case with the inputs never idle and the outputs never stalled,
+    then the first `stalled` cases again under pseudo-random input gaps and output stalls. `jobs`
+    simulations run at once on shares of the cases (the stalled replays in the first). Returns embedding,
     route, logits, cycles (-1 for stalled runs), start and end (first pixel and last logit
     handshakes, in cycles from the first pixel of the first sample of the same simulation: each
     of `jobs` shares counts from its own; -1 for stalled runs),

