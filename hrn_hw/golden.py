@@ -30,7 +30,7 @@ class GoldenResult:
 
 @lru_cache(maxsize=256)
 def hash_matrix_int(seed: int, n: int, s: int) -> np.ndarray:
-    """Signed one-hot [n, s] int64 with phi = y_flat @ P (DESIGN.md index hash)."""
+    """Signed one-hot [n, s] int64 with phi = y_flat @ P (docs/design.md index hash)."""
     mat = hash_matrix(seed, n, s).numpy().astype(np.int64)
     mat.setflags(write=False)
     return mat

@@ -1,4 +1,4 @@
-"""The training profiles (DESIGN.md section 2b; docs/semantics.md "Training profiles").
+"""The training profiles (docs/design.md section 2b; docs/semantics.md "Training profiles").
 
 A config's `profile:` sets the defaults of the HRN's training switches (`hrn:`); a switch the
 config gives overrides its profile's value. `paper` is the paper's algorithms (HRNParams' own

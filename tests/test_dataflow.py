@@ -1,5 +1,5 @@
 """The dataflow simulator on a real export (the fixture model of sim/build/_fixture, trained and
-exported once): the validation ladder of DESIGN.md §6 (rung (a): the `rtl` architecture equals
+exported once): the validation ladder of docs/design.md §6 (rung (a): the `rtl` architecture equals
 the cycle model on every sample; conservation; no server above full use; Little's law), the
 graphs, the command line and its refusals."""
 

@@ -20,7 +20,7 @@ from hrn_hw.golden import run as golden_run
 
 @pytest.fixture(scope="module", params=["stable", "paper"])
 def exported(tmp_path_factory, request):
-    """A model of each training profile (DESIGN.md 2b: the export never depends on it),
+    """A model of each training profile (docs/design.md 2b: the export never depends on it),
     exported; stable locks and protects units after each task."""
     root = tmp_path_factory.mktemp(f"parity-{request.param}")
     model = root / "model.pt"

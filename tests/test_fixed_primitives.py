@@ -404,7 +404,7 @@ def test_feature_hash(harness, draws):
 
 
 def test_feature_hash_buckets_and_signs(harness):
-    """One-hot maps: phi = sign_j * e_bucket_j, exactly DESIGN.md's index hash (reference)."""
+    """One-hot maps: phi = sign_j * e_bucket_j, exactly docs/design.md's index hash (reference)."""
     from hrn_hw.reference.hashing import index_hash
     n = 80
     cases, want = [], []

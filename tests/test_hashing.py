@@ -1,4 +1,4 @@
-"""Index feature hashing (DESIGN.md section 2): fmix32, buckets/signs, hash matrix, phi, h."""
+"""Index feature hashing (docs/design.md section 2): fmix32, buckets/signs, hash matrix, phi, h."""
 
 from __future__ import annotations
 
@@ -280,7 +280,7 @@ def test_normalised_hash_zero_map_has_finite_gradient():
 
 
 def test_normalised_hash_is_scale_invariant():
-    # the paper's L-inf pre-scaling cancels under L2 normalisation (DESIGN.md section 2)
+    # the paper's L-inf pre-scaling cancels under L2 normalisation (docs/design.md section 2)
     g = torch.Generator().manual_seed(6)
     y = torch.rand(3, 16, 10, 10, generator=g)
     h1 = normalised_hash(y, 42, 300)

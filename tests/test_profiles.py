@@ -1,4 +1,4 @@
-"""Training profiles (DESIGN.md section 2b, docs/semantics.md "Training profiles"): the config's
+"""Training profiles (docs/design.md section 2b, docs/semantics.md "Training profiles"): the config's
 `profile:` sets the switch defaults, a given switch overrides it, `hrn-hw train --profile`
 selects one, checkpoints / results / resume keep it; and each `stable` mechanism does what its
 line in docs/semantics.md says, on a hand-built case."""

@@ -35,7 +35,7 @@ def assert_same_state(a, b):
 
 @torch.no_grad()
 def by_hand(model, x):
-    """Section 2 of DESIGN.md for one sample at a time, written out independently (eval only)."""
+    """Section 2 of docs/design.md for one sample at a time, written out independently (eval only)."""
     pool, s, d, tau = model.pool, model.s, model.d, model.tau_d
     y_all = pixels_to_input(x)
     routes, embs = [], []

@@ -14,7 +14,7 @@ idle mesh a packet therefore arrives hops x router_delay + ceil(B / width) cycle
 hand-off (`zero_load_latency`); a packet to its own cell makes no jobs.
 
 Synthetic traffic (`uniform_traffic`, `saturation_throughput`) checks the NoC against the
-closed forms of a mesh (DESIGN.md section 6, validation ladder).
+closed forms of a mesh (docs/design.md section 6, validation ladder).
 """
 
 from __future__ import annotations

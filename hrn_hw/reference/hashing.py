@@ -1,4 +1,4 @@
-"""Index feature hashing shared by every layer of hrn-hw (DESIGN.md section 2).
+"""Index feature hashing shared by every layer of hrn-hw (docs/design.md section 2).
 
 Hash function k with 32-bit seed maps flat index j of a CHW map to
 u = fmix32(fmix32(j) ^ seed), bucket = (u * s) >> 32, sign = +1 if u is even else -1.

@@ -1,6 +1,6 @@
 """The hash-routed network: unit pool, bases, hash seeds, per-task heads, and two routing paths.
 
-Depth semantics (DESIGN.md section 2): step 0 hashes the input with phi_0 and selects u1; step k
+Depth semantics (docs/design.md section 2): step 0 hashes the input with phi_0 and selects u1; step k
 runs u_k on the current map, hashes its output with phi_{u_k + 1} and selects u_{k+1} among the
 unused units. At most d selections, d residues and d - 1 unit calls; H(x) is the sum of residues.
 A sample stops when ||r|| < tau_d or no selectable unit remains; a unit is only run when a

@@ -1,6 +1,6 @@
 """Convolutional units of the pool, built from config (conv, BN, LeakyReLU, pooling, dropout).
 
-A unit declares `in_channels`; a map with another channel count is folded to it (DESIGN.md:
+A unit declares `in_channels`; a map with another channel count is folded to it (docs/design.md:
 channel c is the sum of map channels c, c + in_channels, ...; missing channels are zero).
 A map smaller than a conv or pool kernel is zero-padded at the bottom/right to the kernel size.
 """

@@ -1,6 +1,6 @@
 """Hash unit: phi_k(y) of one map, streamed W elements per beat (docs/rtl.md).
 
-Bit-exact with the golden `hrn_hw.golden.feature_hash` (DESIGN.md index hash):
+Bit-exact with the golden `hrn_hw.golden.feature_hash` (docs/design.md index hash):
 u = fmix32(fmix32(j) ^ seed), bucket = (u * s) >> 32, sign = -1 if bit 0 of u else +1, and
 phi[bucket] += sign * y in 32-bit accumulators (the export bounds every bucket sum below 2^31,
 so the accumulators never wrap on an exported model).

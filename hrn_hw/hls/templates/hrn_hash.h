@@ -1,4 +1,4 @@
-// Hash unit: index feature hashing phi_k and L2 normalisation (DESIGN.md section 2).
+// Hash unit: index feature hashing phi_k and L2 normalisation (docs/design.md section 2).
 #ifndef HRN_HASH_H_
 #define HRN_HASH_H_
 
