@@ -28,10 +28,12 @@ PARAMS_ENV = "HRN_SIM_PARAMS"
 
 def build_root() -> Path:
     """Where builds go (relative `build_name`s of `run_dut`, and the shared Verilator run-time
-    cache `_runtime/`): $HRN_SIM_BUILD when set, else sim_build/ in the working directory. Read
-    at each call."""
+    cache `_runtime/`): $HRN_SIM_BUILD when set, else the user's cache ($XDG_CACHE_HOME or
+    ~/.cache)/hrn-hw/sim, so that nothing lands in the working directory. Read at each call."""
     env = os.environ.get("HRN_SIM_BUILD")
-    return Path(env) if env else Path.cwd() / "sim_build"
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hrn-hw" / "sim"
 
 
 # Amaranth's Verilog writes `!x` for x == 0 on wide x, and widens operands implicitly: both are
