@@ -284,8 +284,11 @@ class HRN(nn.Module):
             parts = [np.split(gidx[rows], np.cumsum(sizes)[:-1]), y.index_select(0, rows_t).split(sizes),
                      [None] * len(units) if scales is None
                      else scales[offset:offset + n].index_select(0, rows_t).split(sizes)]
-            for unit, *part in zip(units, *parts):
-                buckets.setdefault((unit, shape), []).append(part)
+            for unit, idx_part, maps, scale in zip(units, *parts):
+                # every part of a bucket folded to its unit's channels (another group of the same
+                # map shape may have been folded before the copy)
+                buckets.setdefault((unit, shape), []).append(
+                    [idx_part, fold_channels(maps, modules[unit].in_channels), scale])
             offset += n
         return buckets
 
@@ -472,15 +475,16 @@ class HRN(nn.Module):
             if len(in_ch) == 1:   # fold the channels before the copy (per sample, so the same sums)
                 y = fold_channels(y, in_ch.pop())
             if counts[present[0]] == n:     # one unit takes the whole group: no reordering
-                buckets.setdefault((present[0], shape), []).append((g_idx, y))
+                buckets.setdefault((present[0], shape), []).append(
+                    (g_idx, fold_channels(y, units[present[0]].in_channels)))
                 continue
             rows = torch.argsort(g_key, stable=True)
             if counts[M]:
                 rows = rows[:n - counts[M]]
             sizes = [counts[u] for u in present]
-            for unit, *part in zip(present, g_idx.index_select(0, rows).split(sizes),
-                                   y.index_select(0, rows).split(sizes)):
-                buckets.setdefault((unit, shape), []).append(part)
+            for unit, idx_part, maps in zip(present, g_idx.index_select(0, rows).split(sizes),
+                                            y.index_select(0, rows).split(sizes)):
+                buckets.setdefault((unit, shape), []).append((idx_part, fold_channels(maps, units[unit].in_channels)))
         out, ids = [], []
         for (unit, _), parts in sorted(buckets.items(), key=lambda kv: kv[0][0]):
             ids += [p[0] for p in parts]
