@@ -268,7 +268,27 @@ def _unit_group(grp, where: str) -> UnitGroup:
         raise ConfigError(f"{where}.layers: a unit needs at least one layer")
     for j, spec in enumerate(layers):
         validate_layer_spec(spec, f"{where}.layers[{j}]")
+    _check_unit_shape([spec["type"] for spec in layers], f"{where}.layers")
     return UnitGroup(grp["count"], grp["in_channels"], tuple(dict(l) for l in layers))
+
+
+# The layer sequence every layer of the flow implements (golden model, HLS, RTL conv engine):
+# one conv first, then in this order at most one of each stage; dropout (the identity at
+# inference) anywhere after the conv.
+UNIT_STAGES = (("conv",), ("batchnorm",), ("relu", "leaky_relu"), ("maxpool", "avgpool"))
+UNIT_SHAPE = "conv, then optionally batchnorm, relu or leaky_relu, maxpool or avgpool in that order (dropout anywhere after the conv)"
+
+
+def _check_unit_shape(kinds: list, where: str) -> None:
+    """Refuse (one line) a unit whose layers the export, golden model or RTL cannot implement."""
+    stage = 0
+    for j, kind in enumerate(kinds):
+        if kind == "dropout" and j > 0:
+            continue
+        later = [k for k, names in enumerate(UNIT_STAGES) if kind in names and k >= stage and (k > 0 or j == 0)]
+        if not later or (j == 0) != (kind == "conv"):
+            raise ConfigError(f"{where}: a unit's layers must be {UNIT_SHAPE}; got {', '.join(kinds)}")
+        stage = later[0] + 1
 
 
 def _profile(data: dict, default: str, where: str) -> str:

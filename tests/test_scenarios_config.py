@@ -258,9 +258,21 @@ def test_config_round_trip_with_non_defaults():
     assert cfg.unit_group_sequence() == [0, 0, 1, 1, 2]
 
 
+@pytest.mark.parametrize("kinds", [["relu"], ["conv", "conv"], ["conv", "maxpool", "relu"], ["batchnorm", "conv"],
+                                   ["dropout", "conv"], ["conv", "relu", "leaky_relu"], ["conv", "relu", "batchnorm"]])
+def test_unit_layers_outside_what_the_flow_implements_are_refused(kinds):
+    """A unit the golden model, HLS and RTL cannot implement is refused at validation (before
+    training), in one line naming the rule."""
+    layers = [{"type": k, **({"out_channels": 2, "kernel": 3} if k == "conv" else {})} for k in kinds]
+    data = {"name": "n", "scenario": "pairwise-mnist", "units": [{"count": 1, "in_channels": 1, "layers": layers}]}
+    with pytest.raises(ConfigError, match=r"^config: units\[0\].layers: a unit's layers must be conv, then") as info:
+        config_from_dict(data)
+    assert "\n" not in str(info.value)
+
+
 def test_config_defaults_fill_missing_sections():
     cfg = config_from_dict({"name": "n", "scenario": "pairwise-mnist",
-                            "units": [{"count": 1, "in_channels": 1, "layers": [{"type": "relu"}]}]})
+                            "units": [{"count": 1, "in_channels": 1, "layers": [{"type": "conv", "out_channels": 2, "kernel": 3}]}]})
     assert cfg.hrn.hash_size == 300 and cfg.training.batch_size == 16 and cfg.head.dropout == 0.2
     assert isinstance(cfg, Config) and dataclasses.is_dataclass(cfg)
     assert cfg.hrn.tau_depth == 1e-5 and isinstance(cfg.hrn.tau_depth, float)
@@ -438,7 +450,8 @@ def test_one_list_of_layer_types():
         layer, ch = build_layer(spec, 3)
         assert isinstance(layer, torch.nn.Module) and ch >= 1
         d = _base()
-        d["units"][0]["layers"].append(spec)
+        conv = {"type": "conv", "out_channels": 2, "kernel": 3}
+        d["units"][0]["layers"] = [conv] + ([spec] if kind != "conv" else [])
         config_from_dict(d)                       # every supported type passes config validation
     with pytest.raises(ConfigError, match="unsupported unit layer type 'pool'"):
         build_layer({"type": "pool"}, 1)
