@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from hrn_hw import layers as layer_kinds
 from hrn_hw.errors import ConfigError
 from hrn_hw.profiles import DEFAULT_PROFILE, PROFILE_SWITCHES, PROFILES, STORED_PROFILE, TRAINING_SWITCHES
 from hrn_hw.reference.units import validate_layer_spec
@@ -272,21 +273,22 @@ def _unit_group(grp, where: str) -> UnitGroup:
     return UnitGroup(grp["count"], grp["in_channels"], tuple(dict(l) for l in layers))
 
 
-# The layer sequence every layer of the flow implements (golden model, HLS, RTL conv engine):
-# one conv first, then in this order at most one of each stage; dropout (the identity at
-# inference) anywhere after the conv.
-UNIT_STAGES = (("conv",), ("batchnorm",), ("relu", "leaky_relu"), ("maxpool", "avgpool"))
-UNIT_SHAPE = "conv, then optionally batchnorm, relu or leaky_relu, maxpool or avgpool in that order (dropout anywhere after the conv)"
+# The layer sequence every layer of the flow implements (golden model, HLS, RTL conv engine),
+# from the layer kinds' `unit_stage` / `unit_anywhere` (hrn_hw.layers): one conv first, then in
+# this order at most one of each stage; dropout (the identity at inference) anywhere after the conv.
+UNIT_STAGES, UNIT_ANYWHERE = layer_kinds.unit_stages()
+UNIT_SHAPE = (f"{' or '.join(UNIT_STAGES[0])}, then optionally {', '.join(' or '.join(s) for s in UNIT_STAGES[1:])} "
+              f"in that order ({' or '.join(UNIT_ANYWHERE)} anywhere after the {' or '.join(UNIT_STAGES[0])})")
 
 
 def _check_unit_shape(kinds: list, where: str) -> None:
     """Refuse (one line) a unit whose layers the export, golden model or RTL cannot implement."""
     stage = 0
     for j, kind in enumerate(kinds):
-        if kind == "dropout" and j > 0:
+        if kind in UNIT_ANYWHERE and j > 0:
             continue
         later = [k for k, names in enumerate(UNIT_STAGES) if kind in names and k >= stage and (k > 0 or j == 0)]
-        if not later or (j == 0) != (kind == "conv"):
+        if not later or (j == 0) != (kind in UNIT_STAGES[0]):
             raise ConfigError(f"{where}: a unit's layers must be {UNIT_SHAPE}; got {', '.join(kinds)}")
         stage = later[0] + 1
 

@@ -17,3 +17,7 @@ class CheckpointError(HrnError):
 
 class ConfigError(HrnError):
     """A configuration file is malformed or asks for something unsupported."""
+
+
+class ExportError(HrnError):
+    """An export, its inputs or its output directory are unusable."""

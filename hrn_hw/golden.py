@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from hrn_hw import layers as layer_kinds
 from hrn_hw.export.ir import INPUT_FMT, QuantModel
 from hrn_hw.fixedpoint import ops
 from hrn_hw.fixedpoint.fmt import SatCounter, convert
@@ -45,18 +46,9 @@ def feature_hash(y: np.ndarray, seed: int, s: int) -> np.ndarray:
 def run_unit(qm: QuantModel, unit: int, y: np.ndarray, frac: int, sat: SatCounter) -> np.ndarray:
     """A unit's layers on integer maps [n, C, H, W] with `frac` fraction bits."""
     u = qm.units[unit]
-    x = ops.fold_channels(y, u.in_channels)
+    x, fmt = ops.fold_channels(y, u.in_channels), None
     for j, layer in enumerate(u.layers):
-        name = f"unit{unit}.{j}.out"
-        if layer.kind == "conv":
-            x = ops.conv2d(x, frac, layer.weight, layer.w_fmt.frac, layer.bias,
-                           layer.b_fmt.frac if layer.b_fmt else 0, layer.stride, layer.padding,
-                           layer.out_fmt, sat, name)
-            fmt, frac = layer.out_fmt, layer.out_fmt.frac
-        elif layer.kind == "leaky_relu":
-            x = ops.leaky_relu(x, fmt, layer.alpha, layer.alpha_frac, sat, name)
-        else:
-            x = ops.maxpool(x, layer.kernel, layer.stride)
+        x, frac, fmt = layer_kinds.of(layer).golden(layer, x, frac, fmt, sat, f"unit{unit}.{j}.out")
     return x
 
 

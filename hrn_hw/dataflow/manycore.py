@@ -45,13 +45,13 @@ import math
 
 import numpy as np
 
+from hrn_hw import layers as layer_kinds
 from hrn_hw.dataflow import mesh
 from hrn_hw.dataflow.default_placement import default_placement
 from hrn_hw.dataflow.arch import BLOCKS, Arch, ArchError
 from hrn_hw.dataflow.mapped import Mapped, PoolTable, build
 from hrn_hw.dataflow.workload import Workload
 from hrn_hw.export.ir import QuantModel
-from hrn_hw.export.shapes import layer_out_hw
 from hrn_hw.rtl.crossbar import routing_table
 
 ROUTER_BLOCKS = BLOCKS          # one core each; units ("unit<N>") may have copies
@@ -92,15 +92,10 @@ def unit_work(qm: QuantModel, unit: int, in_shape) -> tuple[int, int]:
     ops = c * h * w if c != u.in_channels else 0
     c, macs = u.in_channels, 0
     for layer in u.layers:
-        if layer.kind == "conv":
-            h, w = layer_out_hw(h, w, layer.kernel, layer.stride, layer.padding)
-            macs += layer.out_channels * h * w * c * layer.kernel ** 2
-            c = layer.out_channels
-        elif layer.kind == "maxpool":
-            h, w = layer_out_hw(h, w, layer.kernel, layer.stride, 0)
-            ops += c * h * w * layer.kernel ** 2
-        else:
-            ops += c * h * w
+        kind = layer_kinds.of(layer)
+        dm, do = kind.work(layer, c, h, w)
+        macs, ops = macs + dm, ops + do
+        c, h, w = kind.out_shape(layer, c, h, w)
     return macs, ops
 
 
@@ -148,8 +143,8 @@ def _array_bytes(array, fmt) -> int:
 
 def unit_weight_bytes(qm: QuantModel, unit: int) -> int:
     """Conv weights and biases of a unit."""
-    return sum(_array_bytes(l.weight, l.w_fmt) + _array_bytes(l.bias, l.b_fmt)
-               for l in qm.units[unit].layers if l.kind == "conv")
+    return sum(_array_bytes(array, fmt) for l in qm.units[unit].layers
+               for array, fmt in layer_kinds.of(l).arrays(l).values())
 
 
 def resident_bytes(qm: QuantModel, block: str, in_flight: int) -> dict:

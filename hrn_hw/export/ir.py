@@ -12,48 +12,21 @@ from pathlib import Path
 
 import numpy as np
 
-from hrn_hw.errors import HrnError
+from hrn_hw import layers as layer_kinds
+from hrn_hw.errors import ExportError
 from hrn_hw.fixedpoint.fmt import Fmt
+from hrn_hw.layers.activation import ActQ
+from hrn_hw.layers.conv import ConvQ
+from hrn_hw.layers.pool import PoolQ
 
 MANIFEST_FORMAT = "hrn-hw/export"
 MANIFEST_VERSION = 1
 INPUT_FMT = Fmt(8, 8, signed=False)      # raw pixel p read as p / 256, exact
 
-
-class ExportError(HrnError):
-    """An export, its inputs or its output directory are unusable."""
-
-
-@dataclass
-class ConvQ:
-    """Convolution with BatchNorm folded in; weight [o, c, k, k] and bias [o] integers."""
-
-    out_channels: int
-    kernel: int
-    stride: int
-    padding: int
-    weight: np.ndarray
-    w_fmt: Fmt
-    bias: np.ndarray | None
-    b_fmt: Fmt | None
-    out_fmt: Fmt
-    kind: str = "conv"
-
-
-@dataclass
-class ActQ:
-    """LeakyReLU (alpha / 2**alpha_frac; alpha 0 is ReLU)."""
-
-    alpha: int
-    alpha_frac: int
-    kind: str = "leaky_relu"
-
-
-@dataclass
-class PoolQ:
-    kernel: int
-    stride: int
-    kind: str = "maxpool"
+# The unit layers' IR classes are defined with their kinds (hrn_hw.layers); a unit layer's
+# manifest entry and arrays come from its kind.
+__all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "INPUT_FMT", "ExportError", "ActQ", "ConvQ", "PoolQ", "UnitQ",
+           "DenseQ", "HeadQ", "QuantModel"]
 
 
 @dataclass
@@ -65,7 +38,13 @@ class UnitQ:
 
     @property
     def out_fmt(self) -> Fmt:
-        return [l for l in self.layers if l.kind == "conv"][-1].out_fmt
+        """The output map's format: each layer's format rule in turn (a conv sets it)."""
+        fmt = None
+        for layer in self.layers:
+            fmt = layer_kinds.of(layer).out_fmt(layer, fmt)
+        if fmt is None:
+            raise ExportError(f"unit {self.index}: no layer sets the output format (a unit needs a conv)")
+        return fmt
 
 
 @dataclass
@@ -129,10 +108,8 @@ class QuantModel:
         out = {"bases": self.bases}
         for u in self.units:
             for j, layer in enumerate(u.layers):
-                if layer.kind == "conv":
-                    out[f"unit{u.index}.{j}.weight"] = layer.weight
-                    if layer.bias is not None:
-                        out[f"unit{u.index}.{j}.bias"] = layer.bias
+                for suffix, (array, _) in layer_kinds.of(layer).arrays(layer).items():
+                    out[f"unit{u.index}.{j}.{suffix}"] = array
         for h in self.heads:
             for j, layer in enumerate(h.layers):
                 out[f"head{h.task}.{j}.weight"] = layer.weight
@@ -141,15 +118,7 @@ class QuantModel:
 
     def manifest(self) -> dict:
         def layer_dict(layer) -> dict:
-            if layer.kind == "conv":
-                return {"type": "conv", "out_channels": layer.out_channels, "kernel": layer.kernel,
-                        "stride": layer.stride, "padding": layer.padding,
-                        "weight_shape": list(layer.weight.shape), "weight_format": layer.w_fmt.to_dict(),
-                        "bias_format": layer.b_fmt.to_dict() if layer.bias is not None else None,
-                        "out_format": layer.out_fmt.to_dict()}
-            if layer.kind == "leaky_relu":
-                return {"type": "leaky_relu", "alpha": layer.alpha, "alpha_frac": layer.alpha_frac}
-            return {"type": "maxpool", "kernel": layer.kernel, "stride": layer.stride}
+            return layer_kinds.of(layer).to_manifest(layer)
 
         return {
             "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
@@ -169,8 +138,7 @@ class QuantModel:
                        "layers": [{"in": int(l.weight.shape[0]), "out": int(l.weight.shape[1]),
                                    "weight_format": l.w_fmt.to_dict(), "bias_format": l.b_fmt.to_dict(),
                                    "out_format": l.out_fmt.to_dict(),
-                                   "activation": None if l.act is None else
-                                   {"type": "leaky_relu", "alpha": l.act.alpha, "alpha_frac": l.act.alpha_frac}}
+                                   "activation": None if l.act is None else layer_kinds.of(l.act).to_manifest(l.act)}
                                   for l in h.layers]} for h in self.heads],
             "reachable": self.reachable,
         }
@@ -213,22 +181,10 @@ class QuantModel:
         for u in man["units"]:
             layers = []
             for j, l in enumerate(u["layers"]):
-                if l["type"] == "conv":
-                    key = f"unit{u['index']}.{j}"
-                    bias = arr.get(f"{key}.bias")
-                    layer = ConvQ(l["out_channels"], l["kernel"], l["stride"], l["padding"], arr[f"{key}.weight"],
-                                  F(l["weight_format"]), bias, F(l["bias_format"]) if l["bias_format"] else None,
-                                  F(l["out_format"]))
-                    if list(layer.weight.shape) != l["weight_shape"]:
-                        raise ExportError(f"{key}.weight has shape {list(layer.weight.shape)}, "
-                                          f"manifest says {l['weight_shape']}")
-                    layers.append(layer)
-                elif l["type"] == "leaky_relu":
-                    layers.append(ActQ(int(l["alpha"]), int(l["alpha_frac"])))
-                elif l["type"] == "maxpool":
-                    layers.append(PoolQ(int(l["kernel"]), int(l["stride"])))
-                else:
-                    raise ExportError(f"manifest: unknown unit layer type {l['type']!r}")
+                kind = l["type"]
+                if kind not in layer_kinds.kinds() or layer_kinds.get(kind).ir_kind != kind:
+                    raise ExportError(f"manifest: unknown unit layer type {kind!r}")
+                layers.append(layer_kinds.get(kind).from_manifest(l, arr, f"unit{u['index']}.{j}"))
             units.append(UnitQ(int(u["index"]), int(u["in_channels"]), layers, bool(u["initialised"])))
         heads = []
         for h in man["heads"]:
@@ -238,7 +194,7 @@ class QuantModel:
                 act = l["activation"]
                 layers.append(DenseQ(arr[f"{key}.weight"], F(l["weight_format"]), arr[f"{key}.bias"],
                                      F(l["bias_format"]), F(l["out_format"]),
-                                     None if act is None else ActQ(int(act["alpha"]), int(act["alpha_frac"]))))
+                                     None if act is None else layer_kinds.get("leaky_relu").from_manifest(act, arr, key)))
             heads.append(HeadQ(int(h["task"]), str(h["name"]), list(h["classes"]), layers))
         hp, fm = man["hrn"], man["formats"]
         bases = arr["bases"]

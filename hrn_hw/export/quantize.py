@@ -9,60 +9,34 @@ h, coefficients and residues are Q2.14, bases Q1.15. `--precision FILE` override
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
+from hrn_hw import layers as layer_kinds
 from hrn_hw.errors import ConfigError
-from hrn_hw.export.ir import ActQ, ConvQ, DenseQ, ExportError, HeadQ, PoolQ, QuantModel, UnitQ
+from hrn_hw.export.ir import DenseQ, ExportError, HeadQ, QuantModel, UnitQ
 from hrn_hw.export.precision import Precision
 from hrn_hw.export.shapes import hash_sources, reachable_calls
 from hrn_hw.fixedpoint.fmt import SatCounter, quantize
 from hrn_hw.fixedpoint.ops import energy_threshold, norm_shift
+from hrn_hw.layers.activation import alpha_q
 from hrn_hw.reference.hashing import index_hash
 from hrn_hw.reference.hrn import HRN
-from hrn_hw.reference.units import Activation, BatchNormLayer, ConvLayer, DropoutLayer, PoolLayer
-
-ALPHA_FRAC = 16
-
-
-@dataclass
-class FoldedConv:
-    weight: np.ndarray        # float64 [o, c, k, k], BN folded in
-    bias: np.ndarray | None
-    conv: ConvLayer
 
 
 def _fold_unit(index: int, unit) -> list:
-    """Float layer list of one unit: FoldedConv, ('act', slope) or ('pool', k, stride)."""
+    """Float layer list of one unit: each reference module's kind folds it (a conv takes the
+    batchnorm after it; dropout leaves nothing). A module of no registered kind is an error."""
     mods, out, j = list(unit.layers), [], 0
     while j < len(mods):
         mod = mods[j]
-        if isinstance(mod, ConvLayer):
-            w = mod.weight.detach().double().numpy()
-            b = None if mod.bias is None else mod.bias.detach().double().numpy()
-            if j + 1 < len(mods) and isinstance(mods[j + 1], BatchNormLayer):
-                bn = mods[j + 1]
-                g = (bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)).numpy()
-                mean, beta = bn.running_mean.double().numpy(), bn.bias.detach().double().numpy()
-                w = w * g[:, None, None, None]
-                b = ((b if b is not None else 0.0) - mean) * g + beta
-                j += 1
-            out.append(FoldedConv(w, b, mod))
-        elif isinstance(mod, BatchNormLayer):
-            raise ConfigError(f"unit {index}: export folds batchnorm into the conv before it; a batchnorm "
-                              "that does not follow a conv is not supported")
-        elif isinstance(mod, Activation):
-            if not any(isinstance(layer, FoldedConv) for layer in out):
-                raise ConfigError(f"unit {index}: export needs a conv before the first activation")
-            out.append(("act", mod.slope))
-        elif isinstance(mod, PoolLayer):
-            out.append(("pool", mod.kernel, mod.stride))
-        elif not isinstance(mod, DropoutLayer):         # dropout is the identity at inference
+        kind = getattr(type(mod), "layer_kind", None)
+        if kind not in layer_kinds.kinds():
             raise ConfigError(f"unit {index}: layer {type(mod).__name__} is not supported by export")
-        j += 1
-    if not any(isinstance(layer, FoldedConv) for layer in out):
+        j += layer_kinds.get(kind).fold(mods, j, out, index)
+    if not any(layer.kind == "conv" for layer in out):
         raise ConfigError(f"unit {index}: export needs at least one conv layer per unit")
     return out
 
@@ -80,30 +54,13 @@ def _checked(name: str, values: np.ndarray) -> np.ndarray:
     return values
 
 
-def _alpha(slope: float) -> ActQ:
-    return ActQ(int(round(slope * (1 << ALPHA_FRAC))), ALPHA_FRAC)
-
-
 def _folded_forward(layers: list, in_channels: int, x: torch.Tensor, ranges: dict, prefix: str) -> None:
     """Run a unit's folded layers in float64 on its input maps, recording each conv's |max|."""
-    import torch.nn.functional as F
-
-    from hrn_hw.reference.units import fold_channels, pad_to_kernel
+    from hrn_hw.reference.units import fold_channels
 
     y = fold_channels(x.double(), in_channels)
     for j, layer in enumerate(layers):
-        if isinstance(layer, FoldedConv):
-            c = layer.conv
-            w = torch.from_numpy(layer.weight)
-            b = None if layer.bias is None else torch.from_numpy(layer.bias)
-            y = F.conv2d(pad_to_kernel(y, c.kernel, c.padding), w, b, c.stride, c.padding)
-            if y.numel():
-                key = f"{prefix}.{j}.out"
-                ranges[key] = max(ranges.get(key, 0.0), float(y.abs().max()))
-        elif layer[0] == "act":
-            y = F.leaky_relu(y, layer[1]) if layer[1] else F.relu(y)
-        else:
-            y = F.max_pool2d(pad_to_kernel(y, layer[1]), layer[1], layer[2])
+        y = layer_kinds.get(layer.kind).float_forward(layer, y, ranges, f"{prefix}.{j}")
 
 
 @torch.no_grad()
@@ -145,33 +102,15 @@ def quantize_model(model: HRN, tasks: list, calib: list[tuple[int, np.ndarray]],
     folded = [_fold_unit(i, u) for i, u in enumerate(model.units)]
     for i, layers in enumerate(folded):
         for j, layer in enumerate(layers):
-            if isinstance(layer, FoldedConv):
-                _checked(f"unit{i}.{j}.weight", layer.weight)
-                if layer.bias is not None:
-                    _checked(f"unit{i}.{j}.bias", layer.bias)
+            layer_kinds.get(layer.kind).check_float(layer, f"unit{i}.{j}", _checked)
     ranges = calibrate(model, folded, calib)
     conv_seen = [v for k, v in ranges.items() if k.startswith("unit")]
     fallback = max(conv_seen) if conv_seen else 1.0
     units = []
     init = model.pool.initialised().tolist()
     for i, layers in enumerate(folded):
-        qlayers = []
-        for j, layer in enumerate(layers):
-            name = f"unit{i}.{j}"
-            if isinstance(layer, FoldedConv):
-                w_fmt = precision.fmt(f"{name}.weight", np.abs(layer.weight).max(), weight=True)
-                w = quantize(layer.weight, w_fmt, counter, f"{name}.weight")
-                b, b_fmt = None, None
-                if layer.bias is not None:
-                    b_fmt = precision.fmt(f"{name}.bias", np.abs(layer.bias).max(), weight=True)
-                    b = quantize(layer.bias, b_fmt, counter, f"{name}.bias")
-                out_fmt = precision.fmt(f"{name}.out", ranges.get(f"{name}.out", fallback))
-                qlayers.append(ConvQ(int(w.shape[0]), layer.conv.kernel, layer.conv.stride, layer.conv.padding,
-                                     w, w_fmt, b, b_fmt, out_fmt))
-            elif layer[0] == "act":
-                qlayers.append(_alpha(layer[1]))
-            else:
-                qlayers.append(PoolQ(layer[1], layer[2]))
+        q = SimpleNamespace(precision=precision, counter=counter, ranges=ranges, fallback=fallback)
+        qlayers = [layer_kinds.get(layer.kind).quantize(layer, f"unit{i}.{j}", q) for j, layer in enumerate(layers)]
         units.append(UnitQ(i, model.units[i].in_channels, qlayers, bool(init[i])))
     heads = []
     for t, (head, spec) in enumerate(zip(model.heads, tasks)):
@@ -184,7 +123,7 @@ def quantize_model(model: HRN, tasks: list, calib: list[tuple[int, np.ndarray]],
             w_fmt = precision.fmt(f"{name}.weight", np.abs(w).max(), weight=True)
             b_fmt = precision.fmt(f"{name}.bias", np.abs(b).max(), weight=True)
             out_fmt = precision.fmt(f"{name}.out", ranges.get(f"{name}.out", 1.0))
-            act = _alpha(head.slope) if j < len(lins) - 1 else None
+            act = alpha_q(head.slope) if j < len(lins) - 1 else None
             qlayers.append(DenseQ(quantize(w, w_fmt, counter, f"{name}.weight"), w_fmt,
                                   quantize(b, b_fmt, counter, f"{name}.bias"), b_fmt, out_fmt, act))
         heads.append(HeadQ(t, spec.name, list(spec.classes), qlayers))
@@ -224,9 +163,7 @@ def _norm_k(qm: QuantModel) -> int:
             raise ExportError(f"hash accumulator of source {src} exceeds 32 bits; use narrower maps")
         bound = int(sum(int(c) * peak * int(c) * peak for c in counts))
         bits = max(bits, bound.bit_length())
-    if bits > 63:
-        raise ExportError(f"hash energy bound needs {bits} bits (> 63); use narrower maps")
-    k = norm_shift(bits, qm.h_fmt)
+    k = norm_shift(bits, qm.h_fmt)      # energies beyond 63 bits: exact in every layer (ops.energy_width)
     if k > 62:
         raise ExportError(f"1/sqrt shift {k} exceeds 62 bits; use narrower maps or h")
     return k

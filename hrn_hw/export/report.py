@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hrn_hw import layers as layer_kinds
 from hrn_hw.export.ir import INPUT_FMT, QuantModel
 
 
@@ -19,12 +20,9 @@ def formats_table(qm: QuantModel, sat: dict) -> list[str]:
         rows.append(_fmt_row(name, fmt, sat.get(name, 0)))
     for u in qm.units:
         for j, l in enumerate(u.layers):
-            if l.kind == "conv":
-                key = f"unit{u.index}.{j}"
-                rows.append(_fmt_row(f"{key}.weight", l.w_fmt, sat.get(f"{key}.weight", 0)))
-                if l.b_fmt is not None:
-                    rows.append(_fmt_row(f"{key}.bias", l.b_fmt, sat.get(f"{key}.bias", 0)))
-                rows.append(_fmt_row(f"{key}.out", l.out_fmt, sat.get(f"{key}.out", 0)))
+            for suffix, fmt in layer_kinds.of(l).tensor_formats(l):
+                key = f"unit{u.index}.{j}.{suffix}"
+                rows.append(_fmt_row(key, fmt, sat.get(key, 0)))
     for h in qm.heads:
         for j, l in enumerate(h.layers):
             key = f"head{h.task}.{j}"

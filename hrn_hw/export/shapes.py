@@ -5,24 +5,17 @@ from __future__ import annotations
 
 from itertools import permutations
 
+from hrn_hw import layers as layer_kinds
 from hrn_hw.export.ir import INPUT_FMT, QuantModel
 
-
-def layer_out_hw(h: int, w: int, kernel: int, stride: int, padding: int) -> tuple[int, int]:
-    """Output size of a conv/pool window: zero padding, then bottom/right up to the kernel."""
-    hp, wp = max(h + 2 * padding, kernel), max(w + 2 * padding, kernel)
-    return (hp - kernel) // stride + 1, (wp - kernel) // stride + 1
+layer_out_hw = layer_kinds.window_out_hw     # output size of a conv/pool window (one rule)
 
 
 def unit_out_shape(unit, shape: tuple) -> tuple:
     """(C, H, W) of a unit's output for an input map of `shape` (folded to in_channels first)."""
     c, h, w = unit.in_channels, shape[1], shape[2]
     for layer in unit.layers:
-        if layer.kind == "conv":
-            h, w = layer_out_hw(h, w, layer.kernel, layer.stride, layer.padding)
-            c = layer.out_channels
-        elif layer.kind == "maxpool":
-            h, w = layer_out_hw(h, w, layer.kernel, layer.stride, 0)
+        c, h, w = layer_kinds.of(layer).out_shape(layer, c, h, w)
     return (c, h, w)
 
 

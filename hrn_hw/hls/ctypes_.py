@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from hrn_hw.errors import ExportError
 from hrn_hw.fixedpoint.fmt import Fmt
 
 
@@ -26,8 +27,6 @@ def check_conversion(src_width: int, src_frac: int, dst: Fmt, name: str) -> None
     Every such value rounds to 0 (the golden model agrees), but ap_fixed's C simulation aborts
     on it, so a format this coarse is an error at export rather than a crash in C-sim.
     """
-    from hrn_hw.export.ir import ExportError
-
     shift = src_frac - dst.frac
     if dst.rounding == "rnd" and shift - 1 >= src_width:
         raise ExportError(f"{name}: format {dst.c_type()} is too coarse for its {src_width}-bit accumulator "

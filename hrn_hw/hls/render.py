@@ -14,11 +14,13 @@ import math
 import shutil
 from pathlib import Path
 from string import Template
+from types import SimpleNamespace
 
 import numpy as np
 
+from hrn_hw import layers as layer_kinds
 from hrn_hw.export.ir import INPUT_FMT, ExportError, QuantModel
-from hrn_hw.export.shapes import layer_out_hw
+from hrn_hw.fixedpoint.ops import energy_width
 from hrn_hw.hls.ctypes_ import acc_type, acc_width, array_init, check_conversion, log2_ceil, max_int, raw_c_type
 
 TEMPLATES = Path(__file__).resolve().with_name("templates")     # package data
@@ -91,18 +93,7 @@ class _Renderer:
             if not u.initialised:
                 continue
             for j, layer in enumerate(u.layers):
-                if layer.kind != "conv":
-                    continue
-                tag = f"u{u.index}_l{j}"
-                self.types.append(f"typedef {layer.w_fmt.c_type()} {tag}_w_t;")
-                self.types.append(f"typedef {layer.out_fmt.c_type()} {tag}_out_t;")
-                bias = layer.bias if layer.bias is not None else np.zeros(layer.out_channels, dtype=np.int64)
-                b_fmt = layer.b_fmt if layer.b_fmt is not None else layer.w_fmt
-                self.types.append(f"typedef {b_fmt.c_type()} {tag}_b_t;")
-                self.weights.append(f"static const {raw_c_type(layer.w_fmt.width)} {tag.upper()}_W[{layer.weight.size}] = "
-                                    f"{array_init(layer.weight.reshape(-1))};")
-                self.weights.append(f"static const {raw_c_type(b_fmt.width)} {tag.upper()}_B[{layer.out_channels}] = "
-                                    f"{array_init(bias)};")
+                layer_kinds.of(layer).hls_arrays(layer, f"u{u.index}_l{j}", self)
 
     def act_cfg(self, n: int) -> str:
         if n not in self._act_cfgs:
@@ -135,40 +126,13 @@ class _Renderer:
             lines += [f"    {fold_t} x1[{u.in_channels * h * w}];",
                       f"    hrn::fold_channels<{c}, {u.in_channels}, {h * w}, {in_t}, {fold_t} >(x0, x1);"]
             cur, cur_t, cur_c, max_in = "x1", fold_t, u.in_channels, max_in * groups
-        n = 2
+        st = SimpleNamespace(cur=cur, cur_t=cur_t, cur_c=cur_c, h=h, w=w, in_frac=in_frac, in_fmt_w=in_fmt_w,
+                             max_in=max_in, n=2)
         for j, layer in enumerate(u.layers):
-            tag = f"u{u.index}_l{j}"
-            if layer.kind == "conv":
-                k, s, p = layer.kernel, layer.stride, layer.padding
-                ho, wo = layer_out_hw(h, w, k, s, p)
-                frac = in_frac + layer.w_fmt.frac
-                b_frac = layer.b_fmt.frac if layer.b_fmt is not None else layer.w_fmt.frac
-                top = max(frac, b_frac)
-                bias_bound = int(np.abs(layer.bias).max()) if layer.bias is not None and layer.bias.size else 0
-                bound = (max_in * int(np.abs(layer.weight).max() or 1) * cur_c * k * k << (top - frac)) + \
-                    (bias_bound << (top - b_frac))
-                acc_t = acc_type(top, bound)
-                check_conversion(acc_width(bound), top, layer.out_fmt, f"unit{u.index}.{j}.out")
-                o = layer.out_channels
-                lines += [f"    {tag}_out_t x{n}[{o * ho * wo}];",
-                          f"    hrn::conv2d<{cur_c}, {h}, {w}, {o}, {k}, {s}, {p}, {ho}, {wo}, {cur_t}, {tag}_w_t, "
-                          f"{tag}_b_t, {acc_t}, {tag}_out_t>({cur}, {tag.upper()}_W, {tag.upper()}_B, x{n});"]
-                cur, cur_t, cur_c, h, w = f"x{n}", f"{tag}_out_t", o, ho, wo
-                in_frac, in_fmt_w, max_in = layer.out_fmt.frac, layer.out_fmt.width, max_int(layer.out_fmt)
-            elif layer.kind == "leaky_relu":
-                size = cur_c * h * w
-                cfg = self.act_cfg(size)
-                lines += [f"    {cur_t} x{n}[{size}];",
-                          f"    nnet::leaky_relu<{cur_t}, alpha_t, {cur_t}, {cfg}>({cur}, "
-                          f"alpha_t({layer.alpha * 2.0 ** -layer.alpha_frac!r}), x{n});"]
-                cur = f"x{n}"
-            else:
-                k, s = layer.kernel, layer.stride
-                ho, wo = layer_out_hw(h, w, k, s, 0)
-                lines += [f"    {cur_t} x{n}[{cur_c * ho * wo}];",
-                          f"    hrn::maxpool<{cur_c}, {h}, {w}, {k}, {s}, {ho}, {wo}, {cur_t} >({cur}, x{n});"]
-                cur, h, w = f"x{n}", ho, wo
-            n += 1
+            st.name = f"unit{u.index}.{j}"
+            lines += layer_kinds.of(layer).hls(layer, f"u{u.index}_l{j}", st, self)
+            st.n += 1
+        cur, cur_c, h, w = st.cur, st.cur_c, st.h, st.w
         size = cur_c * h * w
         assert [cur_c, h, w] == list(call["out_shape"]), (call, cur_c, h, w)
         lines += [f"    for (int i = 0; i < {size}; i++) out[i] = hrn::to_raw<raw_t>({cur}[i]);", "}"]
@@ -245,7 +209,7 @@ class _Renderer:
             "types": "\n".join(f"typedef {v} {k};" for k, v in gt.items()) + "\n" + "\n".join(self.types),
             "IN_C": qm.input_shape[0], "IN_H": qm.input_shape[1], "IN_W": qm.input_shape[2],
             "IN_N": math.prod(qm.input_shape), "S": qm.s, "MB": qm.m, "M": qm.num_units, "D": qm.d,
-            "NORM_K": qm.norm_k, "STOP_T": f"{qm.stop_threshold}ULL", "N_TASKS": len(qm.heads),
+            "NORM_K": qm.norm_k, "NORM_EW": energy_width(qm.norm_k, qm.h_fmt), "STOP_T": f"{qm.stop_threshold}ULL", "N_TASKS": len(qm.heads),
             "MAX_CLASSES": qm.max_classes, "MAP_MAX": self.map_max,
             "seeds": ", ".join(f"{v}u" for v in qm.hash_seeds),
             "initialised": ", ".join("true" if u.initialised else "false" for u in qm.units),

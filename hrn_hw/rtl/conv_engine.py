@@ -2,13 +2,15 @@
 
 Bit-exact with `hrn_hw.golden.run_unit` for a unit whose layers are one convolution (BatchNorm
 folded, weights and bias in ROMs as raw integers) followed by an optional LeakyReLU and an
-optional max pooling (in either order):
+optional pooling layer (each layer's kind says which stage runs it, `hrn_hw.layers` `rtl_stage`;
+a pool before the LeakyReLU only when it commutes with it, as max pooling does):
 
     x   = fold_channels(map, in_channels)            exact sum of channel groups
     acc = sum x * w  (+ bias aligned)                 exact, zero padding (+ bottom/right up to K)
     y   = convert(acc, in_frac + w_frac -> out_fmt)   round (rnd: + half LSB, then >>), saturate
     y   = y > 0 ? y : convert(alpha * y, out_frac + alpha_frac -> out_fmt)
-    y   = maxpool(y)                                  exact (zero padding only below the kernel)
+    y   = pool(y)                                     the pool kind's reduction of each window
+                                                      (zero padding only below the kernel)
 
 The input map's shape and format are chosen at run time: `calls` are the unit's entries of
 the QuantModel's `reachable` list (`conv_engine_params`), and `call_id` picks one. Each call
@@ -48,9 +50,10 @@ Phases (no overlap between frames):
    lane's bank of the output memory). Per-call constants are registers off the latched call id.
 3. DRAIN (9 + PIXELS - 1 cycles): the pipeline and the serialiser empty into the output memory.
 4. OUT (ceil(O Ph Pw / WORDS) kp kp + 3 cycles): for each beat, kp * kp reads per word (kp = 1
-   without pooling) with a running max, each word slot reading its own copy of the output
-   memory (address register, memory read), then the output register. Back-pressure stalls this
-   pipeline only.
+   without pooling) with the pool kind's running reduction (`rtl_combine`: a running max for
+   maxpool), each word slot reading its own copy of the output memory (address register, memory
+   read), then the output register (the word the kind's `rtl_finish` makes of the reduction).
+   Back-pressure stalls this pipeline only.
 
 LANES (`lanes`, default all out_channels) output channels, PIXELS (`pixel_lanes`, default 1)
 output pixels and WORDS (`words`, a power of two, default 1) stream words per cycle; the
@@ -65,6 +68,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from hrn_hw import layers as layer_kinds
 from hrn_hw.export.shapes import layer_out_hw, unit_calls
 from hrn_hw.rtl.arith import chunks, const_mul
 from hrn_hw.rtl.fixed import convert_expr, saturate, shift_right
@@ -81,16 +85,26 @@ OUT_OVERHEAD = 3       # address register, memory read, output register
 
 
 def unit_layers(unit):
-    """(conv, act or None, pool or None) of a unit the engine supports."""
+    """(conv, act or None, pool or None) of a unit the engine supports: each layer's kind says
+    which stage of the engine runs it (`rtl_stage`: the conv, the converter's activation, the
+    OUT phase's pooling); a kind the engine has no stage for, a second conv, activation or pool,
+    or a pool before the activation that does not commute with it is NotImplementedError."""
     layers = list(unit.layers)
-    if not layers or layers[0].kind != "conv":
+    kinds = [layer_kinds.of(l) for l in layers]
+    if not layers or kinds[0].rtl_stage != "conv":
         raise NotImplementedError("conv engine: the unit must start with its convolution")
-    rest = [l.kind for l in layers[1:]]
-    if any(k == "conv" for k in rest) or len(set(rest)) != len(rest):
-        raise NotImplementedError("conv engine: one conv, then at most one LeakyReLU and one maxpool")
-    act = next((l for l in layers[1:] if l.kind == "leaky_relu"), None)
-    pool = next((l for l in layers[1:] if l.kind == "maxpool"), None)
-    return layers[0], act, pool
+    for k in kinds[1:]:
+        if k.rtl_stage is None:
+            raise NotImplementedError(f"conv engine: no stage runs a {k.name} layer")
+    rest = [k.rtl_stage for k in kinds[1:]]
+    if "conv" in rest or len(set(rest)) != len(rest):
+        raise NotImplementedError("conv engine: one conv, then at most one activation and one pooling layer")
+    act = rest.index("act") + 1 if "act" in rest else None
+    pool = rest.index("pool") + 1 if "pool" in rest else None
+    if act is not None and pool is not None and pool < act and not kinds[pool].rtl_commutes_with_act:
+        raise NotImplementedError(f"conv engine: {kinds[pool].name} before the activation (the engine "
+                                  "activates, then pools)")
+    return layers[0], None if act is None else layers[act], None if pool is None else layers[pool]
 
 
 def conv_engine_params(qm, unit: int) -> dict:
@@ -115,6 +129,7 @@ def call_geometry(unit, call: dict, lanes: int | None = None, words: int = 1, pi
     lanes = o if lanes is None else int(lanes)
     ho, wo = layer_out_hw(h, w, k, st, pad)
     kp, sp = (pool.kernel, pool.stride) if pool is not None else (1, 1)
+    reads = layer_kinds.of(pool).rtl_out_reads(pool) if pool is not None else 1
     ph, pw = layer_out_hw(ho, wo, kp, sp, 0) if pool is not None else (ho, wo)
     ic = unit.in_channels
     f = int(call["in_frac"]) + conv.w_fmt.frac
@@ -132,7 +147,7 @@ def call_geometry(unit, call: dict, lanes: int | None = None, words: int = 1, pi
             "S": s, "words": words, "P": pixel_lanes, "Q": _cdiv(ho * wo, pixel_lanes),
             "T": max(ic * k * k, pixel_lanes), "in_beats": _cdiv(c * h * w, words),
             "out_beats": _cdiv(o * ph * pw, words),
-            "fold_splits": sum(1 for g in range(1, groups) if g * s % words)}
+            "fold_splits": sum(1 for g in range(1, groups) if g * s % words), "reads": reads}
 
 
 def conv_engine_phases(unit, call: dict, lanes: int | None = None, words: int = 1, pixel_lanes: int = 1) -> dict:
@@ -142,7 +157,7 @@ def conv_engine_phases(unit, call: dict, lanes: int | None = None, words: int = 
         "load": g["in_beats"] + g["fold_splits"] + LOAD_TAIL,   # one beat per cycle, + group ends inside beats
         "compute": g["G"] * g["Q"] * g["T"],            # one tap per cycle, LANES x PIXELS MACs
         "drain": DRAIN_CYCLES + g["P"] - 1,             # accumulate, serialise, convert, act, write
-        "out": g["out_beats"] * g["kp"] * g["kp"],      # kp*kp reads per output beat
+        "out": g["out_beats"] * g["reads"],             # the pool's reads (kp*kp) per output beat
         "out_pipeline": OUT_OVERHEAD,                   # address register, memory read, output register
     }
 
@@ -657,6 +672,7 @@ class ConvEngine(wiring.Component):
         that start it."""
         geo, L, W, O = self.geo, self.lanes, self.words, self.conv.out_channels
         kp, sp, ow = geo[0]["kp"], geo[0]["sp"], self.conv.out_fmt.width
+        pk = layer_kinds.of(self.pool) if self.pool is not None else None
         Hom, Wom = max(g["Ho"] for g in geo), max(g["Wo"] for g in geo)
         pc, cid = self._per_call, s.cid
         pr = lambda key: self._per_call_r(m, s, key)  # noqa: E731
@@ -705,11 +721,13 @@ class ConvEngine(wiring.Component):
             with m.If(adv):
                 m.d.sync += [inbb.eq(inbr), okb.eq(okr), bankb.eq(bankr)]
             val = Mux(inbb, mux_select([rp.data for rp in banks], bankb), 0)
-            mx = Signal(signed(ow), name=f"mx{i}")
-            mx_c = Mux(firstb | (val > mx), val, mx) if kp > 1 else val   # kp = 1: no running max
+            # the pool's running reduction (max, sum, ...) over the kp*kp reads of a word
+            mx = Signal(pk.rtl_acc_shape(ow, kp) if pk else signed(ow), name=f"{pk.rtl_acc_name if pk else 'mx'}{i}")
+            mx_c = pk.rtl_combine(firstb, val, mx) if kp > 1 else val   # kp = 1: no reduction
             with m.If(adv & vb & ~lastb):
                 m.d.sync += mx.eq(mx_c)
-            words.append(Mux(okb, mx_c, 0).as_signed()[:ow] if W > 1 else mx_c)
+            y = pk.rtl_finish(mx_c, kp, ow) if pk else mx_c
+            words.append(Mux(okb, y, 0).as_signed()[:ow] if W > 1 else y)
             with m.If(step & adv & el_end):
                 # the wraps from thresholds (registers), not from the incremented values
                 nx = spx + dX

@@ -72,12 +72,14 @@ def _cache_dir() -> Path:
 
 def _design_key(qm, knobs: RtlKnobs) -> str:
     """Digest of everything the Verilog depends on: the model's manifest and arrays, the knobs
-    and the generator's own source (hrn_hw/rtl/*.py)."""
+    and the generator's own source (hrn_hw/rtl/*.py, and hrn_hw/layers/*.py: the layer kinds'
+    conv engine stages)."""
     h = hashlib.sha256(json.dumps(qm.manifest(), sort_keys=True, default=str).encode())
     for name, arr in sorted(qm.arrays().items()):
         h.update(name.encode() + str(arr.dtype).encode() + str(arr.shape).encode() + arr.tobytes())
     h.update(json.dumps(knobs.to_dict(), sort_keys=True).encode())
-    for src in sorted(Path(__file__).parent.glob("*.py")):
+    pkg = Path(__file__).parent.parent
+    for src in sorted([*(pkg / "rtl").glob("*.py"), *(pkg / "layers").glob("*.py")]):
         h.update(src.read_bytes())
     return h.hexdigest()[:32]
 
