@@ -10,6 +10,8 @@ Two DUTs:
   stride-2 kernel without padding, bias finer than the accumulator, trn output format,
   maxpool 2/2 before the LeakyReLU) on maps with channel folding, a map smaller than the
   kernel, and a missing channel group.
+- `conv_engine_avgpool`: the synthetic unit's conv and LeakyReLU, then avgpool 3/1 (divisor 9:
+  the engine's reciprocal multiply), on the same maps plus a 2x15x13 one.
 
 The golden model imports torch (through hrn_hw.reference.hashing), slow inside the simulator's Python,
 so the pytest process computes the expected outputs and the cycle predictions and hands them
@@ -216,10 +218,35 @@ SMALL_PLANE_CALLS = [
 def test_conv_engine_pool(words=1, pixel_lanes=1, build: str = "conv_engine_pool"):
     """pytest: the synthetic unit with maxpool, 2 lanes, maps smaller than the kernel; with
     more than one word per beat also the small-plane calls."""
+    qm, unit, calls = synthetic_unit()
+    _synthetic_run(qm, unit, calls, words, pixel_lanes, build)
+
+
+def synthetic_avgpool_unit(seed: int = 7):
+    """The synthetic unit's conv (trn s12 output, saturates) and LeakyReLU 0.1, then avgpool
+    3/1 (overlapping windows, divisor 9: the RTL's reciprocal multiply), on the synthetic calls
+    plus a 2x15x13 map (a 5x4 pooled output)."""
+    from hrn_hw.export.ir import PoolQ, UnitQ
+
+    qm, unit, calls = synthetic_unit(seed)
+    conv, _, act = unit.layers
+    qm.units[0] = unit = UnitQ(0, 2, [conv, act, PoolQ(3, 1, "avgpool")], True)
+    calls = calls + [{"unit": 0, "source": "g", "in_shape": [2, 15, 13], "in_frac": 1, "in_width": 8}]
+    return qm, unit, calls
+
+
+def test_conv_engine_avgpool(words=2, pixel_lanes=3, build: str = "conv_engine_avgpool_w2p3"):
+    """pytest: the synthetic unit with LeakyReLU then avgpool 3/1, 2 lanes."""
+    qm, unit, calls = synthetic_avgpool_unit()
+    _synthetic_run(qm, unit, calls, words, pixel_lanes, build)
+
+
+def _synthetic_run(qm, unit, calls, words, pixel_lanes, build):
+    """A synthetic unit on 2 lanes: random, small, zero, max, min and one-hot maps of every call
+    (with more than one word per beat also the small-plane calls)."""
     from hrn_hw.export.shapes import unit_out_shape
     from hrn_hw.rtl.conv_engine import ConvEngine, call_geometry, conv_engine_cycles
 
-    qm, unit, calls = synthetic_unit()
     if words > 1:
         calls += [dict(c) for c in SMALL_PLANE_CALLS]
     for c in calls:

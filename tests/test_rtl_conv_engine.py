@@ -6,7 +6,8 @@ hrn_hw.rtl.conv_engine.conv_engine_cycles. Runs the sim/test_conv_engine.py test
 Builds: the synthetic unit at 8 words per beat with 5 pixel lanes (with the small-plane
 calls; `make sim` also runs it at one word per beat and one pixel per cycle); the real unit at 8 words per
 beat with 10 pixel lanes on 4 output-channel lanes (fewer lanes keep its build small; the
-top-level tests run the real units at the defaults)."""
+top-level tests run the real units at the defaults); the synthetic unit with LeakyReLU then
+avgpool 3/1 at 2 words per beat with 3 pixel lanes."""
 
 from __future__ import annotations
 
@@ -25,6 +26,14 @@ def test_conv_engine_pool_words_rtl():
     import test_conv_engine
 
     test_conv_engine.test_conv_engine_pool(words=8, pixel_lanes=5, build="conv_engine_pool_w8p5")
+
+
+def test_conv_engine_avgpool_rtl():
+    """LeakyReLU then avgpool 3/1 (divisor 9) at 2 words per beat, 3 pixel lanes: bit-exact
+    with the golden model, cycles == conv_engine_cycles."""
+    import test_conv_engine
+
+    test_conv_engine.test_conv_engine_avgpool(words=2, pixel_lanes=3, build="conv_engine_avgpool_w2p3")
 
 
 def _load_cycles(n: int, s: int, words: int) -> int:

@@ -21,9 +21,9 @@ Adding a kind: a module here with its `LayerKind` (and its reference module in
 
 from hrn_hw.layers.registry import (REQUIRED, LayerKind, LayerKindError, get, kinds, of, register, unit_stages,
                                     validate_spec, window_out_hw)
-from hrn_hw.layers import conv, batchnorm, activation, maxpool, dropout  # noqa: E402  (registration order)
+from hrn_hw.layers import conv, batchnorm, activation, maxpool, dropout, avgpool  # noqa: E402  (registration order)
 
 __all__ = ["REQUIRED", "LayerKind", "LayerKindError", "get", "kinds", "of", "register", "unit_stages", "validate_spec",
            "window_out_hw",
            # the built-in kinds' modules
-           "conv", "batchnorm", "activation", "maxpool", "dropout"]
+           "conv", "batchnorm", "activation", "maxpool", "dropout", "avgpool"]

@@ -94,6 +94,19 @@ class PoolLayer(nn.Module):
         return F.max_pool2d(pad_to_kernel(x, self.kernel), self.kernel, self.stride)
 
 
+class AvgPoolLayer(nn.Module):
+    """Average pooling (the divisor is always kernel^2: zero padding counts)."""
+
+    layer_kind = "avgpool"
+
+    def __init__(self, kernel: int, stride: int | None = None):
+        super().__init__()
+        self.kernel, self.stride = kernel, stride or kernel
+
+    def forward(self, x, scale=None):
+        return F.avg_pool2d(pad_to_kernel(x, self.kernel), self.kernel, self.stride)
+
+
 class Activation(nn.Module):
     """LeakyReLU (slope 0: ReLU)."""
 

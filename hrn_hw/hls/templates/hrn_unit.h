@@ -1,5 +1,6 @@
 // Conv unit building blocks: channel folding, convolution with zero padding (and bottom/right
-// padding up to the kernel), max pooling (golden: ops.fold_channels, ops.conv2d, ops.maxpool).
+// padding up to the kernel), max and average pooling (golden: ops.fold_channels, ops.conv2d,
+// ops.maxpool, hrn_hw.layers.avgpool.avgpool).
 // Activations use hls4ml's nnet::leaky_relu.
 #ifndef HRN_UNIT_H_
 #define HRN_UNIT_H_
@@ -67,6 +68,34 @@ Pool:
                     }
                 }
                 y[(c * HO + oy) * WO + ox] = m;
+            }
+        }
+    }
+}
+
+// Average over K x K windows: the exact window sum S (positions beyond a map smaller than the
+// kernel count as 0) in ACC, an ap_fixed with T's fraction bits wide enough for K*K values of T;
+// then floor((S + K*K / 2) / (K*K)) on its raw integer (round half up; C++ division truncates,
+// so a negative inexact quotient steps down by one). The result has T's fraction bits and lies
+// between the window's extremes: T holds it exactly (golden: hrn_hw.layers.avgpool.avgpool).
+template <int C, int H, int W, int K, int STRIDE, int HO, int WO, class T, class ACC>
+void avgpool(const T x[C * H * W], T y[C * HO * WO]) {
+    const int D = K * K;
+AvgPool:
+    for (int c = 0; c < C; c++) {
+        for (int oy = 0; oy < HO; oy++) {
+            for (int ox = 0; ox < WO; ox++) {
+                ACC s = 0;
+                for (int ky = 0; ky < K; ky++) {
+                    for (int kx = 0; kx < K; kx++) {
+                        int iy = oy * STRIDE + ky, ix = ox * STRIDE + kx;
+                        if (iy < H && ix < W) s += x[(c * H + iy) * W + ix];
+                    }
+                }
+                ap_int<ACC::width + 1> n = to_raw<ap_int<ACC::width + 1> >(s) + D / 2;
+                ap_int<ACC::width + 1> q = n / D;
+                if (n < 0 && q * D != n) q -= 1;
+                y[(c * HO + oy) * WO + ox] = from_raw<T>(q);
             }
         }
     }
