@@ -59,7 +59,12 @@ def normalise(phi: np.ndarray, k: int, h_fmt: Fmt, counter: SatCounter | None = 
     The fraction bits of phi cancel, so one rule serves every map format.
     """
     phi = np.asarray(phi, dtype=np.int64)
-    energy = np.einsum("ij,ij->i", phi, phi) if phi.size else np.zeros(len(phi), dtype=np.int64)
+    if not phi.size:
+        energy = np.zeros(len(phi), dtype=np.int64)
+    elif int(np.abs(phi).max()) ** 2 * phi.shape[1] < 1 << 63:
+        energy = np.einsum("ij,ij->i", phi, phi)
+    else:                                   # beyond int64: exact in Python integers
+        energy = (phi.astype(object) ** 2).sum(axis=1)
     inv = np.array([inv_sqrt(int(e), k) if e > 0 else 0 for e in energy], dtype=np.int64)
     return convert(phi * inv[:, None], k, h_fmt, counter, "h")
 
@@ -67,6 +72,13 @@ def normalise(phi: np.ndarray, k: int, h_fmt: Fmt, counter: SatCounter | None = 
 def norm_shift(max_energy_bits: int, h_fmt: Fmt) -> int:
     """The k of `normalise`: inv >= 2**(frac_h + 2) for every energy below 2**max_energy_bits."""
     return h_fmt.frac + 2 + (max_energy_bits + 1) // 2
+
+
+def energy_width(k: int, h_fmt: Fmt) -> int:
+    """Bits of the energy accumulator (HLS, RTL) of a normaliser with shift k: every energy
+    `norm_shift` chose k for fits (2 * (k - frac_h - 2) bits), and at least 64, the width of
+    every export whose energies fit in int64 (their bits stay as they were)."""
+    return max(64, 2 * (k - h_fmt.frac - 2))
 
 
 # ---- projection comparator and residue -----------------------------------------------------
@@ -179,6 +191,6 @@ def energy_threshold(tau: float, frac: int) -> int:
     return max(0, math.ceil(t))
 
 
-__all__ = ["matmul_exact", "align", "inv_sqrt", "normalise", "norm_shift", "project", "select",
+__all__ = ["matmul_exact", "align", "inv_sqrt", "normalise", "norm_shift", "energy_width", "project", "select",
            "residue", "fold_channels", "pad_map", "windows", "conv2d", "maxpool", "leaky_relu",
            "dense", "energy_threshold", "shift_round"]

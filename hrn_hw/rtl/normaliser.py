@@ -36,6 +36,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import Out
 
 from hrn_hw.fixedpoint.fmt import Fmt
+from hrn_hw.fixedpoint.ops import energy_width
 from hrn_hw.rtl.arith import CHUNK, chunks, const_mul
 from hrn_hw.rtl.fixed import convert_parallel
 from hrn_hw.rtl.rows import beats, frame_row_words, pack_words, row_shape, row_words, tree_sum
@@ -160,11 +161,14 @@ def _root_trials(root, g: int, tw: int) -> list:
 
 class Normaliser(wiring.Component):
     """Parameters: s, norm_k (K of the manifest), h_fmt (signed), phi_width (32 by contract),
-    e_width (bits of the largest energy, <= 63 by the export's check; 64 default), words (W per
-    beat, default 1), root_bits (r quotient / root bits per cycle, default 1)."""
+    e_width (bits of the energy accumulator; default `ops.energy_width(norm_k, h_fmt)`: every
+    energy the export chose K for, at least 64), words (W per beat, default 1), root_bits (r
+    quotient / root bits per cycle, default 1)."""
 
-    def __init__(self, s: int, norm_k: int, h_fmt: Fmt, phi_width: int = 32, e_width: int = 64,
+    def __init__(self, s: int, norm_k: int, h_fmt: Fmt, phi_width: int = 32, e_width: int | None = None,
                  words: int = 1, root_bits: int = 1):
+        if e_width is None:
+            e_width = energy_width(norm_k, h_fmt)
         if not h_fmt.signed:
             raise ValueError("normaliser: h format must be signed")
         if norm_k <= h_fmt.frac:

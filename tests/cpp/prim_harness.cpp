@@ -121,7 +121,7 @@ template <int S, int K, class H> void h_normalise(const Args &a, Out &o) {
     phi_t phi[S];
     H h[S];
     for (int j = 0; j < S; j++) phi[j] = phi_t(sv(a, j));
-    hrn::normalise<S, K, phi_t, H>(phi, h);
+    hrn::normalise<S, K, 64, phi_t, H>(phi, h);
     for (int j = 0; j < S; j++) put(o, h[j]);
 }
 

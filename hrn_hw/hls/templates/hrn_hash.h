@@ -21,17 +21,17 @@ HashAcc:
     }
 }
 
-// h = phi / ||phi||: E = sum phi^2, inv = floor(2^K / sqrt(E)), h_j = convert(phi_j * inv, K).
-// A zero phi gives h = 0 (golden: ops.normalise).
-template <int S, int K, class PHI, class H> void normalise(const PHI phi[S], H h[S]) {
-    ap_uint<64> e = 0;
+// h = phi / ||phi||: E = sum phi^2 in EW bits (exact: ops.energy_width), inv = floor(2^K / sqrt(E)),
+// h_j = convert(phi_j * inv, K). A zero phi gives h = 0 (golden: ops.normalise).
+template <int S, int K, int EW, class PHI, class H> void normalise(const PHI phi[S], H h[S]) {
+    ap_uint<EW> e = 0;
 NormEnergy:
     for (int j = 0; j < S; j++) {
         #pragma HLS PIPELINE II=1
-        e += ap_uint<64>(ap_int<64>(phi[j]) * ap_int<64>(phi[j]));
+        e += ap_uint<EW>(ap_int<EW>(phi[j]) * ap_int<EW>(phi[j]));
     }
     ap_uint<K + 1> inv = 0;
-    if (e != 0) inv = inv_sqrt<K, 64>(e);
+    if (e != 0) inv = inv_sqrt<K, EW>(e);
 NormScale:
     for (int j = 0; j < S; j++) {
         #pragma HLS PIPELINE II=1

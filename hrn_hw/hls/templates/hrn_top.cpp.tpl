@@ -48,7 +48,7 @@ Steps:
         bool allowed[M];
         residue_t r[S];
         hrn::feature_hash<S, MAP_MAX, raw_t, phi_t>(map, shape[0] * shape[1] * shape[2], HASH_SEEDS[hash_index], phi);
-        hrn::normalise<S, NORM_K, phi_t, h_t>(phi, h);
+        hrn::normalise<S, NORM_K, NORM_EW, phi_t, h_t>(phi, h);
         hrn::project<M, MB, S, h_t, basis_t, coef_t, proj_acc_t, energy_t>(h, BASES, coef, energy);
         for (int u = 0; u < M; u++) allowed[u] = INITIALISED[u] && !used[u];
         int unit = hrn::select_unit<M, energy_t>(energy, allowed);

@@ -11,6 +11,7 @@ static const int MB = $MB;            // basis vectors per unit
 static const int M = $M;              // units in the pool
 static const int D = $D;              // depth: most selections per sample
 static const int NORM_K = $NORM_K;    // inv = floor(2^NORM_K / sqrt(E))
+static const int NORM_EW = $NORM_EW;  // bits of the energy E (ops.energy_width)
 static const unsigned long long STOP_T = $STOP_T;   // stop when sum r^2 (raw) < STOP_T
 static const int N_TASKS = $N_TASKS, MAX_CLASSES = $MAX_CLASSES;
 static const int MAP_MAX = $MAP_MAX;  // largest map any unit call reads or writes
