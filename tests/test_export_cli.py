@@ -310,12 +310,11 @@ BAD_MODELS = {
     "nan weight": (_nan_weight, "NaN"),
     "inf bias": (_inf_bias, "Inf"),
     "unknown layer type": (_unknown_layer, "unsupported unit layer type 'attention'"),
-    "batchnorm after activation": (_batchnorm_after_activation, "batchnorm that does not follow a conv"),
-    "activation before conv": (_activation_before_conv, "needs a conv before the first activation"),
+    "batchnorm after activation": (_batchnorm_after_activation, "a unit's layers must be conv, then"),
+    "activation before conv": (_activation_before_conv, "a unit's layers must be conv, then"),
     "directory": (_directory, "no such checkpoint file"),
     "missing": (_missing, "no such checkpoint file"),
 }
-EXPORT_REJECTS = ("batchnorm after activation", "activation before conv")   # load accepts them
 
 
 @pytest.mark.parametrize("case", list(BAD_MODELS))
@@ -329,8 +328,7 @@ def test_bad_model_one_line_exit_2_nothing_written(case, model, payload, tmp_pat
     assert code == 2, err
     line = error_line(err)
     assert expected in line
-    if case not in EXPORT_REJECTS:                       # load errors name the file
-        assert str(bad) in line
+    assert str(bad) in line                              # load errors name the file
     assert stdout == ""
     assert_nothing_written(out)
     assert not (bad.parent / "MARKER").exists()          # the pickled code never ran
@@ -361,15 +359,17 @@ def test_finite_but_unexportable_weights(make, expected, model, payload, tmp_pat
     assert_nothing_written(out)
 
 
-def test_reordered_checkpoint_loads_but_export_refuses(model, payload, tmp_path):
-    """The batchnorm-after-activation checkpoint is a valid model (eval accepts it): only the
-    export, which folds batchnorm into the conv before it, refuses it."""
+def test_reordered_checkpoint_is_refused_at_load(model, payload, tmp_path):
+    """A checkpoint whose unit layers no layer of the flow implements (batchnorm after the
+    activation) is refused when it is read (eval, export, resume alike), in one line."""
     from hrn_hw.checkpoint import load_checkpoint
+    from hrn_hw.errors import CheckpointError
 
     bad = tmp_path / "model.pt"
     _batchnorm_after_activation(model, bad, payload)
-    loaded, _, _ = load_checkpoint(bad)
-    assert [type(m).__name__ for m in loaded.units[0].layers] == ["ConvLayer", "Activation", "BatchNormLayer"]
+    with pytest.raises(CheckpointError, match=r"a unit's layers must be conv, then") as info:
+        load_checkpoint(bad)
+    assert "\n" not in str(info.value) and str(bad) in str(info.value)
 
 
 def test_bad_model_with_force_leaves_existing_out_untouched(exported, tmp_path):

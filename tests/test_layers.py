@@ -117,19 +117,23 @@ def test_conv_engine_stages_come_from_the_kinds():
         unit_layers(_unit(pool, PoolQ(2, 2)))
 
 
-def test_plain_modules_are_the_vanilla_cnn_layers():
-    """Each kind's plain torch module (the vanilla CNN baseline's layer) is what
-    hrn_hw.cl.vc builds for the same spec."""
+def test_the_vanilla_cnn_builds_every_kind_from_the_registry():
+    """The VC baseline chains each kind's plain torch module (hrn_hw.layers), avgpool included."""
+    import torch
+
     from hrn_hw.cl.vc import _layer
 
     specs = [{"type": "conv", "out_channels": 4, "kernel": 3, "stride": 2, "padding": 1, "bias": False},
              {"type": "batchnorm", "momentum": 0.2}, {"type": "leaky_relu", "slope": 0.1}, {"type": "relu"},
-             {"type": "maxpool", "kernel": 3}, {"type": "dropout", "p": 0.3}]
-    for spec in specs:
-        p = layers.validate_spec(spec)
-        mine, ch = layers.get(spec["type"]).plain_module(p, 3)
-        theirs, ch2 = _layer(dict(spec), 3)
-        assert type(mine) is type(theirs) and ch == ch2 and repr(mine) == repr(theirs)
+             {"type": "maxpool", "kernel": 3}, {"type": "avgpool", "kernel": 2}, {"type": "dropout", "p": 0.3}]
+    expect = (torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.LeakyReLU, torch.nn.ReLU, torch.nn.MaxPool2d,
+              torch.nn.AvgPool2d, torch.nn.Dropout)
+    ch = 3
+    for spec, cls in zip(specs, expect):
+        mod, ch = _layer(dict(spec), ch)
+        assert isinstance(mod, cls) and ch == 4
+    with pytest.raises(ConfigError, match="unsupported unit layer type 'pool'"):
+        _layer({"type": "pool"}, 3)
 
 
 def test_ir_rtl_and_hls_import_no_torch():

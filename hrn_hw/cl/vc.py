@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hrn_hw import layers
 from hrn_hw.cl.strategy import Strategy
 from hrn_hw.config import Config
 from hrn_hw.errors import ConfigError
@@ -25,23 +26,9 @@ from hrn_hw.reference.hrn import Head, pixels_to_input
 
 
 def _layer(spec: dict, channels: int) -> tuple[nn.Module, int]:
-    kind = spec["type"]
-    if kind == "conv":
-        out = int(spec["out_channels"])
-        return nn.Conv2d(channels, out, int(spec["kernel"]), int(spec.get("stride", 1)),
-                         int(spec.get("padding", 0)), bias=bool(spec.get("bias", True))), out
-    if kind == "batchnorm":
-        return nn.BatchNorm2d(channels, momentum=float(spec.get("momentum", 0.1))), channels
-    if kind == "leaky_relu":
-        return nn.LeakyReLU(float(spec.get("slope", 0.01))), channels
-    if kind == "relu":
-        return nn.ReLU(), channels
-    if kind == "maxpool":
-        k = int(spec.get("kernel", 2))
-        return nn.MaxPool2d(k, int(spec.get("stride", k))), channels
-    if kind == "dropout":
-        return nn.Dropout(float(spec.get("p", 0.0))), channels
-    raise ValueError(f"unsupported layer type {kind!r}")
+    """A unit layer as a plain torch module (its kind's, hrn_hw.layers) and its out channels."""
+    p = layers.validate_spec(spec)
+    return layers.get(p["type"]).plain_module(p, channels)
 
 
 class VanillaCNN(nn.Module):
