@@ -48,3 +48,25 @@ def test_wide_energy_model_exports_and_matches_csim(tmp_path):
     assert energy_width(qm.norm_k, qm.h_fmt) > 64             # (before: "hash energy bound needs 65 bits")
     assert main(["verify", str(out), "--against", "csim"]) == 0
     assert json.loads((out / "verify_csim.json").read_text())["mismatches"] == 0
+
+
+def test_maps_that_would_overflow_phi_are_narrowed(tmp_path):
+    """16 buckets for 8 x 28 x 28 maps: a bucket sums ~400 elements, which overflows phi's 32
+    bits at 24-bit maps; the export drops fraction bits of those units' outputs (listed in the
+    manifest and report) and golden == C-sim (before: "hash accumulator ... exceeds 32 bits")."""
+    data = {**WIDE, "hrn": {"hash_size": 16, "basis_size": 2, "depth": 2}}
+    data["units"] = [{**WIDE["units"][0], "layers": [{**WIDE["units"][0]["layers"][0], "out_channels": 8},
+                                                    {"type": "relu"}]}]
+    cfg = tmp_path / "narrow.yaml"
+    cfg.write_text(json.dumps(data))
+    model, out = tmp_path / "m.pt", tmp_path / "export"
+    assert main(["train", "--scenario", "pairwise-mnist", "--config", str(cfg), "--limit", "60", "--epochs", "1",
+                 "--out", str(model)]) == 0
+    assert main(["export", str(model), "-o", str(out), "--golden", "4", "--eval-limit", "40", "--calib", "32",
+                 "--no-rtl"]) == 0
+    qm = QuantModel.load(out)
+    narrowed = qm.source["narrowed_maps"]
+    assert narrowed and all(new < old == 24 for old, new in narrowed.values())
+    assert {u.out_fmt.width for u in qm.units} == {new for _, new in narrowed.values()}
+    assert "narrowed from 24 to" in (out / "report.md").read_text()
+    assert main(["verify", str(out), "--against", "csim"]) == 0

@@ -8,6 +8,7 @@ h, coefficients and residues are Q2.14, bases Q1.15. `--precision FILE` override
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -139,8 +140,49 @@ def quantize_model(model: HRN, tasks: list, calib: list[tuple[int, np.ndarray]],
                     [int(v) for v in model.hash_seeds.tolist()], h_fmt, basis_fmt, coef_fmt, residue_fmt,
                     emb_fmt, bases, units, heads, source=source or {})
     qm.reachable = reachable_calls(qm)
+    narrowed = _fit_hash_accumulators(qm)
+    if narrowed:
+        qm.source = {**qm.source, "narrowed_maps": narrowed}
     qm.norm_k = _norm_k(qm)
     return qm, ranges
+
+
+PHI_BITS = 32          # the hash accumulator phi (docs/fixed_point.md): every layer holds it in 32 bits
+
+
+def _bucket_peak(qm: QuantModel, hash_index: int, shape) -> int:
+    """The largest number of map elements one bucket of hash `hash_index` sums for a map of `shape`."""
+    buckets, _ = index_hash(qm.hash_seeds[hash_index], math.prod(shape), qm.s)
+    return int(np.bincount(buckets, minlength=qm.s).max())
+
+
+def _fit_hash_accumulators(qm: QuantModel) -> dict:
+    """Formats chosen so that phi fits its 32 bits: a unit whose output map could overflow a
+    bucket's accumulator (bucket count x 2**(width - 1) >= 2**31) gets that many fewer fraction
+    bits on its conv's output (same integer bits: no new saturation, a coarser LSB). Returns
+    {unit: (old width, new width)} of the units it narrowed (the export report lists them)."""
+    narrowed = {}
+    for unit in qm.units:
+        shapes = {tuple(c["out_shape"]) for c in qm.reachable if c["unit"] == unit.index}
+        if not shapes:
+            continue
+        count = max(_bucket_peak(qm, unit.index + 1, shape) for shape in shapes)
+        fmt = unit.out_fmt
+        width = fmt.width
+        while width > 1 and count << (width - 1) >= 1 << (PHI_BITS - 1):
+            width -= 1
+        if width == fmt.width:
+            continue
+        cut = fmt.width - width
+        if fmt.width - fmt.frac > width:
+            raise ExportError(f"unit {unit.index}: its output map needs {fmt.width - fmt.frac} integer bits, but a "
+                              f"hash bucket sums up to {count} of its elements: phi would exceed {PHI_BITS} bits; "
+                              "use a larger hash_size or smaller maps")
+        conv = next(i for i, layer in enumerate(unit.layers) if layer.kind == "conv")
+        unit.layers[conv] = dataclasses.replace(unit.layers[conv], out_fmt=dataclasses.replace(
+            unit.layers[conv].out_fmt, width=width, frac=fmt.frac - cut))
+        narrowed[unit.index] = (fmt.width, width)
+    return narrowed
 
 
 def _input_shape(tasks: list) -> tuple:
@@ -159,8 +201,8 @@ def _norm_k(qm: QuantModel) -> int:
         buckets, _ = index_hash(qm.hash_seeds[src["hash_index"]], n, qm.s)
         counts = np.bincount(buckets, minlength=qm.s).astype(object)
         peak = 255 if src["hash_index"] == 0 else 1 << (src["width"] - 1)
-        if int(counts.max()) * peak >= 1 << 31:
-            raise ExportError(f"hash accumulator of source {src} exceeds 32 bits; use narrower maps")
+        if int(counts.max()) * peak >= 1 << (PHI_BITS - 1):      # (_fit_hash_accumulators narrowed the maps)
+            raise ExportError(f"hash accumulator of source {src} exceeds {PHI_BITS} bits; use narrower maps")
         bound = int(sum(int(c) * peak * int(c) * peak for c in counts))
         bits = max(bits, bound.bit_length())
     k = norm_shift(bits, qm.h_fmt)      # energies beyond 63 bits: exact in every layer (ops.energy_width)

@@ -57,6 +57,8 @@ def write_report(path, qm: QuantModel, summary: dict) -> None:
               f"({int(qm.initialised.sum())} initialised)",
               f"- normalisation: inv = floor(2^{qm.norm_k} / sqrt(E)) = isqrt(floor(2^{2 * qm.norm_k} / E)); "
               f"h = round(phi * inv / 2^{qm.norm_k - qm.h_fmt.frac})",
+              *[f"- unit {u}'s output map narrowed from {a} to {b} bits so that a hash bucket's sum fits phi's "
+                "32 bits (docs/fixed_point.md)" for u, (a, b) in qm.source.get("narrowed_maps", {}).items()],
               f"- early stop: sum r^2 < {qm.stop_threshold} (raw, frac {2 * qm.residue_fmt.frac}), "
               f"i.e. ||r|| < tau_d = {qm.tau_depth:g}",
               f"- reachable unit calls (crossbar entries): {len(qm.reachable)}", "",
