@@ -85,12 +85,12 @@ demo: setup
 	  --force --n 200
 
 bench: setup
-	$(BIN)/python benchmarks/bench_train_infer.py --out docs/bench_train_infer.json
+	$(BIN)/python benchmarks/bench_train_infer.py --out results/bench_train_infer.json
 
 # Export benchmark on a paper-config model (train one first: see docs/export.md).
 BENCH_MODEL ?= runs/paper/model.pt
 bench-export: setup
-	$(BIN)/python benchmarks/bench_export.py $(BENCH_MODEL) --out docs/bench_export.json
+	$(BIN)/python benchmarks/bench_export.py $(BENCH_MODEL) --out results/bench_export.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -5,7 +5,7 @@ images per task, float-vs-fixed on the full test sets); an export whose golden v
 every test image of every task (all 10,000 MNIST test images for Pairwise-MNIST); the C-sim
 build seconds and images/s; golden == C-sim over all of them. Writes a JSON.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_export.py runs/paper/model.pt --out docs/bench_export.json
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_export.py runs/paper/model.pt --out results/bench_export.json
 """
 
 from __future__ import annotations

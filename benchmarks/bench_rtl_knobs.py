@@ -27,7 +27,7 @@ JSON (same export, same rom style) are not synthesised again; --no-synth compute
 only and keeps the resources already in --out.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/bench_rtl_knobs.py \
-        --export runs/paper/export --out docs/bench_rtl_knobs.json --plot docs/rtl_knobs.png
+        --export runs/paper/export --out results/bench_rtl_knobs.json --plot results/rtl_knobs.png
 """
 
 from __future__ import annotations
@@ -348,8 +348,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--export", default="runs/paper/export",
                     help="export directory (hrn-hw export -o); default runs/paper/export")
-    ap.add_argument("--out", default="docs/bench_rtl_knobs.json")
-    ap.add_argument("--plot", default="docs/rtl_knobs.png")
+    ap.add_argument("--out", default="results/bench_rtl_knobs.json")
+    ap.add_argument("--plot", default="results/rtl_knobs.png")
     ap.add_argument("--rom-style", default="block", choices=("block", "logic", "auto"))
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per synthesis (default 900)")
     ap.add_argument("--words", type=_ints, default=SYNTH_WORDS, help="synthesised words (every block)")
