@@ -40,6 +40,23 @@ def run_cli(argv) -> tuple[int, str, str]:
             code = exc.code
     return code, out.getvalue(), err.getvalue()
 
+def interrupt_after_first_epoch(monkeypatch):
+    """hrn_hw.train's second epoch raises KeyboardInterrupt (a run stopped after one epoch:
+    its checkpoint holds the training state to resume from); returns the real train_epoch."""
+    import hrn_hw.train as train_mod
+
+    real, calls = train_mod.train_epoch, []
+
+    def flaky(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_epoch", flaky)
+    return real
+
+
 def pairwise_config(no_bn: bool = False, profile: str = "paper", **hrn_overrides):
     """The bundled pairwise-MNIST config in `profile` (the paper's by default), with HRN
     hyperparameters optionally replaced and, with no_bn, its units' batchnorm layers removed

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import hrn_hw.train as train_mod
-from conftest import pairwise_config, random_images, run_cli
+from conftest import interrupt_after_first_epoch, pairwise_config, random_images, run_cli
 from hrn_hw.checkpoint import load_checkpoint, load_strategy, save_checkpoint
 from hrn_hw.cl.ell import code_loss
 from hrn_hw.cl.ewc import ewc_penalty
@@ -337,15 +337,7 @@ def test_cli_train_and_eval_a_baseline(tmp_path):
 
 
 def test_cli_resume_refuses_another_method(tmp_path, monkeypatch):
-    real, calls = train_mod.train_epoch, []
-
-    def flaky(*args, **kwargs):
-        if calls:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_mod, "train_epoch", flaky)
+    interrupt_after_first_epoch(monkeypatch)
     argv = ["train", "--scenario", "pairwise-mnist", "--method", "lwf", "--limit", 40, "--epochs", 1,
             "--out", tmp_path / "model.pt"]
     assert cli(argv)[0] == 130

@@ -36,15 +36,20 @@ def test_normalise_is_exact_beyond_int64():
     assert energy_width(norm_shift(63, h_fmt), h_fmt) == 64
 
 
-def test_wide_energy_model_exports_and_matches_csim(tmp_path):
-    cfg = tmp_path / "wide.yaml"
-    cfg.write_text(json.dumps(WIDE))
+def _train_and_export(tmp_path, data: dict, limit: int):
+    """Train `data` briefly on Pairwise-MNIST and export it without RTL: (export folder, model)."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(json.dumps(data))
     model, out = tmp_path / "m.pt", tmp_path / "export"
-    assert main(["train", "--scenario", "pairwise-mnist", "--config", str(cfg), "--limit", "100", "--epochs", "1",
+    assert main(["train", "--scenario", "pairwise-mnist", "--config", str(cfg), "--limit", str(limit), "--epochs", "1",
                  "--out", str(model)]) == 0
-    assert main(["export", str(model), "-o", str(out), "--golden", "4", "--eval-limit", "50", "--calib", "32",
+    assert main(["export", str(model), "-o", str(out), "--golden", "4", "--eval-limit", "40", "--calib", "32",
                  "--no-rtl"]) == 0
-    qm = QuantModel.load(out)
+    return out, QuantModel.load(out)
+
+
+def test_wide_energy_model_exports_and_matches_csim(tmp_path):
+    out, qm = _train_and_export(tmp_path, WIDE, 100)
     assert energy_width(qm.norm_k, qm.h_fmt) > 64             # (before: "hash energy bound needs 65 bits")
     assert main(["verify", str(out), "--against", "csim"]) == 0
     assert json.loads((out / "verify_csim.json").read_text())["mismatches"] == 0
@@ -57,14 +62,7 @@ def test_maps_that_would_overflow_phi_are_narrowed(tmp_path):
     data = {**WIDE, "hrn": {"hash_size": 16, "basis_size": 2, "depth": 2}}
     data["units"] = [{**WIDE["units"][0], "layers": [{**WIDE["units"][0]["layers"][0], "out_channels": 8},
                                                     {"type": "relu"}]}]
-    cfg = tmp_path / "narrow.yaml"
-    cfg.write_text(json.dumps(data))
-    model, out = tmp_path / "m.pt", tmp_path / "export"
-    assert main(["train", "--scenario", "pairwise-mnist", "--config", str(cfg), "--limit", "60", "--epochs", "1",
-                 "--out", str(model)]) == 0
-    assert main(["export", str(model), "-o", str(out), "--golden", "4", "--eval-limit", "40", "--calib", "32",
-                 "--no-rtl"]) == 0
-    qm = QuantModel.load(out)
+    out, qm = _train_and_export(tmp_path, data, 60)
     narrowed = qm.source["narrowed_maps"]
     assert narrowed and all(new < old == 24 for old, new in narrowed.values())
     assert {u.out_fmt.width for u in qm.units} == {new for _, new in narrowed.values()}

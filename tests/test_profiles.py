@@ -12,7 +12,7 @@ import torch
 import yaml
 
 import hrn_hw.train as train_mod
-from conftest import pairwise_config, random_images, run_cli
+from conftest import interrupt_after_first_epoch, pairwise_config, random_images, run_cli
 from hrn_hw.checkpoint import load_strategy
 from hrn_hw.cl.hrn import HrnStrategy
 from hrn_hw.config import builtin_config_path, config_from_dict, config_to_dict, load_config
@@ -52,15 +52,7 @@ def test_profile_through_train_checkpoint_results_and_resume(tiny, tmp_path, mon
     """Interrupted after one epoch, a paper-profile run refuses --profile stable on resume,
     resumes with its own profile, and its checkpoint, results and eval say paper."""
     out, res = tmp_path / "m.pt", tmp_path / "r.json"
-    real, calls = train_mod.train_epoch, []
-
-    def flaky(*args, **kwargs):
-        if calls:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_mod, "train_epoch", flaky)
+    real = interrupt_after_first_epoch(monkeypatch)
     argv = ["train", "--scenario", "pairwise-mnist", "--epochs", "1", "--out", out, "--results", res]
     assert run_cli(argv + ["--profile", "paper"])[0] == 130
     monkeypatch.setattr(train_mod, "train_epoch", real)
