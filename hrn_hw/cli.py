@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     from hrn_hw.profiles import PROFILES
 
     t = sub.add_parser("train", help="train an HRN or a baseline (VC, EWC, LwF, ELL) task by task on a scenario")
-    t.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
+    t.add_argument("--scenario", required=True, choices=sorted(SCENARIOS), help="task sequence (README \"Scenarios\")")
     t.add_argument("--method", choices=METHOD_NAMES,
                    help="continual-learning method (default hrn; docs/methods.md); its settings: the config's methods:")
     t.add_argument("--config", help="YAML config (default: the scenario's bundled config)")
@@ -365,11 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a trained model (any method) on the test sets of its tasks")
-    e.add_argument("model")
+    e.add_argument("model", help="checkpoint of any method (model.pt)")
     e.add_argument("--results", help="results JSON to write")
     e.add_argument("--limit", type=_positive, help="cap test samples per task")
-    e.add_argument("--seed", type=_seed, default=0)
-    e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    e.add_argument("--seed", type=_seed, default=0, help="seed of the --limit sample draw (default 0)")
+    e.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="default: cpu")
     e.add_argument("--data-dir", help="directory holding SVHN / CIFAR-100 files")
     e.add_argument("--oracle", action="store_true", help="HRN: route with the per-sample oracle path")
     e.set_defaults(func=cmd_eval)

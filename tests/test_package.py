@@ -81,3 +81,19 @@ def test_export_knob_options_come_from_the_knob_definitions():
     flags = {o for a in sub._actions for o in a.option_strings}
     assert [name for name, _, _ in knob_flags()] == [f.name for f in fields(RtlKnobs)]
     assert {flag for _, flag, _ in knob_flags()} <= flags
+
+
+def test_cli_reference_lists_every_command_and_option():
+    """docs/cli.md (benchmarks/write_cli_doc.py) names every command and option of the parser."""
+    import argparse
+
+    from hrn_hw.cli import build_parser
+
+    text = (PACKAGE.parent / "docs" / "cli.md").read_text()
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        assert f"## hrn-hw {name}" in text, name
+        for action in command._actions:
+            for flag in action.option_strings:
+                if flag not in ("-h", "--help"):
+                    assert f"`{flag}" in text or f", {flag}" in text, f"{name} {flag}"
