@@ -313,14 +313,15 @@ def test_eval_prints_and_writes_json(run1, tmp_path, capsys):
     code = main(["eval", str(d / "model.pt"), "--limit", "150", "--results", str(target)])
     out, err = capsys.readouterr()
     assert code == 0, err
-    lines = out.splitlines()
+    profile, *lines = out.splitlines()
+    assert profile == f"{d / 'model.pt'}: hrn, stable profile"        # the bundled config's profile
     names = [t.name for t in scenario_tasks("pairwise-mnist")]
     assert len(lines) == 6
     for line, name in zip(lines, names):
         assert line.strip().startswith(f"{name}: accuracy") and "on 150 test images" in line
     assert lines[-1].strip().startswith("global: accuracy")
     ev = json.loads(target.read_text())
-    assert ev["model"] == str(d / "model.pt")
+    assert ev["model"] == str(d / "model.pt") and ev["profile"] == "stable" and ev["switches"]["protect_units"]
     assert [r["task"] for r in ev["tasks"]] == names
     for r in ev["tasks"]:
         assert {"accuracy", "samples", "unit_visits", "route_lengths", "eval_seconds"} <= set(r)
