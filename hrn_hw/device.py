@@ -1,5 +1,5 @@
 """Where the reference runs: the --device check, and the CUDA settings that keep it float32
-and reproducible (docs/performance.md, "CUDA")."""
+and reproducible (docs/performance.md "CUDA")."""
 
 from __future__ import annotations
 
