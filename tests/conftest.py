@@ -40,6 +40,29 @@ def run_cli(argv) -> tuple[int, str, str]:
             code = exc.code
     return code, out.getvalue(), err.getvalue()
 
+def evaluate_comb(shape, build, values, out_width: int = 96) -> list:
+    """Run a combinational Amaranth expression build(x) on the simulator for each value of x
+    (a Signal of `shape`); the results, read as a signed `out_width`-bit value."""
+    from amaranth import Module, Signal, signed
+    from amaranth.sim import Simulator
+
+    m = Module()
+    x = Signal(shape)
+    y = Signal(signed(out_width))
+    m.d.comb += y.eq(build(x))
+    got = []
+
+    async def bench(ctx):
+        for v in values:
+            ctx.set(x, v)
+            got.append(ctx.get(y))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    return got
+
+
 def interrupt_after_first_epoch(monkeypatch):
     """hrn_hw.train's second epoch raises KeyboardInterrupt (a run stopped after one epoch:
     its checkpoint holds the training state to resume from); returns the real train_epoch."""

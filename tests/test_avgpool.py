@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import evaluate_comb
 from hrn_hw import layers
 from hrn_hw.errors import ConfigError
 from hrn_hw.layers.avgpool import avgpool, div_magic
@@ -107,25 +108,9 @@ def test_conv_engine_runs_avgpool_after_the_activation_only():
 
 def _rtl_finish_outputs(width: int, kernel: int, sums: list) -> list:
     """The conv engine's avgpool finish (AvgPool.rtl_finish) on the Amaranth simulator."""
-    from amaranth import Module, Signal, signed
-    from amaranth.sim import Simulator
-
     kind = layers.get("avgpool")
-    m = Module()
-    acc = Signal(kind.rtl_acc_shape(width, kernel))
-    y = Signal(signed(width))
-    m.d.comb += y.eq(kind.rtl_finish(acc, kernel, width))
-    got = []
-
-    async def bench(ctx):
-        for v in sums:
-            ctx.set(acc, v)
-            got.append(ctx.get(y))
-
-    sim = Simulator(m)
-    sim.add_testbench(bench)
-    sim.run()
-    return got
+    return evaluate_comb(kind.rtl_acc_shape(width, kernel), lambda acc: kind.rtl_finish(acc, kernel, width),
+                         sums, out_width=width)
 
 
 @pytest.mark.parametrize("kernel", [1, 2, 3, 4, 5])

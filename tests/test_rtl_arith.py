@@ -3,9 +3,9 @@
 import random
 
 import pytest
-from amaranth import Module, Signal, signed, unsigned
-from amaranth.sim import Simulator
+from amaranth import Signal, signed, unsigned
 
+from conftest import evaluate_comb
 from hrn_hw.rtl.arith import CHUNK, chunks, const_mul, csd_digits
 
 
@@ -17,32 +17,13 @@ def test_csd_digits_sum_to_the_constant_and_are_sparse(c):
     assert all(b - a >= 2 for a, b in zip(shifts, shifts[1:]))      # no two adjacent nonzero digits
 
 
-def _evaluate(shape, build, values):
-    """Run a combinational expression build(x) for each value of x; the results."""
-    m = Module()
-    x = Signal(shape)
-    y = Signal(signed(96))
-    m.d.comb += y.eq(build(x))
-    got = []
-
-    async def bench(ctx):
-        for v in values:
-            ctx.set(x, v)
-            got.append(ctx.get(y))
-
-    sim = Simulator(m)
-    sim.add_testbench(bench)
-    sim.run()
-    return got
-
-
 @pytest.mark.parametrize("shape", [signed(24), unsigned(11), signed(32)])
 @pytest.mark.parametrize("c", [3, 25, 655, -655, 0x85EBCA6B])
 def test_const_mul_is_exact(shape, c):
     rng = random.Random(c)
     lo, hi = (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed else (0, (1 << shape.width) - 1)
     values = [lo, hi, 0, -1 if shape.signed else 1] + [rng.randint(lo, hi) for _ in range(50)]
-    assert _evaluate(shape, lambda x: const_mul(x, c), values) == [v * c for v in values]
+    assert evaluate_comb(shape, lambda x: const_mul(x, c), values) == [v * c for v in values]
 
 
 @pytest.mark.parametrize("width,is_signed", [(32, True), (49, False), (18, True), (17, False), (30, True)])
@@ -54,5 +35,5 @@ def test_chunks_fit_one_multiplier_and_sum_back(width, is_signed):
     rng = random.Random(width)
     lo, hi = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if is_signed else (0, (1 << width) - 1)
     values = [lo, hi, 0] + [rng.randint(lo, hi) for _ in range(50)]
-    got = _evaluate(shape, lambda x: sum(p << k for k, p in chunks(x, width, is_signed)), values)
+    got = evaluate_comb(shape, lambda x: sum(p << k for k, p in chunks(x, width, is_signed)), values)
     assert got == values
