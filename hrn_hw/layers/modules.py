@@ -82,29 +82,24 @@ class BatchNormLayer(nn.Module):
 
 
 class PoolLayer(nn.Module):
-    """Max pooling."""
+    """Max pooling on the bottom/right zero-padded map (`pool`: the torch function)."""
 
     layer_kind = "maxpool"
+    pool = staticmethod(F.max_pool2d)
 
     def __init__(self, kernel: int, stride: int | None = None):
         super().__init__()
         self.kernel, self.stride = kernel, stride or kernel
 
     def forward(self, x, scale=None):
-        return F.max_pool2d(pad_to_kernel(x, self.kernel), self.kernel, self.stride)
+        return self.pool(pad_to_kernel(x, self.kernel), self.kernel, self.stride)
 
 
-class AvgPoolLayer(nn.Module):
+class AvgPoolLayer(PoolLayer):
     """Average pooling (the divisor is always kernel^2: zero padding counts)."""
 
     layer_kind = "avgpool"
-
-    def __init__(self, kernel: int, stride: int | None = None):
-        super().__init__()
-        self.kernel, self.stride = kernel, stride or kernel
-
-    def forward(self, x, scale=None):
-        return F.avg_pool2d(pad_to_kernel(x, self.kernel), self.kernel, self.stride)
+    pool = staticmethod(F.avg_pool2d)
 
 
 class Activation(nn.Module):
