@@ -44,21 +44,8 @@ def div_magic(d: int, bits: int) -> tuple[int, int]:
 @register
 class AvgPool(PoolKind):
     name = "avgpool"
+    module_class, plain_class = "AvgPoolLayer", "AvgPool2d"
     rtl_acc_name = "sum"
-
-    def module(self, p, channels):
-        from hrn_hw.layers.modules import AvgPoolLayer
-        return AvgPoolLayer(p["kernel"], p["stride"]), channels
-
-    def plain_module(self, p, channels):
-        import torch.nn as nn
-        return nn.AvgPool2d(p["kernel"], p["stride"]), channels
-
-    def float_forward(self, fl, y, ranges, key):
-        import torch.nn.functional as F
-
-        from hrn_hw.layers.modules import pad_to_kernel
-        return F.avg_pool2d(pad_to_kernel(y, fl.kernel), fl.kernel, fl.stride)
 
     def golden(self, layer, x, frac, fmt, sat, name):
         return avgpool(x, layer.kernel, layer.stride), frac, fmt

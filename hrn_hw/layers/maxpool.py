@@ -10,21 +10,8 @@ from hrn_hw.layers.registry import register, window_out_hw
 @register
 class MaxPool(PoolKind):
     name = "maxpool"
+    module_class, plain_class = "PoolLayer", "MaxPool2d"
     rtl_commutes_with_act = True     # LeakyReLU is monotonic with f(0) = 0: max(f(x)) = f(max(x))
-
-    def module(self, p, channels):
-        from hrn_hw.layers.modules import PoolLayer
-        return PoolLayer(p["kernel"], p["stride"]), channels
-
-    def plain_module(self, p, channels):
-        import torch.nn as nn
-        return nn.MaxPool2d(p["kernel"], p["stride"]), channels
-
-    def float_forward(self, fl, y, ranges, key):
-        import torch.nn.functional as F
-
-        from hrn_hw.layers.modules import pad_to_kernel
-        return F.max_pool2d(pad_to_kernel(y, fl.kernel), fl.kernel, fl.stride)
 
     def golden(self, layer, x, frac, fmt, sat, name):
         from hrn_hw.fixedpoint import ops

@@ -24,6 +24,8 @@ class PoolKind(LayerKind):
     unit_stage = 3               # after the activation (the conv engine activates, then pools)
     rtl_acc_name = "mx"          # the RTL's running-reduction register (Verilog name prefix)
     rtl_commutes_with_act = False   # the engine activates before it pools: may it run act after pool?
+    module_class = ""            # its reference module in hrn_hw.layers.modules
+    plain_class = ""             # its standard torch.nn module (the vanilla CNN's)
 
     @property
     def ir_kind(self):
@@ -33,6 +35,18 @@ class PoolKind(LayerKind):
         kernel = int_param(spec, "kernel", 2, where=where)
         stride = kernel if spec.get("stride") is None else int_param(spec, "stride", where=where)
         return {"kernel": kernel, "stride": stride}
+
+    def module(self, p, channels):
+        from hrn_hw.layers import modules
+        return getattr(modules, self.module_class)(p["kernel"], p["stride"]), channels
+
+    def plain_module(self, p, channels):
+        import torch.nn as nn
+        return getattr(nn, self.plain_class)(p["kernel"], p["stride"]), channels
+
+    def float_forward(self, fl, y, ranges, key):
+        """The reference module's pooling (padded bottom/right to the kernel) on the float map."""
+        return self.module({"kernel": fl.kernel, "stride": fl.stride}, 0)[0](y)
 
     def fold(self, mods, j, folded, unit):
         folded.append(PoolQ(mods[j].kernel, mods[j].stride, self.name))
