@@ -39,7 +39,6 @@ class HRNParams:
     orthogonal_bases: bool = False  # not in the paper: new basis vectors are orthogonal to the locked units' bases
 
 
-
 @dataclass(frozen=True)
 class UnitGroup:
     count: int

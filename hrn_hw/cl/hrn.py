@@ -57,7 +57,7 @@ class HrnStrategy(Strategy):
         protected = set(self.model.protected())
         for u, unit in enumerate(self.model.units):
             unit.requires_grad_(u not in protected)
-        units = [p for u, unit in enumerate(self.model.units) if u not in protected for p in unit.parameters()]
+        units = [p for p in self.model.units.parameters() if p.requires_grad]
         return units + list(self.model.heads[t].parameters())
 
     def batch_loss(self, x: torch.Tensor, y: torch.Tensor, t: int, oracle: bool = False):

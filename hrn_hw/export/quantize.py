@@ -150,10 +150,10 @@ def quantize_model(model: HRN, tasks: list, calib: list[tuple[int, np.ndarray]],
 PHI_BITS = 32          # the hash accumulator phi (docs/fixed_point.md): every layer holds it in 32 bits
 
 
-def _bucket_peak(qm: QuantModel, hash_index: int, shape) -> int:
-    """The largest number of map elements one bucket of hash `hash_index` sums for a map of `shape`."""
+def _bucket_counts(qm: QuantModel, hash_index: int, shape) -> np.ndarray:
+    """How many map elements each bucket of hash `hash_index` sums, for a map of `shape`."""
     buckets, _ = index_hash(qm.hash_seeds[hash_index], math.prod(shape), qm.s)
-    return int(np.bincount(buckets, minlength=qm.s).max())
+    return np.bincount(buckets, minlength=qm.s)
 
 
 def _fit_hash_accumulators(qm: QuantModel) -> dict:
@@ -166,7 +166,7 @@ def _fit_hash_accumulators(qm: QuantModel) -> dict:
         shapes = {tuple(c["out_shape"]) for c in qm.reachable if c["unit"] == unit.index}
         if not shapes:
             continue
-        count = max(_bucket_peak(qm, unit.index + 1, shape) for shape in shapes)
+        count = max(int(_bucket_counts(qm, unit.index + 1, shape).max()) for shape in shapes)
         fmt = unit.out_fmt
         width = fmt.width
         while width > 1 and count << (width - 1) >= 1 << (PHI_BITS - 1):
@@ -197,9 +197,7 @@ def _norm_k(qm: QuantModel) -> int:
     """One 1/sqrt shift for every hash source, from the largest possible hash energy."""
     bits = 1
     for src in hash_sources(qm):
-        n = math.prod(src["shape"])
-        buckets, _ = index_hash(qm.hash_seeds[src["hash_index"]], n, qm.s)
-        counts = np.bincount(buckets, minlength=qm.s).astype(object)
+        counts = _bucket_counts(qm, src["hash_index"], src["shape"]).astype(object)
         peak = 255 if src["hash_index"] == 0 else 1 << (src["width"] - 1)
         if int(counts.max()) * peak >= 1 << (PHI_BITS - 1):      # (_fit_hash_accumulators narrowed the maps)
             raise ExportError(f"hash accumulator of source {src} exceeds {PHI_BITS} bits; use narrower maps")
