@@ -60,6 +60,16 @@ def leftovers(out: Path) -> list[str]:
     return sorted(p.name for p in out.parent.glob(f".{out.name}.*"))
 
 
+def refused_untouched(args: list, message: str, out: Path) -> str:
+    """`hrn-hw ARGS` exits 2 with one error line holding `message` and leaves OUT exactly as it
+    was, with nothing staged beside it; returns stderr."""
+    before = snapshot(out)
+    code, _, err = cli(args)
+    assert code == 2 and message in error_line(err)
+    assert snapshot(out) == before and leftovers(out) == []
+    return err
+
+
 def assert_nothing_written(out: Path) -> None:
     assert not out.exists() and not out.is_symlink()
     assert leftovers(out) == []
@@ -375,13 +385,9 @@ def test_reordered_checkpoint_is_refused_at_load(model, payload, tmp_path):
 def test_bad_model_with_force_leaves_existing_out_untouched(exported, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(exported[0], out)
-    before = snapshot(out)
     bad = tmp_path / "bad.pt"
     _random_bytes(None, bad, None)
-    code, _, err = cli(["export", bad, "-o", out, "--force", *QUICK])
-    assert code == 2 and "not a PyTorch checkpoint" in error_line(err)
-    assert snapshot(out) == before
-    assert leftovers(out) == []
+    refused_untouched(["export", bad, "-o", out, "--force", *QUICK], "not a PyTorch checkpoint", out)
 
 
 def test_console_entry_corrupt_model_one_line(model, tmp_path):
@@ -426,11 +432,8 @@ def test_gxx_not_on_path(model, tmp_path, monkeypatch):
 def test_cxx_missing_with_force_keeps_out(exported, model, tmp_path, monkeypatch):
     out = tmp_path / "out"
     shutil.copytree(exported[0], out)
-    before = snapshot(out)
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-g++"))
-    code, _, err = cli(["export", model, "-o", out, "--force", *QUICK])
-    assert code == 2 and "not found" in error_line(err)
-    assert snapshot(out) == before and leftovers(out) == []
+    refused_untouched(["export", model, "-o", out, "--force", *QUICK], "not found", out)
 
 
 def test_verify_without_gxx(built_copy, tmp_path, monkeypatch):
@@ -447,12 +450,8 @@ def test_out_exists_without_force(model, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine\n")
-    before = snapshot(out)
-    code, _, err = cli(["export", model, "-o", out, *QUICK])
-    assert code == 2
-    assert "already exists; pass --force to replace it" in error_line(err)
+    err = refused_untouched(["export", model, "-o", out, *QUICK], "already exists; pass --force to replace it", out)
     assert err.count("\n") == 1
-    assert snapshot(out) == before and leftovers(out) == []
 
 
 def test_out_is_a_file(model, tmp_path):
@@ -512,12 +511,8 @@ def test_force_refuses_directory_that_is_not_an_export(model, tmp_path):
     out.mkdir()
     (out / "precious.txt").write_text("mine\n")
     shutil.copy(model, out / "model.pt")
-    before = snapshot(out)
-    code, _, err = cli(["export", out / "model.pt", "-o", out, "--force", *QUICK])
-    assert code == 2
-    assert "not an hrn-hw export" in error_line(err)
+    err = refused_untouched(["export", out / "model.pt", "-o", out, "--force", *QUICK], "not an hrn-hw export", out)
     assert err.count("\n") == 1
-    assert snapshot(out) == before and leftovers(out) == []
 
 
 def test_force_replaces_empty_directory(model, tmp_path):
@@ -566,7 +561,6 @@ def test_failed_final_rename_restores_old_out(exported, model, tmp_path, monkeyp
     """--force: if moving the new export into place fails, the old OUT comes back."""
     out = tmp_path / "out"
     shutil.copytree(exported[0], out)
-    before = snapshot(out)
     real_rename = Path.rename
 
     def rename(self, target):
@@ -575,9 +569,7 @@ def test_failed_final_rename_restores_old_out(exported, model, tmp_path, monkeyp
         return real_rename(self, target)
 
     monkeypatch.setattr(atomic.Path, "rename", rename)
-    code, _, err = cli(["export", model, "-o", out, "--force", *QUICK])
-    assert code == 2 and "Permission denied" in error_line(err)
-    assert snapshot(out) == before and leftovers(out) == []
+    refused_untouched(["export", model, "-o", out, "--force", *QUICK], "Permission denied", out)
 
 
 # ---------------------------------------------------------------- --precision

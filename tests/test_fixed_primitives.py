@@ -697,31 +697,64 @@ def conv_golden(cv: dict, x, w, b) -> list:
     return y.reshape(-1).tolist()
 
 
-@SETTINGS
-@given(st.lists(st.tuples(case_st, st.sampled_from(MODES), st.sampled_from(sorted(CONV))), min_size=30, max_size=100))
-def test_conv2d(harness, draws):
+def conv_sizes(cv: dict) -> tuple:
+    """The lengths of a conv case's x, w and b."""
+    return cv["C"] * cv["H"] * cv["W"], cv["O"] * cv["C"] * cv["K"] ** 2, cv["O"]
+
+
+def conv_extremes(cv: dict) -> tuple:
+    """(x, w, b) constants at the ends of a conv case's formats."""
+    x, w, b = cv["x"], cv["w"], cv["b"]
+    return ((0, 0, 0), (x.qmax, w.qmax, b.qmax), (x.qmin, w.qmax, b.qmin), (x.qmax, w.qmin, 0),
+            (x.qmin, w.qmin, b.qmax), (1, 1, 0), (x.qmax, 0, b.qmin))
+
+
+def dense_extremes(d: dict) -> tuple:
+    """(x, w, b) constants at the ends of a dense case's formats."""
+    x, w, b = d["x"], d["w"], d["b"]
+    return ((0, 0, 0), (x.qmax, w.qmax, b.qmax), (x.qmin, w.qmin, b.qmax), (x.qmin, w.qmax, b.qmin), (1, 1, 0),
+            (0, 0, b.qmin))
+
+
+# The layers with x, w and b operands: kind -> (cases, operand lengths, golden, extreme constants).
+WEIGHTED = {"conv": lambda: (CONV, conv_sizes, conv_golden, conv_extremes),
+            "dense": lambda: (DENSE, dense_sizes, dense_golden, dense_extremes)}
+
+
+def drawn_cases(draws) -> tuple[list, list]:
+    """The harness cases and golden outputs of the weighted layers, one per draw ((mode, seed),
+    w's mode, (kind, table entry)); b takes w's mode or x's at random."""
     cases, want = [], []
-    for (mode, seed), wmode, name in draws:
-        cv = CONV[name]
+    for (mode, seed), wmode, (kind, name) in draws:
+        table, sizes, golden, _ = WEIGHTED[kind]()
+        p = table[name]
+        nx, nw, nb = sizes(p)
         rng = np.random.default_rng(seed)
-        x = fmt_fill(rng, cv["C"] * cv["H"] * cv["W"], cv["x"], mode)
-        w = fmt_fill(rng, cv["O"] * cv["C"] * cv["K"] ** 2, cv["w"], wmode)
-        b = fmt_fill(rng, cv["O"], cv["b"], wmode if rng.random() < 0.5 else mode)
-        cases.append((f"conv/{name}", [*x, *w, *b]))
-        want.append(conv_golden(cv, x, w, b))
-    assert_same(cases, harness.run(cases), want, "conv2d")
+        x = fmt_fill(rng, nx, p["x"], mode)
+        w = fmt_fill(rng, nw, p["w"], wmode)
+        b = fmt_fill(rng, nb, p["b"], wmode if rng.random() < 0.5 else mode)
+        cases.append((f"{kind}/{name}", [*x, *w, *b]))
+        want.append(golden(p, x, w, b))
+    return cases, want
+
+
+def constant_cases(kind: str) -> tuple[list, list]:
+    """The harness cases and golden outputs of every table entry of a weighted layer kind with
+    each operand filled by one of its extreme constants."""
+    table, sizes, golden, extremes = WEIGHTED[kind]()
+    cases, want = [], []
+    for name, p in table.items():
+        for triple in extremes(p):
+            x, w, b = (np.full(n, v, dtype=np.int64) for n, v in zip(sizes(p), triple))
+            cases.append((f"{kind}/{name}", [*x, *w, *b]))
+            want.append(golden(p, x, w, b))
+    return cases, want
 
 
 def test_conv2d_extremes(harness):
-    cases, want = [], []
+    cases, want = constant_cases("conv")
     for name, cv in CONV.items():
-        nx, nw = cv["C"] * cv["H"] * cv["W"], cv["O"] * cv["C"] * cv["K"] ** 2
-        for xv, wv, bv in ((0, 0, 0), (cv["x"].qmax, cv["w"].qmax, cv["b"].qmax),
-                           (cv["x"].qmin, cv["w"].qmax, cv["b"].qmin), (cv["x"].qmax, cv["w"].qmin, 0),
-                           (cv["x"].qmin, cv["w"].qmin, cv["b"].qmax), (1, 1, 0), (cv["x"].qmax, 0, cv["b"].qmin)):
-            x, w, b = (np.full(n, v, dtype=np.int64) for n, v in ((nx, xv), (nw, wv), (cv["O"], bv)))
-            cases.append((f"conv/{name}", [*x, *w, *b]))
-            want.append(conv_golden(cv, x, w, b))
+        nx, nw, _ = conv_sizes(cv)
         # A single product of exactly half an output LSB (+-): the round-half-up tie.
         shift = cv["x"].frac + cv["w"].frac - cv["out"].frac
         if shift > 0:
@@ -801,33 +834,25 @@ def test_leaky_relu_extremes(harness):
     assert_same(cases, harness.run(cases), want, "nnet::leaky_relu (extremes)")
 
 
+def dense_sizes(d: dict) -> tuple:
+    """The lengths of a dense case's x, w and b."""
+    return d["nin"], d["nin"] * d["nout"], d["nout"]
+
+
 def dense_golden(d: dict, x, w, b) -> list:
     return ops.dense(x.reshape(1, -1), d["x"].frac, w.reshape(d["nin"], d["nout"]), d["w"].frac, b,
                      d["b"].frac, d["out"])[0].tolist()
 
 
 @SETTINGS
-@given(st.lists(st.tuples(case_st, st.sampled_from(MODES), st.sampled_from(sorted(DENSE))), min_size=40, max_size=120))
-def test_dense(harness, draws):
-    cases, want = [], []
-    for (mode, seed), wmode, name in draws:
-        d = DENSE[name]
-        rng = np.random.default_rng(seed)
-        x = fmt_fill(rng, d["nin"], d["x"], mode)
-        w = fmt_fill(rng, d["nin"] * d["nout"], d["w"], wmode)
-        b = fmt_fill(rng, d["nout"], d["b"], wmode if rng.random() < 0.5 else mode)
-        cases.append((f"dense/{name}", [*x, *w, *b]))
-        want.append(dense_golden(d, x, w, b))
-    assert_same(cases, harness.run(cases), want, "nnet::dense vs ops.dense")
+@given(st.lists(st.tuples(case_st, st.sampled_from(MODES),
+                          st.sampled_from([(k, n) for k in WEIGHTED for n in sorted(WEIGHTED[k]()[0])])),
+                min_size=70, max_size=220))
+def test_conv2d_and_dense(harness, draws):
+    cases, want = drawn_cases(draws)
+    assert_same(cases, harness.run(cases), want, "conv2d / nnet::dense vs ops")
 
 
 def test_dense_extremes(harness):
-    cases, want = [], []
-    for name, d in DENSE.items():
-        n_w = d["nin"] * d["nout"]
-        for xv, wv, bv in ((0, 0, 0), (d["x"].qmax, d["w"].qmax, d["b"].qmax), (d["x"].qmin, d["w"].qmin, d["b"].qmax),
-                           (d["x"].qmin, d["w"].qmax, d["b"].qmin), (1, 1, 0), (0, 0, d["b"].qmin)):
-            x, w, b = (np.full(n, v, dtype=np.int64) for n, v in ((d["nin"], xv), (n_w, wv), (d["nout"], bv)))
-            cases.append((f"dense/{name}", [*x, *w, *b]))
-            want.append(dense_golden(d, x, w, b))
+    cases, want = constant_cases("dense")
     assert_same(cases, harness.run(cases), want, "nnet::dense (extremes)")

@@ -98,18 +98,11 @@ class EllStrategy(LwfStrategy):
     """The VC with LwF's distillation and the autoencoders' code loss."""
 
     name = "ell"
+    weight_key = "distill"
 
     def __init__(self, cfg, seed: int = 0):
         super().__init__(cfg, seed)
         self.autoencoders: list[Autoencoder] = []
-
-    @property
-    def distill_weight(self) -> float:
-        return self.cfg.methods.ell.distill
-
-    @property
-    def temperature(self) -> float:
-        return self.cfg.methods.ell.temperature
 
     def old_terms(self, z: torch.Tensor, z_old: torch.Tensor) -> torch.Tensor:
         return super().old_terms(z, z_old) + self.cfg.methods.ell.alpha * code_loss(self.autoencoders, z, z_old)

@@ -44,13 +44,15 @@ class LwfStrategy(VcStrategy):
         super().__init__(cfg, seed)
         self.snapshot: VanillaCNN | None = None
 
+    weight_key = "alpha"          # the distillation weight's key in the method's config section
+
     @property
     def distill_weight(self) -> float:
-        return self.cfg.methods.lwf.alpha
+        return getattr(getattr(self.cfg.methods, self.name), self.weight_key)
 
     @property
     def temperature(self) -> float:
-        return self.cfg.methods.lwf.temperature
+        return getattr(self.cfg.methods, self.name).temperature
 
     def begin_task(self, t: int, task, resuming: bool) -> None:
         if not resuming and t > 0:

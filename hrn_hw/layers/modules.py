@@ -102,25 +102,32 @@ class AvgPoolLayer(PoolLayer):
     pool = staticmethod(F.avg_pool2d)
 
 
-class Activation(nn.Module):
+class PointwiseLayer(nn.Module):
+    """A layer without weights that maps each value on its own, set by one number stored as
+    the attribute `arg_name`."""
+
+    arg_name = ""
+
+    def __init__(self, arg: float):
+        super().__init__()
+        setattr(self, self.arg_name, arg)
+
+
+class Activation(PointwiseLayer):
     """LeakyReLU (slope 0: ReLU)."""
 
     layer_kind = "leaky_relu"
-
-    def __init__(self, slope: float):
-        super().__init__()
-        self.slope = slope
+    arg_name = "slope"
 
     def forward(self, x, scale=None):
         return F.leaky_relu(x, self.slope) if self.slope else F.relu(x)
 
 
-class DropoutLayer(nn.Module):
-    layer_kind = "dropout"
+class DropoutLayer(PointwiseLayer):
+    """Dropout with probability p while training; the identity in eval mode."""
 
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
+    layer_kind = "dropout"
+    arg_name = "p"
 
     def forward(self, x, scale=None):
         return F.dropout(x, self.p, self.training)

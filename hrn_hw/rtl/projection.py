@@ -40,7 +40,7 @@ from amaranth.lib.wiring import In
 
 from hrn_hw.fixedpoint.fmt import Fmt
 from hrn_hw.rtl.basis_rom import reader_ports, read_rows
-from hrn_hw.rtl.rows import beats, row_shape, row_words, tree_sum
+from hrn_hw.rtl.rows import beats, frame_intake, row_shape, row_words, tree_sum
 from hrn_hw.rtl.streams import stream_in, stream_out
 
 ACC, FLUSH, CONV, SQUARE, DONE = range(5)
@@ -94,12 +94,7 @@ class ProjectionComparator(wiring.Component):
         """The phases ACC (MAC lanes), FLUSH, CONV, SQUARE (energies and the masked argmax) and
         DONE (the result)."""
         mod = Module()
-        bw = max(1, self.rows.bit_length())
-
-        phase = Signal(range(5))
-        j = Signal(bw)                         # the beat (row) of h
-        take = self.in_valid & self.in_ready
-        mod.d.comb += self.in_ready.eq(phase == ACC)
+        phase, j, take = frame_intake(mod, self.in_valid, self.in_ready, self.rows, 5, ACC)   # j: the beat (row) of h
 
         busy, accs, coefs, half = self._mac(mod, j, take)
         sc = self._energies(mod, phase, accs, coefs)

@@ -50,7 +50,7 @@ from amaranth.lib.wiring import In
 from hrn_hw.fixedpoint.fmt import Fmt
 from hrn_hw.rtl.basis_rom import reader_ports, read_rows
 from hrn_hw.rtl.fixed import convert_expr
-from hrn_hw.rtl.rows import beats, delay_line, frame_row_words, mux_select, pack_words, row_init, row_shape, row_words, tree_sum
+from hrn_hw.rtl.rows import beats, delay_line, frame_intake, frame_row_words, mux_select, pack_words, row_init, row_shape, row_words, tree_sum
 from hrn_hw.rtl.streams import stream_in, stream_out
 
 RUN, FLUSH, DONE, EMB = range(4)
@@ -133,12 +133,8 @@ class Residue(wiring.Component):
     def elaborate(self, platform):
         """The frame operands, the four pipeline stages, the embedding read-out, the phases."""
         mod = Module()
-        ab = max(1, self.rows.bit_length())
-
-        phase = Signal(range(4))
-        j = Signal(ab)                         # the beat (row) of h
-        take = self.in_valid & self.in_ready
-        mod.d.comb += self.in_ready.eq(phase == RUN)
+        phase, j, take = frame_intake(mod, self.in_valid, self.in_ready, self.rows, 4, RUN)   # j: the beat (row) of h
+        ab = len(j)
 
         coef_r, sel_now = self._operands(mod, j, take)
         v1s, v2, j1c, j2, diffs = self._difference(mod, j, take, sel_now, coef_r, ab)

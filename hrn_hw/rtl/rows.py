@@ -81,3 +81,13 @@ def delay_line(m, sig, stages: int) -> list:
         out.append(nxt)
         sig = nxt
     return out
+
+
+def frame_intake(mod: Module, valid, ready, rows: int, phases: int, accept: int):
+    """A block that takes a frame of `rows` beats in phase `accept` of `phases`: its phase
+    register, its beat (row) counter j and the handshake `take`; ready is high in `accept`."""
+    phase = Signal(range(phases))
+    j = Signal(max(1, rows.bit_length()))
+    take = valid & ready
+    mod.d.comb += ready.eq(phase == accept)
+    return phase, j, take

@@ -215,17 +215,46 @@ struct Bench {
         for (int64_t k = 0; k < h.classes; ++k) *p++ = out[static_cast<std::size_t>(k)];
     }
 
-    // The sample a tag names: the lowest one from `lo` on, among the `started`, whose frame on
-    // `port` is not done.
-    static int64_t tagged(int64_t tag, int64_t lo, const std::vector<uint8_t>& done, int64_t started,
-                          const char* port) {
-        int64_t k = lo + static_cast<int64_t>(static_cast<uint64_t>(tag - lo) % TAGS);
-        while (k < started && done[static_cast<std::size_t>(k)]) k += TAGS;
-        if (k >= started)
-            die(std::string(port) + " " + std::to_string(tag) + ": no started sample with that tag is waiting " +
-                "for a frame (" + std::to_string(started) + " started; a second frame?)");
-        return k;
-    }
+    // The frames of one tagged output port (emb_id / out_id) in stream mode: which sample each
+    // frame belongs to, which are done and in which order they left.
+    struct Frames {
+        const char* port;                   // the id port, for messages
+        const char* frame;                  // what one frame is, for messages
+        std::vector<uint8_t> done;
+        std::vector<int64_t> rank;          // the order the frames left in
+        int64_t lo = 0;                     // the lowest sample whose frame is not done
+        int64_t k = -1, n = 0;              // the frame in progress: its sample (-1: none), words taken
+        int64_t frames = 0;                 // frames done
+
+        Frames(const char* port_, const char* frame_, int64_t count)
+            : port(port_), frame(frame_), done(static_cast<std::size_t>(count)), rank(static_cast<std::size_t>(count)) {}
+
+        // The sample a beat with `tag` belongs to: the frame in progress, or (none in progress) the
+        // lowest sample from `lo` on, among the `started`, whose frame is not done.
+        int64_t owner(int64_t tag, int64_t started) {
+            if (k >= 0) {
+                if (tag != k % TAGS)
+                    die("sample " + std::to_string(k) + ": " + port + " changed to " + std::to_string(tag) +
+                        " within its " + frame);
+                return k;
+            }
+            k = lo + static_cast<int64_t>(static_cast<uint64_t>(tag - lo) % TAGS);
+            while (k < started && done[static_cast<std::size_t>(k)]) k += TAGS;
+            if (k >= started)
+                die(std::string(port) + " " + std::to_string(tag) + ": no started sample with that tag is waiting " +
+                    "for a frame (" + std::to_string(started) + " started; a second frame?)");
+            n = 0;
+            return k;
+        }
+
+        // The frame in progress is complete.
+        void finish() {
+            done[static_cast<std::size_t>(k)] = 1;
+            rank[static_cast<std::size_t>(k)] = frames++;
+            while (lo < static_cast<int64_t>(done.size()) && done[static_cast<std::size_t>(lo)]) ++lo;
+            k = -1;
+        }
+    };
 
     // Stream mode: all `h.n_samples` samples (rows of `cases`, `stride` bytes apart) as one stream;
     // rows of `recs` as `run`'s, in sample order. Compiled for a top level with emb_id / out_id.
@@ -242,18 +271,14 @@ struct Bench {
             auto row = [&](int64_t k) { return cases + stride * static_cast<std::size_t>(k); };
             auto rec = [&](int64_t k) { return recs + rec_len * static_cast<std::size_t>(k); };
             auto name = [](int64_t k) { return "sample " + std::to_string(k); };
-            std::vector<uint8_t> emb_done(static_cast<std::size_t>(count)), out_done(emb_done);
-            std::vector<int64_t> emb_rank(static_cast<std::size_t>(count)), out_rank(emb_rank);
+            Frames emb("emb_id", "embedding frame", count), out("out_id", "logits", count);
             int64_t cur = 0, i = 0;                 // the sample and beat offered
-            int64_t emb_lo = 0, out_lo = 0;         // lowest samples whose frame is not done
-            int64_t emb_k = -1, emb_n = 0, out_k = -1, out_n = 0;   // frames in progress: sample, words
-            int64_t emb_frames = 0, out_frames = 0;
             const int64_t t0 = clock;
-            while (emb_frames < count || out_frames < count) {
+            while (emb.frames < count || out.frames < count) {
                 if (clock - t0 >= h.max_cycles)
                     die("stream of " + std::to_string(count) + " samples does not finish within " +
                         std::to_string(h.max_cycles) + " cycles (" + std::to_string(cur) + " samples taken, " +
-                        std::to_string(emb_frames) + " embedding frames and " + std::to_string(out_frames) +
+                        std::to_string(emb.frames) + " embedding frames and " + std::to_string(out.frames) +
                         " logit frames out)");
                 // a falling edge: outputs as the last rising edge left them
                 const bool in_ready = m.in_ready, out_valid = m.out_valid, emb_valid = m.emb_valid;
@@ -261,27 +286,18 @@ struct Bench {
                 const bool emb_ready = !rng.below(stall);
                 m.emb_ready = emb_ready;
                 if (emb_ready && emb_valid) {
-                    const int64_t tag = m.emb_id;
-                    if (emb_k < 0) {
-                        emb_k = tagged(tag, emb_lo, emb_done, started, "emb_id");
-                        emb_n = 0;
-                    } else if (tag != emb_k % TAGS) {
-                        die(name(emb_k) + ": emb_id changed to " + std::to_string(tag) + " within its embedding frame");
-                    }
-                    int64_t* r = rec(emb_k);
+                    const int64_t k = emb.owner(m.emb_id, started);
+                    int64_t* r = rec(k);
                     get_bits(m.emb_data, bits);
-                    for (int64_t w = 0; w < h.words; ++w, ++emb_n) {
+                    for (int64_t w = 0; w < h.words; ++w, ++emb.n) {
                         const int64_t v = field(bits, w, h.emb_width, h.emb_signed);
-                        if (emb_n < h.s) r[5 + h.d + emb_n] = v;
+                        if (emb.n < h.s) r[5 + h.d + emb.n] = v;
                         else if (v != 0) r[2] |= EMB_PADDING;
                     }
-                    if (bool(m.emb_last) != (emb_n == emb_words)) die(name(emb_k) + ": emb_last misplaced");
-                    if (emb_n == emb_words) {
-                        r[1] = emb_n;
-                        emb_done[static_cast<std::size_t>(emb_k)] = 1;
-                        emb_rank[static_cast<std::size_t>(emb_k)] = emb_frames++;
-                        while (emb_lo < count && emb_done[static_cast<std::size_t>(emb_lo)]) ++emb_lo;
-                        emb_k = -1;
+                    if (bool(m.emb_last) != (emb.n == emb_words)) die(name(k) + ": emb_last misplaced");
+                    if (emb.n == emb_words) {
+                        r[1] = emb.n;
+                        emb.finish();
                     }
                 }
                 const bool send = cur < count && !rng.below(gap);
@@ -297,29 +313,20 @@ struct Bench {
                     if (++i == n) ++cur, i = 0;
                 }
                 if (out_valid && ready) {
-                    const int64_t tag = m.out_id;
-                    if (out_k < 0) {
-                        out_k = tagged(tag, out_lo, out_done, started, "out_id");
-                        out_n = 0;
-                    } else if (tag != out_k % TAGS) {
-                        die(name(out_k) + ": out_id changed to " + std::to_string(tag) + " within its logits");
-                    }
-                    int64_t* r = rec(out_k);
+                    const int64_t k = out.owner(m.out_id, started);
+                    int64_t* r = rec(k);
                     get_bits(m.route, bits);
-                    for (int64_t k = 0; k < h.d; ++k) {
-                        const int64_t v = field(bits, k, h.route_width, true);
-                        if (out_n > 0 && r[5 + k] != v) die(name(out_k) + ": route changed within its logits");
-                        r[5 + k] = v;
+                    for (int64_t step = 0; step < h.d; ++step) {
+                        const int64_t v = field(bits, step, h.route_width, true);
+                        if (out.n > 0 && r[5 + step] != v) die(name(k) + ": route changed within its logits");
+                        r[5 + step] = v;
                     }
                     get_bits(m.out_data, bits);
-                    r[5 + h.d + h.s + out_n++] = field(bits, 0, h.out_width, true);
-                    if (bool(m.out_last) != (out_n == h.classes)) die(name(out_k) + ": out_last misplaced");
-                    if (out_n == h.classes) {
+                    r[5 + h.d + h.s + out.n++] = field(bits, 0, h.out_width, true);
+                    if (bool(m.out_last) != (out.n == h.classes)) die(name(k) + ": out_last misplaced");
+                    if (out.n == h.classes) {
                         r[4] = clock;
-                        out_done[static_cast<std::size_t>(out_k)] = 1;
-                        out_rank[static_cast<std::size_t>(out_k)] = out_frames++;
-                        while (out_lo < count && out_done[static_cast<std::size_t>(out_lo)]) ++out_lo;
-                        out_k = -1;
+                        out.finish();
                     }
                 }
                 tick();
@@ -332,9 +339,9 @@ struct Bench {
             if (cur != count) die("stream ended before every pixel was taken (" + std::to_string(cur) + " samples)");
             for (int64_t k = 0; k < count; ++k) {
                 const std::size_t j = static_cast<std::size_t>(k);
-                if (emb_rank[j] != out_rank[j])
-                    die(name(k) + ": embedding frame " + std::to_string(emb_rank[j]) + " but logit frame " +
-                        std::to_string(out_rank[j]) + " (the two leave in different orders)");
+                if (emb.rank[j] != out.rank[j])
+                    die(name(k) + ": embedding frame " + std::to_string(emb.rank[j]) + " but logit frame " +
+                        std::to_string(out.rank[j]) + " (the two leave in different orders)");
                 rec(k)[0] = rec(k)[4] - rec(k)[3] + 1;
             }
         }
