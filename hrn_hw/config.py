@@ -37,6 +37,7 @@ class HRNParams:
     basis_lock: bool = False      # not in the paper: freeze a unit's basis after the task that initialised it
     protect_units: bool = False   # not in the paper: a unit keeps its weights after the task that initialised it
     orthogonal_bases: bool = False  # not in the paper: new basis vectors are orthogonal to the locked units' bases
+    avoid_task_energy: float = 0.0  # not in the paper: new basis vectors avoid the subspace holding this share of earlier tasks' hash energy (0: off)
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,8 @@ def _validate(cfg: Config, where: str) -> None:
     for key in ("tau_depth", "tau_empty", "tau_expand", "residue_l1"):
         if getattr(h, key) < 0:
             raise ConfigError(f"{where}: hrn.{key} must be >= 0, got {getattr(h, key)!r}")
+    if not 0 <= h.avoid_task_energy < 1:
+        raise ConfigError(f"{where}: hrn.avoid_task_energy must be in [0, 1) (0: off), got {h.avoid_task_energy!r}")
     if not cfg.units:
         raise ConfigError(f"{where}: units: at least one unit group is needed")
     t = cfg.training

@@ -9,9 +9,10 @@ CLI reads these names cheaply.)
 
 PROFILE_SWITCHES = {
     "paper": {},
-    "stable": {"basis_lock": True, "protect_units": True, "orthogonal_bases": True},
+    "stable": {"basis_lock": True, "protect_units": True, "orthogonal_bases": True, "avoid_task_energy": 0.95},
 }
 PROFILES = tuple(PROFILE_SWITCHES)
 DEFAULT_PROFILE = "stable"      # of a config file without `profile:`
 STORED_PROFILE = "paper"        # of a stored config (checkpoint, results) from before profiles
-TRAINING_SWITCHES = ("grad_scaling", "basis_update", "basis_lock", "protect_units", "orthogonal_bases")
+TRAINING_SWITCHES = ("grad_scaling", "basis_update", "basis_lock", "protect_units", "orthogonal_bases",
+                     "avoid_task_energy")

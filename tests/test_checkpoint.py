@@ -533,7 +533,7 @@ def test_config_error_names_path_once(saved, tmp_path):
         load_checkpoint(bad)
     assert str(info.value) == f"{bad}: config: hrn: unknown key(s) warp_factor; allowed: " + \
         "hash_size, basis_size, depth, tau_depth, tau_empty, tau_expand, aging_start, aging_rate, " \
-        "residue_l1, grad_scaling, basis_update, basis_lock, protect_units, orthogonal_bases"
+        "residue_l1, grad_scaling, basis_update, basis_lock, protect_units, orthogonal_bases, avoid_task_energy"
 
 
 def test_read_train_state(saved, tmp_path):

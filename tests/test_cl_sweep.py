@@ -133,6 +133,22 @@ def test_identity_reads_stored_runs():
     assert sweep_spec.identity({**run, "config": old}) == sweep_spec.identity({**run, "config": stable})
 
 
+def test_a_run_trained_before_a_switch_existed_is_not_the_profile_of_today():
+    """The stable profile gained a switch: a stable run recorded without it trained with the
+    switch off, so it is no longer that profile's run; a paper run (switch off either way) is."""
+    from hrn_hw.config import builtin_config_path, config_to_dict, load_config
+
+    stable = config_to_dict(load_config(builtin_config_path("pairwise-mnist")))
+    paper = config_to_dict(load_config(builtin_config_path("pairwise-mnist"), "paper"))
+    for config, keeps in ((stable, False), (paper, True)):
+        point = {"method": "hrn", "config": config}
+        switches = load_config(builtin_config_path("pairwise-mnist"), config["profile"]).switches
+        assert sweep_spec.same_training(point, {"switches": switches})
+        older = {k: v for k, v in switches.items() if k != "avoid_task_energy"}
+        assert sweep_spec.same_training(point, {"switches": older}) == keeps
+    assert sweep_spec.same_training({"method": "vc", "config": stable}, {})
+
+
 def test_killed_run_is_retried_then_resume_skips_finished_runs(tmp_path):
     spec = write_spec(tmp_path, TINY + f"seeds: 2\nout: {tmp_path / 'out'}\n")
     done = sweep_run.run_train_sweep(spec, workers=2, fn=die_once, progress=False)

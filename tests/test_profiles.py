@@ -135,3 +135,54 @@ def test_orthogonal_bases_keep_new_vectors_off_the_locked_spans(orthogonal):
     energy = float((pool.bases[1, 0] @ e0) ** 2)
     assert energy == pytest.approx(0.0 if orthogonal else 0.36, abs=1e-6)
     assert float(pool.bases[1, 0].norm()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("avoid", [0.0, 0.9])
+def test_avoid_task_energy_keeps_new_vectors_off_earlier_tasks_hashes(avoid):
+    """Task 0 routes hashes that live in span(e0, e1) (energy 0.8 / 0.2 there) through unit 0
+    (basis e0). After it, a hash 0.6 e1 + 0.8 e2 starts unit 1. With avoid_task_energy 0.9 the
+    earlier hashes' subspace holding 90 % of their energy is span(e0, e1), so unit 1's vector is
+    e2 and no task-0 hash has energy on it; without the switch (and without orthogonal_bases)
+    the vector is the hash itself and task 0's e1-heavy hashes have 0.36 of theirs there."""
+    from hrn_hw.reference.bases import BasisPool
+
+    pool = BasisPool(2, 3, 8, 5, 1.2, 0.9, 0.01, True, True, False, avoid)
+    pool.bases[0, 0, 0] = 1.0
+    pool.count[0] = 1
+    old = torch.zeros(64, 8)
+    old[:48, 0] = 1.0                                 # 48 hashes e0, 16 hashes e1: 0.75 / 0.25 of the energy
+    old[48:, 1] = 1.0
+    used = torch.zeros(64, 2, dtype=torch.bool)
+    used[:, 1] = True                                 # (only unit 0 may take them: no initialisation)
+    pool.select(old, used, train=True)
+    pool.close_task()
+    assert bool(pool.locked[0]) and not bool(pool.locked[1])
+    h = torch.zeros(1, 8)
+    h[0, 1], h[0, 2] = 0.6, 0.8                       # energy 0 on unit 0: starts unit 1
+    sel, ok, _, _ = pool.select(h, torch.zeros(1, 2, dtype=torch.bool), train=True)
+    assert sel.tolist() == [1] and int(pool.count[1]) == 1
+    energy_e1 = float(pool.bases[1, 0, 1] ** 2)
+    assert energy_e1 == pytest.approx(0.0 if avoid else 0.36, abs=1e-6)
+    assert float(pool.bases[1, 0].norm()) == pytest.approx(1.0)
+
+
+def test_hash_moments_round_trip_and_an_older_checkpoint_loads(tmp_path):
+    """The moments live in the pool's state (a resumed task keeps them); a stable checkpoint
+    from before avoid_task_energy (no moment buffers) loads with none recorded."""
+    from hrn_hw.reference.bases import BasisPool
+
+    pool = BasisPool(2, 3, 8, 5, 1.2, 0.9, 0.01, True, True, False, 0.95)
+    pool.bases[0, 0, 0] = 1.0
+    pool.count[0] = 1
+    pool.select(torch.eye(8)[:3], torch.zeros(3, 2, dtype=torch.bool), train=True)
+    state = pool.state_dict()
+    assert int(state["task_hashes"]) == 3 and float(state["task_moment"].trace()) == pytest.approx(3.0)
+    again = BasisPool(2, 3, 8, 5, 1.2, 0.9, 0.01, True, True, False, 0.95)
+    again.load_state_dict(state, strict=True)
+    assert torch.equal(again.task_moment, pool.task_moment)
+    older = {k: v for k, v in state.items() if k not in BasisPool.MOMENTS}
+    again = BasisPool(2, 3, 8, 5, 1.2, 0.9, 0.01, True, True, False, 0.95)
+    again.load_state_dict(older, strict=True)
+    assert int(again.task_hashes) == 0 and not bool(again.old_moment.any())
+    paper = BasisPool(2, 3, 8, 5, 1.2, 0.9, 0.01)
+    assert not set(BasisPool.MOMENTS) & set(paper.state_dict())   # paper profile: no new state

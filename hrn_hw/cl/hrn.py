@@ -67,7 +67,8 @@ class HrnStrategy(Strategy):
 
     def end_task(self, t: int, task, device: str) -> None:
         """Lock the units task t initialised (stable profile): bases frozen with basis_lock,
-        weights with protect_units, later vectors kept off their span with orthogonal_bases."""
+        weights with protect_units, later vectors kept off their span with orthogonal_bases and
+        off the task's hash subspace with avoid_task_energy."""
         p = self.cfg.hrn
-        if p.basis_lock or p.protect_units or p.orthogonal_bases:
-            self.model.pool.lock_initialised()
+        if p.basis_lock or p.protect_units or p.orthogonal_bases or p.avoid_task_energy:
+            self.model.pool.close_task()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from hrn_hw.cl.sweep_spec import Spec, identity, read_spec
+from hrn_hw.cl.sweep_spec import Spec, identity, read_spec, same_training
 from hrn_hw.cl.summary import check_run, summary_doc, timing, write_summary
 from hrn_hw.errors import HrnError
 
@@ -99,8 +99,8 @@ def finished(point: dict) -> dict | None:
     if made_by is None:
         return results
     try:
-        same = identity(made_by) == identity(point)
-    except (HrnError, KeyError, TypeError):      # a run record this hrn-hw cannot read: not this run
+        same = identity(made_by) == identity(point) and same_training(point, results)
+    except (HrnError, KeyError, TypeError, AttributeError):   # a run record this hrn-hw cannot read
         same = False
     return results if same else None
 

@@ -82,6 +82,19 @@ def identity(point: dict) -> dict:
     return json.loads(json.dumps(run))
 
 
+def same_training(point: dict, results: dict) -> bool:
+    """Whether an HRN run's recorded switches are those the point resolves to today: a profile
+    whose definition changed since (a switch added) is not the same training. A switch missing
+    from the record is its HRNParams default: the code before the switch trained that way."""
+    if point["method"] != "hrn":
+        return True
+    from hrn_hw.config import HRNParams, config_from_dict
+
+    want = config_from_dict(json.loads(json.dumps(point["config"])), "a sweep run's config").switches
+    had = {k: results.get("switches", {}).get(k, getattr(HRNParams, k)) for k in want}
+    return json.loads(json.dumps(had)) == json.loads(json.dumps(want))
+
+
 def shipped_specs() -> list[str]:
     """Names of the specs shipped with hrn_hw (hrn_hw/sweeps/*.yaml)."""
     folder = resources.files("hrn_hw") / SWEEPS_DIR

@@ -44,11 +44,13 @@ class BasisPool(nn.Module):
 
     def __init__(self, num_units: int, basis_size: int, hash_size: int, aging_start: int,
                  aging_rate: float, tau_empty: float, tau_expand: float, aging: bool = True,
-                 lock_bases: bool = True, orthogonal_to_locked: bool = False):
+                 lock_bases: bool = True, orthogonal_to_locked: bool = False, avoid_energy: float = 0.0):
         super().__init__()
         self.lock_bases = lock_bases     # False: a locked unit's basis still learns (hrn.basis_lock off)
         self.orthogonal_to_locked = orthogonal_to_locked   # stable profile: new vectors avoid locked spans
-        self._locked_span = None         # (locked mask, orthonormal rows spanning their bases)
+        self.avoid_energy = avoid_energy   # stable profile: new vectors avoid earlier tasks' hash subspace
+        self._avoided = None             # (locked mask, moment version, orthonormal rows new vectors avoid)
+        self._moment_version = 0
         self.m, self.s = basis_size, hash_size
         self.aging_start, self.aging_rate, self.aging = aging_start, aging_rate, aging
         self.tau_empty, self.tau_expand = tau_empty, tau_expand
@@ -57,6 +59,21 @@ class BasisPool(nn.Module):
         self.register_buffer("age_threshold", torch.full((num_units,), float(aging_start), dtype=torch.float64))
         self.register_buffer("age_counter", torch.zeros(num_units, basis_size, dtype=torch.int64))
         self.register_buffer("locked", torch.zeros(num_units, dtype=torch.bool))
+        if avoid_energy:
+            # second moments of the normalised hashes routed in training (no samples): the task's
+            # so far, and the sum over finished tasks of each task's mean
+            self.register_buffer("task_moment", torch.zeros(hash_size, hash_size, dtype=torch.float64))
+            self.register_buffer("task_hashes", torch.zeros((), dtype=torch.int64))
+            self.register_buffer("old_moment", torch.zeros(hash_size, hash_size, dtype=torch.float64))
+
+    MOMENTS = ("task_moment", "task_hashes", "old_moment")
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """A checkpoint from before `avoid_task_energy` has no hash moments: none recorded."""
+        for name in self.MOMENTS:
+            if hasattr(self, name):
+                state_dict.setdefault(prefix + name, getattr(self, name).detach().clone().zero_())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def num_units(self) -> int:
@@ -79,6 +96,22 @@ class BasisPool(nn.Module):
         """Lock every initialised unit (a task has trained it): its basis freezes (no expansion,
         no aging) where lock_bases, and the stable profile protects its weights."""
         self.locked |= self.initialised()
+
+    def close_task(self) -> None:
+        """A task ended (stable profile): lock its units and, with avoid_energy, add the mean
+        second moment of its routed hashes to the earlier tasks'."""
+        self.lock_initialised()
+        if self.avoid_energy and int(self.task_hashes) > 0:
+            self.old_moment += self.task_moment / int(self.task_hashes)
+            self.task_moment.zero_()
+            self.task_hashes.zero_()
+            self._moment_version += 1
+
+    def _record(self, h: torch.Tensor) -> None:
+        """Add a training step's normalised hashes to the task's second moment."""
+        h = h.detach().to(torch.float64)
+        self.task_moment.addmm_(h.T, h)
+        self.task_hashes += h.shape[0]
 
     def selectable(self, used, train: bool) -> np.ndarray:
         """[n, M] numpy mask of units a sample may select next (`used` [n, M]: units already
@@ -114,6 +147,8 @@ class BasisPool(nn.Module):
         """
         # Training edits self.bases in place afterwards: project on a snapshot the graph can keep.
         # (The coefficients carry no gradient: the residue's own node differentiates h.)
+        if self.avoid_energy:
+            self._record(h)
         bases = self.bases.clone()
         coef_all = self._project_all(h.detach(), bases)
         coefs = host_array(coef_all)
@@ -188,7 +223,7 @@ class BasisPool(nn.Module):
         if len(empty) == 0:
             return (int(energy.argmax()), False) if cand.any() else None
         unit = int(empty[0])
-        vec = self._away_from_locked(h)
+        vec = self._away_from_old(h)
         self.bases[unit].zero_()
         self.bases[unit, 0] = vec / vec.norm()
         self.count[unit] = 1
@@ -281,31 +316,52 @@ class BasisPool(nn.Module):
         counters -= counts
         return True
 
-    def _away_from_locked(self, vec: torch.Tensor) -> torch.Tensor:
-        """`vec` minus its projection on the span of every locked unit's basis (stable profile,
-        `hrn.orthogonal_bases`), or `vec` itself when that is off, nothing is locked, or `vec`
-        lies (almost) in that span. A new vector orthogonal to the locked spans gives a sample
-        whose energy on an earlier task's unit exceeds 1/2 less than 1/2 on the new unit."""
-        if not self.orthogonal_to_locked or not bool(self.locked.any()):
+    def _away_from_old(self, vec: torch.Tensor) -> torch.Tensor:
+        """`vec` minus its projection on what new vectors avoid (stable profile): the span of
+        every locked unit's basis (`hrn.orthogonal_bases`) and the subspace holding
+        `avoid_energy` of earlier tasks' hash energy (`hrn.avoid_task_energy`); `vec` itself
+        when there is none or `vec` lies (almost) in it. A new vector orthogonal to the locked
+        spans gives a sample whose energy on an earlier task's unit exceeds 1/2 less than 1/2 on
+        the new unit; one outside the old hash subspace holds little of any old hash's energy."""
+        span = self._avoided_span()
+        if span is None:
             return vec
-        span = self._span_of_locked()
         away = vec - (span @ vec) @ span
         away = away - (span @ away) @ span             # second pass keeps float32 orthogonality
         return away if float(away.norm()) > 1e-3 * float(vec.norm()) else vec
 
-    def _span_of_locked(self) -> torch.Tensor:
-        """Orthonormal rows spanning the locked units' bases (cached until the lock changes)."""
-        if self._locked_span is None or not torch.equal(self._locked_span[0], self.locked):
-            rows = self.bases[self.locked].reshape(-1, self.s)
+    def _avoided_span(self) -> torch.Tensor | None:
+        """Orthonormal rows spanning what new vectors avoid, or None (cached until a lock or the
+        earlier tasks' moment changes)."""
+        key = (self.locked.clone(), self._moment_version)
+        if self._avoided is not None and torch.equal(self._avoided[0], key[0]) and self._avoided[1] == key[1]:
+            return self._avoided[2]
+        parts = []
+        if self.orthogonal_to_locked and bool(self.locked.any()):
+            parts.append(self.bases[self.locked].reshape(-1, self.s).double())
+        if self.avoid_energy and bool(self.old_moment.any()):
+            parts.append(self._old_hash_subspace())
+        span = None
+        if parts:
+            rows = torch.cat(parts)
             rows = rows[rows.norm(dim=1) > 0]
-            q, r = torch.linalg.qr(rows.T.double())
-            q = q[:, r.diagonal().abs() > 1e-6]
-            self._locked_span = (self.locked.clone(), q.T.to(self.bases.dtype).contiguous())
-        return self._locked_span[1]
+            q, r = torch.linalg.qr(rows.T)
+            span = q[:, r.diagonal().abs() > 1e-6].T.to(self.bases.dtype).contiguous()
+        self._avoided = (*key, span)
+        return span
+
+    def _old_hash_subspace(self) -> torch.Tensor:
+        """The leading eigenvectors of the earlier tasks' hash moment that hold `avoid_energy`
+        of its trace (rows, float64)."""
+        w, v = torch.linalg.eigh(self.old_moment)
+        w, v = w.flip(0).clamp_min(0), v.flip(1)
+        share = w.cumsum(0) / w.sum()
+        k = int(torch.searchsorted(share, torch.tensor(self.avoid_energy, dtype=share.dtype))) + 1
+        return v[:, :min(k, self.s)].T
 
     def _expand(self, unit: int, n: int, vec: torch.Tensor) -> bool:
         """Alg. 4: append r / ||r|| (the caller checked ||p|| < tau_expand)."""
-        vec = self._away_from_locked(vec)
+        vec = self._away_from_old(vec)
         basis = self.bases[unit, :n]
         residue = vec - (basis @ vec) @ basis
         norm = residue.norm()
@@ -317,7 +373,7 @@ class BasisPool(nn.Module):
 
     def _renew(self, unit: int, n: int, weakest: int, vec: torch.Tensor) -> None:
         """Alg. 2 replacement: vector `weakest` <- normalised h minus its projection on the others."""
-        vec = self._away_from_locked(vec)
+        vec = self._away_from_old(vec)
         others = torch.cat([self.bases[unit, :weakest], self.bases[unit, weakest + 1:n]])
         fresh = vec - (others @ vec) @ others
         fresh = fresh - (others @ fresh) @ others   # second pass keeps float32 orthogonality

@@ -125,7 +125,8 @@ class HRN(nn.Module):
         self.units = nn.ModuleList()
         self.heads = nn.ModuleList()
         self.pool = BasisPool(0, p.basis_size, p.hash_size, p.aging_start, p.aging_rate,
-                              p.tau_empty, p.tau_expand, p.basis_update, p.basis_lock, p.orthogonal_bases)
+                              p.tau_empty, p.tau_expand, p.basis_update, p.basis_lock, p.orthogonal_bases,
+                              p.avoid_task_energy)
         self.seed = seed
         if hash_seeds is None:
             hash_seeds = [draw_seed(seed, 0, set())]
