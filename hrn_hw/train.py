@@ -196,6 +196,7 @@ def train(cfg: Config, opts: RunOptions, out: str | Path, results_path: str | Pa
         for e in range(e0, epochs):
             t0 = time.perf_counter()
             rng = np.random.default_rng([opts.seed, t, e])
+            strategy.begin_epoch(t, e, epochs)
             loss, v = train_epoch(strategy, opt, tasks[t], t, cfg.training.batch_size, rng, opts.device,
                                   opts.oracle, f"task {t + 1}/{len(tasks)} epoch {e + 1}/{epochs}")
             seconds += time.perf_counter() - t0

@@ -154,6 +154,7 @@ def test_avoid_task_energy_keeps_new_vectors_off_earlier_tasks_hashes(avoid):
     old[48:, 1] = 1.0
     used = torch.zeros(64, 2, dtype=torch.bool)
     used[:, 1] = True                                 # (only unit 0 may take them: no initialisation)
+    pool.recording = True                             # (the task's last epoch: HrnStrategy.begin_epoch)
     pool.select(old, used, train=True)
     pool.close_task()
     assert bool(pool.locked[0]) and not bool(pool.locked[1])
@@ -174,6 +175,9 @@ def test_hash_moments_round_trip_and_an_older_checkpoint_loads(tmp_path):
     pool = BasisPool(2, 3, 8, 5, 1.2, 0.9, 0.01, True, True, False, 0.95)
     pool.bases[0, 0, 0] = 1.0
     pool.count[0] = 1
+    pool.select(torch.eye(8)[:2], torch.zeros(2, 2, dtype=torch.bool), train=True)
+    assert int(pool.task_hashes) == 0                 # not the task's last epoch: nothing recorded
+    pool.recording = True
     pool.select(torch.eye(8)[:3], torch.zeros(3, 2, dtype=torch.bool), train=True)
     state = pool.state_dict()
     assert int(state["task_hashes"]) == 3 and float(state["task_moment"].trace()) == pytest.approx(3.0)
@@ -186,3 +190,15 @@ def test_hash_moments_round_trip_and_an_older_checkpoint_loads(tmp_path):
     assert int(again.task_hashes) == 0 and not bool(again.old_moment.any())
     paper = BasisPool(2, 3, 8, 5, 1.2, 0.9, 0.01)
     assert not set(BasisPool.MOMENTS) & set(paper.state_dict())   # paper profile: no new state
+
+
+@pytest.mark.parametrize("avoid", [0.0, 0.95])
+def test_only_the_last_epoch_records_hash_moments(avoid):
+    """HrnStrategy.begin_epoch turns recording on for the task's last epoch, with the switch."""
+    strategy = HrnStrategy(pairwise_config(avoid_task_energy=avoid), 0)
+    strategy.build()
+    seen = []
+    for e in range(3):
+        strategy.begin_epoch(0, e, 3)
+        seen.append(strategy.model.pool.recording)
+    assert seen == [False, False, bool(avoid)]

@@ -60,6 +60,11 @@ class HrnStrategy(Strategy):
         units = [p for p in self.model.units.parameters() if p.requires_grad]
         return units + list(self.model.heads[t].parameters())
 
+    def begin_epoch(self, t: int, epoch: int, epochs: int) -> None:
+        """With avoid_task_energy, the task's last epoch records its routed hashes' moment (the
+        hashes of the features the task ends with, at one epoch's cost)."""
+        self.model.pool.recording = bool(self.cfg.hrn.avoid_task_energy) and epoch == epochs - 1
+
     def batch_loss(self, x: torch.Tensor, y: torch.Tensor, t: int, oracle: bool = False):
         logits, routing = self.model(x, t, oracle=oracle)
         loss = F.cross_entropy(logits, y) + self.cfg.hrn.residue_l1 * routing.residue_l1.mean()

@@ -80,6 +80,9 @@ class Strategy:
             head.requires_grad_(k == t)
         return list(self.model.encoder_parameters()) + list(self.model.heads[t].parameters())
 
+    def begin_epoch(self, t: int, epoch: int, epochs: int) -> None:
+        """Before epoch `epoch` (0-based) of the task's `epochs`."""
+
     def batch_loss(self, x: torch.Tensor, y: torch.Tensor, t: int, oracle: bool = False):
         """(loss, routes [B, d] or None) of one training batch of task t."""
         raise NotImplementedError

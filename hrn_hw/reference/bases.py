@@ -51,6 +51,7 @@ class BasisPool(nn.Module):
         self.avoid_energy = avoid_energy   # stable profile: new vectors avoid earlier tasks' hash subspace
         self._avoided = None             # (locked mask, moment version, orthonormal rows new vectors avoid)
         self._moment_version = 0
+        self.recording = False           # training adds its hashes to the task's moment (set per epoch)
         self.m, self.s = basis_size, hash_size
         self.aging_start, self.aging_rate, self.aging = aging_start, aging_rate, aging
         self.tau_empty, self.tau_expand = tau_empty, tau_expand
@@ -61,7 +62,7 @@ class BasisPool(nn.Module):
         self.register_buffer("locked", torch.zeros(num_units, dtype=torch.bool))
         if avoid_energy:
             # second moments of the normalised hashes routed in training (no samples): the task's
-            # so far, and the sum over finished tasks of each task's mean
+            # last epoch's so far, and the sum over finished tasks of each task's mean
             self.register_buffer("task_moment", torch.zeros(hash_size, hash_size, dtype=torch.float64))
             self.register_buffer("task_hashes", torch.zeros((), dtype=torch.int64))
             self.register_buffer("old_moment", torch.zeros(hash_size, hash_size, dtype=torch.float64))
@@ -147,7 +148,7 @@ class BasisPool(nn.Module):
         """
         # Training edits self.bases in place afterwards: project on a snapshot the graph can keep.
         # (The coefficients carry no gradient: the residue's own node differentiates h.)
-        if self.avoid_energy:
+        if self.recording and self.avoid_energy:
             self._record(h)
         bases = self.bases.clone()
         coef_all = self._project_all(h.detach(), bases)
