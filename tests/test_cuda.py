@@ -75,3 +75,28 @@ def test_cli_training_on_cuda_is_reproducible_and_evaluates_on_cpu(tmp_path):
         assert code == 0, err
         accuracy[device] = [t["accuracy"] for t in json.loads(out.read_text())["tasks"]]
     assert accuracy["cpu"] == accuracy["cuda"] and len(accuracy["cpu"]) == 5
+
+
+def test_avoid_task_energy_on_cuda():
+    """The stable profile's hash moments and the subspace new vectors avoid, on the GPU: the
+    same new basis vector as on the CPU."""
+    from hrn_hw.reference.bases import BasisPool
+
+    vectors = []
+    for dev in ("cpu", "cuda"):
+        pool = BasisPool(2, 3, 8, 5, 1.2, 0.9, 0.01, True, True, False, 0.9).to(dev)
+        pool.bases[0, 0, 0] = 1.0
+        pool.count[0] = 1
+        old = torch.zeros(64, 8, device=dev)
+        old[:48, 0] = 1.0
+        old[48:, 1] = 1.0
+        used = torch.zeros(64, 2, dtype=torch.bool, device=dev)
+        used[:, 1] = True
+        pool.recording = True
+        pool.select(old, used, train=True)
+        pool.close_task()
+        h = torch.zeros(1, 8, device=dev)
+        h[0, 1], h[0, 2] = 0.6, 0.8
+        pool.select(h, torch.zeros(1, 2, dtype=torch.bool, device=dev), train=True)
+        vectors.append(pool.bases[1, 0].cpu())
+    assert torch.allclose(vectors[0], vectors[1], atol=1e-6) and abs(float(vectors[0][2])) == pytest.approx(1.0)

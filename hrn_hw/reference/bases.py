@@ -357,7 +357,7 @@ class BasisPool(nn.Module):
         w, v = torch.linalg.eigh(self.old_moment)
         w, v = w.flip(0).clamp_min(0), v.flip(1)
         share = w.cumsum(0) / w.sum()
-        k = int(torch.searchsorted(share, torch.tensor(self.avoid_energy, dtype=share.dtype))) + 1
+        k = int((share < self.avoid_energy).sum()) + 1      # (no host tensor: works on any device)
         return v[:, :min(k, self.s)].T
 
     def _expand(self, unit: int, n: int, vec: torch.Tensor) -> bool:
