@@ -85,7 +85,8 @@ def test_shipped_specs():
     runs = {name: len(sweep_spec.read_spec(sweep_spec.spec_path(name)).points())
             for name in sweep_spec.shipped_specs()}
     assert runs == {"methods-pairwise-mnist": 30, "methods-fashion-mnist": 18, "methods-mnist-fashion-pairs": 18,
-                    "stable-ablation": 36, "table1-ablation": 36, "time-per-method": 6}
+                    "stable-ablation": 24, "stable-ablation-fashion": 12, "table1-ablation": 36,
+                    "time-per-method": 6}
     ablation = sweep_spec.read_spec(sweep_spec.spec_path("table1-ablation"))
     assert len({json.dumps(config, sort_keys=True) for _, config, _ in ablation.configs}) == 12
     assert {config["profile"] for _, config, _ in ablation.configs} == {"paper"}
@@ -258,6 +259,6 @@ def test_longest_runs_go_first():
     spec = sweep_spec.read_spec(sweep_spec.spec_path("stable-ablation"))
     points = spec.points()
     order = sorted(points, key=sweep_run.expected_work, reverse=True)
-    assert {json.loads(json.dumps(p["config"]))["scenario"] for p in order[:12]} == {"fashion-mnist"}
+    assert {json.loads(json.dumps(p["config"]))["scenario"] for p in order[:12]} == {"mnist-fashion-pairs"}
     assert order[-1]["config"]["scenario"] == "pairwise-mnist"
     assert sweep_run.expected_work({**points[0], "limit": 10, "epochs": 1}) == 50   # 5 tasks x 1 epoch x 10
