@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from hrn_hw.cl.strategy import Strategy
+from hrn_hw.profiles import PROFILE_SWITCHES
 from hrn_hw.reference.hrn import HRN
 
 
@@ -74,6 +75,5 @@ class HrnStrategy(Strategy):
         """Lock the units task t initialised (stable profile): bases frozen with basis_lock,
         weights with protect_units, later vectors kept off their span with orthogonal_bases and
         off the task's hash subspace with avoid_task_energy."""
-        p = self.cfg.hrn
-        if p.basis_lock or p.protect_units or p.orthogonal_bases or p.avoid_task_energy:
+        if any(getattr(self.cfg.hrn, switch) for switch in PROFILE_SWITCHES["stable"]):
             self.model.pool.close_task()

@@ -39,12 +39,11 @@ class LwfStrategy(VcStrategy):
     """The VC with distillation of the old heads' outputs (taken before the task) on new data."""
 
     name = "lwf"
+    weight_key = "alpha"          # the distillation weight's key in the method's config section
 
     def __init__(self, cfg, seed: int = 0):
         super().__init__(cfg, seed)
         self.snapshot: VanillaCNN | None = None
-
-    weight_key = "alpha"          # the distillation weight's key in the method's config section
 
     @property
     def distill_weight(self) -> float:
